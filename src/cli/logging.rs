@@ -1,0 +1,34 @@
+//! Logging to stderr with `tracing`: text or JSON lines, level from `-v`/`-q`/`RUST_LOG`.
+//!
+//! Log events carry paths, handles and counts, never values: the secret type has no
+//! `Display`, and its `Debug` is redacted.
+
+use tracing_subscriber::EnvFilter;
+
+use super::LogFormat;
+
+pub(super) fn init(verbose: u8, quiet: bool, format: LogFormat) {
+    let level = match (quiet, verbose) {
+        (true, _) => "error",
+        (false, 0) => "warn",
+        (false, 1) => "info",
+        (false, 2) => "debug",
+        (false, _) => "trace",
+    };
+    // RUST_LOG refines the flags (e.g. `RUST_LOG=agentbak::store=debug`); it never silences -q.
+    let filter = match std::env::var("RUST_LOG") {
+        Ok(spec) if !spec.is_empty() && !quiet => EnvFilter::new(spec),
+        _ => EnvFilter::new(format!("agentbak={level},warn")),
+    };
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false);
+    let _ = match format {
+        LogFormat::Text => builder
+            .without_time()
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .try_init(),
+        LogFormat::Json => builder.json().try_init(),
+    };
+}

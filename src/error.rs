@@ -1,0 +1,188 @@
+//! Typed errors and the one place that maps them to exit codes.
+//!
+//! Every failure the library can report is a variant of [`Error`]. Variants carry what a user
+//! needs to act (a path, a manifest line, a handle) and never a secret value: the secret type
+//! has no `Display`, so a value cannot be formatted into a message by accident.
+//!
+//! The exit codes are the contract of `SPEC.md` ("Exit codes"); `docs/exit-codes.md` is the
+//! user-facing copy of the table in [`ExitCode`].
+
+use std::path::PathBuf;
+
+use crate::manifest::ManifestError;
+
+/// The documented exit codes of `agentbak`, in one place.
+///
+/// When several outcomes apply at once (for example `verify` finds a leak and a corrupt
+/// archive), the most severe wins; [`ExitCode::severity`] defines that order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum ExitCode {
+    /// Success.
+    Success = 0,
+    /// The command could not complete; nothing partial is left behind.
+    Error = 1,
+    /// Usage error: bad flags, bad manifest.
+    Usage = 2,
+    /// Done with warnings: the work was done, but something needs attention.
+    Warnings = 3,
+    /// Secrets found: plaintext secrets would remain, or `scan`/`verify` found some.
+    SecretsFound = 4,
+    /// Integrity failure: a snapshot is corrupt, tampered with, or cannot be decrypted.
+    Integrity = 5,
+    /// Unresolved handles: a handle could not be fetched.
+    Unresolved = 6,
+    /// Locked: another run holds the repository.
+    Locked = 7,
+}
+
+impl ExitCode {
+    /// The numeric process exit code.
+    pub fn code(self) -> u8 {
+        self as u8
+    }
+
+    /// Rank used to pick one code when several outcomes apply: a higher rank wins.
+    ///
+    /// Order, most severe first: integrity (5) > secrets found (4) > unresolved (6) >
+    /// error (1) > usage (2) > locked (7) > warnings (3) > success (0). A corrupt backup is
+    /// the worst news for an auditor; a leak comes next because it is a live exposure.
+    pub fn severity(self) -> u8 {
+        match self {
+            ExitCode::Success => 0,
+            ExitCode::Warnings => 1,
+            ExitCode::Locked => 2,
+            ExitCode::Usage => 3,
+            ExitCode::Error => 4,
+            ExitCode::Unresolved => 5,
+            ExitCode::SecretsFound => 6,
+            ExitCode::Integrity => 7,
+        }
+    }
+
+    /// The more severe of two codes.
+    pub fn worst(self, other: ExitCode) -> ExitCode {
+        if other.severity() > self.severity() {
+            other
+        } else {
+            self
+        }
+    }
+}
+
+impl From<ExitCode> for std::process::ExitCode {
+    fn from(code: ExitCode) -> Self {
+        std::process::ExitCode::from(code.code())
+    }
+}
+
+/// Every error the library reports.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The manifest could not be read, parsed or validated.
+    #[error(transparent)]
+    Manifest(#[from] ManifestError),
+
+    /// A handle or placeholder did not parse.
+    #[error(transparent)]
+    Handle(#[from] crate::handle::HandleError),
+
+    /// Bad command-line usage that clap cannot express.
+    #[error("{0}")]
+    Usage(String),
+
+    /// An I/O error on a named path.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file or folder involved.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// A command that a later release implements.
+    #[error("`agentbak {0}` is not implemented yet")]
+    NotImplemented(&'static str),
+}
+
+impl Error {
+    /// Wraps an I/O error with the path it happened on.
+    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Io {
+            path: path.into(),
+            source,
+        }
+    }
+
+    /// The exit code of this error: the one place where errors meet exit codes.
+    pub fn exit_code(&self) -> ExitCode {
+        match self {
+            Error::Manifest(_) | Error::Handle(_) | Error::Usage(_) => ExitCode::Usage,
+            Error::Io { .. } | Error::NotImplemented(_) => ExitCode::Error,
+        }
+    }
+}
+
+/// The library's result type.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ALL: [ExitCode; 8] = [
+        ExitCode::Success,
+        ExitCode::Error,
+        ExitCode::Usage,
+        ExitCode::Warnings,
+        ExitCode::SecretsFound,
+        ExitCode::Integrity,
+        ExitCode::Unresolved,
+        ExitCode::Locked,
+    ];
+
+    #[test]
+    fn codes_match_the_spec_table() {
+        let codes: Vec<u8> = ALL.iter().map(|c| c.code()).collect();
+        assert_eq!(codes, vec![0, 1, 2, 3, 4, 5, 6, 7]);
+    }
+
+    #[test]
+    fn severity_is_a_total_order() {
+        let mut ranks: Vec<u8> = ALL.iter().map(|c| c.severity()).collect();
+        ranks.sort_unstable();
+        ranks.dedup();
+        assert_eq!(ranks.len(), ALL.len());
+    }
+
+    #[test]
+    fn worst_prefers_integrity_over_leaks_over_unresolved() {
+        assert_eq!(
+            ExitCode::Unresolved.worst(ExitCode::SecretsFound),
+            ExitCode::SecretsFound
+        );
+        assert_eq!(
+            ExitCode::SecretsFound.worst(ExitCode::Integrity),
+            ExitCode::Integrity
+        );
+        assert_eq!(
+            ExitCode::Warnings.worst(ExitCode::Success),
+            ExitCode::Warnings
+        );
+        assert_eq!(
+            ExitCode::Success.worst(ExitCode::Unresolved),
+            ExitCode::Unresolved
+        );
+    }
+
+    #[test]
+    fn manifest_errors_are_usage_errors() {
+        let err = Error::Usage("x".into());
+        assert_eq!(err.exit_code(), ExitCode::Usage);
+        assert_eq!(
+            Error::NotImplemented("restore").exit_code(),
+            ExitCode::Error
+        );
+    }
+}

@@ -1,0 +1,345 @@
+//! Byte spans of values inside a JSON document, addressed by JSON Pointer (RFC 6901).
+//!
+//! `serde_json` forgets where a value came from. Two parts of agentbak need that position:
+//! manifest validation (an error names the line and column of the offending field) and JSON
+//! redaction (only the bytes of a value are edited). Both use this one small scanner, which
+//! walks the document without building a tree and returns the byte range of the value a
+//! pointer names.
+
+use std::ops::Range;
+
+/// Why a document could not be scanned.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid JSON at byte {offset}: {reason}")]
+pub struct ScanError {
+    /// Byte offset of the problem.
+    pub offset: usize,
+    /// What was expected.
+    pub reason: &'static str,
+}
+
+/// Splits a JSON Pointer into its unescaped reference tokens. `""` is the whole document.
+pub fn pointer_tokens(pointer: &str) -> Option<Vec<String>> {
+    if pointer.is_empty() {
+        return Some(Vec::new());
+    }
+    let rest = pointer.strip_prefix('/')?;
+    Some(
+        rest.split('/')
+            .map(|t| t.replace("~1", "/").replace("~0", "~"))
+            .collect(),
+    )
+}
+
+/// The byte range of the value at `pointer`, or `None` when the pointer names nothing. With
+/// duplicate object keys, the last one wins, as in `serde_json`.
+pub fn value_span(doc: &[u8], pointer: &str) -> Result<Option<Range<usize>>, ScanError> {
+    let tokens = pointer_tokens(pointer).ok_or(ScanError {
+        offset: 0,
+        reason: "a JSON Pointer starts with `/`",
+    })?;
+    let mut s = Scanner { doc, pos: 0 };
+    s.ws();
+    let found = s.value(Some(&tokens), 0)?;
+    s.ws();
+    if s.pos != doc.len() {
+        return Err(s.error("trailing characters after the document"));
+    }
+    Ok(found)
+}
+
+/// 1-based line and column (in characters) of a byte offset.
+pub fn line_col(doc: &[u8], offset: usize) -> (usize, usize) {
+    let before = &doc[..offset.min(doc.len())];
+    let line = before.iter().filter(|b| **b == b'\n').count() + 1;
+    let line_start = before
+        .iter()
+        .rposition(|b| *b == b'\n')
+        .map_or(0, |p| p + 1);
+    let col = String::from_utf8_lossy(&before[line_start..])
+        .chars()
+        .count()
+        + 1;
+    (line, col)
+}
+
+/// Decodes the JSON string literal at `span` (quotes included) into its text.
+pub fn decode_string(doc: &[u8], span: Range<usize>) -> Result<String, ScanError> {
+    let mut s = Scanner {
+        doc: &doc[..span.end],
+        pos: span.start,
+    };
+    s.string()
+}
+
+const MAX_DEPTH: usize = 512;
+
+struct Scanner<'a> {
+    doc: &'a [u8],
+    pos: usize,
+}
+
+impl Scanner<'_> {
+    fn error(&self, reason: &'static str) -> ScanError {
+        ScanError {
+            offset: self.pos,
+            reason,
+        }
+    }
+
+    fn peek(&self) -> Option<u8> {
+        self.doc.get(self.pos).copied()
+    }
+
+    fn ws(&mut self) {
+        while matches!(self.peek(), Some(b' ' | b'\t' | b'\n' | b'\r')) {
+            self.pos += 1;
+        }
+    }
+
+    fn expect(&mut self, b: u8, reason: &'static str) -> Result<(), ScanError> {
+        if self.peek() == Some(b) {
+            self.pos += 1;
+            Ok(())
+        } else {
+            Err(self.error(reason))
+        }
+    }
+
+    /// Scans one value. `want` is the rest of the pointer when this value lies on its path.
+    fn value(
+        &mut self,
+        want: Option<&[String]>,
+        depth: usize,
+    ) -> Result<Option<Range<usize>>, ScanError> {
+        if depth > MAX_DEPTH {
+            return Err(self.error("nesting too deep"));
+        }
+        let start = self.pos;
+        let mut found = None;
+        match self.peek() {
+            Some(b'{') => found = self.object(want, depth)?,
+            Some(b'[') => found = self.array(want, depth)?,
+            Some(b'"') => {
+                self.string()?;
+            }
+            Some(b't') => self.literal(b"true")?,
+            Some(b'f') => self.literal(b"false")?,
+            Some(b'n') => self.literal(b"null")?,
+            Some(b'-' | b'0'..=b'9') => self.number()?,
+            _ => return Err(self.error("expected a value")),
+        }
+        if want.is_some_and(|w| w.is_empty()) {
+            found = Some(start..self.pos);
+        }
+        Ok(found)
+    }
+
+    fn object(
+        &mut self,
+        want: Option<&[String]>,
+        depth: usize,
+    ) -> Result<Option<Range<usize>>, ScanError> {
+        self.pos += 1;
+        let mut found = None;
+        self.ws();
+        if self.peek() == Some(b'}') {
+            self.pos += 1;
+            return Ok(None);
+        }
+        loop {
+            self.ws();
+            if self.peek() != Some(b'"') {
+                return Err(self.error("expected a string key"));
+            }
+            let key = self.string()?;
+            self.ws();
+            self.expect(b':', "expected `:` after a key")?;
+            self.ws();
+            let sub = match want {
+                Some([first, rest @ ..]) if *first == key => Some(rest),
+                _ => None,
+            };
+            if let Some(span) = self.value(sub, depth + 1)? {
+                found = Some(span);
+            }
+            self.ws();
+            match self.peek() {
+                Some(b',') => self.pos += 1,
+                Some(b'}') => {
+                    self.pos += 1;
+                    return Ok(found);
+                }
+                _ => return Err(self.error("expected `,` or `}`")),
+            }
+        }
+    }
+
+    fn array(
+        &mut self,
+        want: Option<&[String]>,
+        depth: usize,
+    ) -> Result<Option<Range<usize>>, ScanError> {
+        self.pos += 1;
+        let mut found = None;
+        self.ws();
+        if self.peek() == Some(b']') {
+            self.pos += 1;
+            return Ok(None);
+        }
+        let index = match want {
+            Some([first, rest @ ..]) => first
+                .parse::<usize>()
+                .ok()
+                .filter(|_| first == "0" || !first.starts_with('0'))
+                .map(|i| (i, rest)),
+            _ => None,
+        };
+        let mut i = 0;
+        loop {
+            self.ws();
+            let sub = index.and_then(|(want_i, rest)| (want_i == i).then_some(rest));
+            if let Some(span) = self.value(sub, depth + 1)? {
+                found = Some(span);
+            }
+            i += 1;
+            self.ws();
+            match self.peek() {
+                Some(b',') => self.pos += 1,
+                Some(b']') => {
+                    self.pos += 1;
+                    return Ok(found);
+                }
+                _ => return Err(self.error("expected `,` or `]`")),
+            }
+        }
+    }
+
+    fn literal(&mut self, word: &[u8]) -> Result<(), ScanError> {
+        if self.doc[self.pos..].starts_with(word) {
+            self.pos += word.len();
+            Ok(())
+        } else {
+            Err(self.error("expected `true`, `false` or `null`"))
+        }
+    }
+
+    fn number(&mut self) -> Result<(), ScanError> {
+        let start = self.pos;
+        while matches!(
+            self.peek(),
+            Some(b'-' | b'+' | b'.' | b'e' | b'E' | b'0'..=b'9')
+        ) {
+            self.pos += 1;
+        }
+        if self.pos == start {
+            return Err(self.error("expected a number"));
+        }
+        Ok(())
+    }
+
+    fn hex4(&mut self) -> Result<u32, ScanError> {
+        let digits = self
+            .doc
+            .get(self.pos..self.pos + 4)
+            .and_then(|d| std::str::from_utf8(d).ok())
+            .and_then(|d| u32::from_str_radix(d, 16).ok())
+            .ok_or(self.error("expected four hex digits after `\\u`"))?;
+        self.pos += 4;
+        Ok(digits)
+    }
+
+    /// Scans a string literal (the cursor is on its opening quote) and returns its text.
+    fn string(&mut self) -> Result<String, ScanError> {
+        self.expect(b'"', "expected `\"`")?;
+        let mut out = Vec::new();
+        loop {
+            let Some(b) = self.peek() else {
+                return Err(self.error("unterminated string"));
+            };
+            self.pos += 1;
+            match b {
+                b'"' => break,
+                b'\\' => {
+                    let Some(e) = self.peek() else {
+                        return Err(self.error("unterminated escape"));
+                    };
+                    self.pos += 1;
+                    let c = match e {
+                        b'"' => '"',
+                        b'\\' => '\\',
+                        b'/' => '/',
+                        b'b' => '\u{8}',
+                        b'f' => '\u{c}',
+                        b'n' => '\n',
+                        b'r' => '\r',
+                        b't' => '\t',
+                        b'u' => {
+                            let hi = self.hex4()?;
+                            let code = if (0xD800..0xDC00).contains(&hi)
+                                && self.doc[self.pos..].starts_with(b"\\u")
+                            {
+                                self.pos += 2;
+                                let lo = self.hex4()?;
+                                0x10000 + ((hi - 0xD800) << 10) + (lo.wrapping_sub(0xDC00) & 0x3FF)
+                            } else {
+                                hi
+                            };
+                            char::from_u32(code).unwrap_or('\u{FFFD}')
+                        }
+                        _ => return Err(self.error("invalid escape")),
+                    };
+                    let mut buf = [0; 4];
+                    out.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
+                }
+                b if b < 0x20 => return Err(self.error("control character in a string")),
+                b => out.push(b),
+            }
+        }
+        String::from_utf8(out).map_err(|_| self.error("invalid UTF-8 in a string"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DOC: &str = r#"{
+  "a": {"b": [10, {"c": "x\"y"}, true]},
+  "k/e~y": null,
+  "dup": 1, "dup": "two"
+}"#;
+
+    fn text(p: &str) -> Option<&'static str> {
+        value_span(DOC.as_bytes(), p).unwrap().map(|r| &DOC[r])
+    }
+
+    #[test]
+    fn finds_values_by_pointer() {
+        assert_eq!(text("/a/b/0"), Some("10"));
+        assert_eq!(text("/a/b/1/c"), Some(r#""x\"y""#));
+        assert_eq!(text("/a/b/2"), Some("true"));
+        assert_eq!(text("/k~1e~0y"), Some("null"));
+        assert_eq!(text("/dup"), Some(r#""two""#));
+        assert_eq!(text(""), Some(DOC));
+        assert_eq!(text("/a/b/3"), None);
+        assert_eq!(text("/a/b/01"), None);
+        assert_eq!(text("/nope"), None);
+    }
+
+    #[test]
+    fn decodes_strings_and_positions() {
+        let span = value_span(DOC.as_bytes(), "/a/b/1/c").unwrap().unwrap();
+        assert_eq!(decode_string(DOC.as_bytes(), span.clone()).unwrap(), "x\"y");
+        assert_eq!(line_col(DOC.as_bytes(), span.start), (2, 25));
+        let esc = br#""\u00e9\ud83d\ude00""#;
+        assert_eq!(decode_string(esc, 0..esc.len()).unwrap(), "é😀");
+    }
+
+    #[test]
+    fn reports_bad_json() {
+        assert!(value_span(b"{\"a\": }", "/a").is_err());
+        assert!(value_span(b"[1, 2", "/0").is_err());
+        assert!(value_span(b"{} x", "").is_err());
+    }
+}

@@ -1,0 +1,426 @@
+//! The manifest model: what `agentbak.json` may hold (SPEC.md "The manifest").
+//!
+//! Every struct denies unknown fields. `schemas/manifest.schema.json` describes the same model;
+//! `tests/schema.rs` proves the two accept the same field names at every level.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use crate::handle::Handle;
+
+/// The whole manifest.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Manifest {
+    /// Path of the JSON Schema, for editors.
+    #[serde(rename = "$schema", default, skip_serializing_if = "Option::is_none")]
+    pub schema: Option<String>,
+    /// Format version; only `1` exists.
+    pub version: u32,
+    /// The agent's name, filled into `{agent}` in handle paths.
+    pub agent: String,
+    /// The agent's state folder.
+    pub state: PathBuf,
+    /// Where snapshots go.
+    pub repository: PathBuf,
+    /// Gitignore-style globs of files to back up, relative to `state`.
+    #[serde(default = "default_include")]
+    pub include: Vec<String>,
+    /// Gitignore-style globs of files to leave out.
+    #[serde(default)]
+    pub exclude: Vec<String>,
+    /// Age encryption of archives; absent means unencrypted archives.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encryption: Option<Encryption>,
+    /// Named secret stores; the name is the scheme of a handle.
+    #[serde(default)]
+    pub stores: BTreeMap<String, StoreConfig>,
+    /// Where secret values live in the state.
+    #[serde(default)]
+    pub secrets: Vec<SecretRule>,
+    /// Detection settings for the leak gate and `scan`.
+    #[serde(default)]
+    pub detect: Detect,
+    /// Default retention for `prune`.
+    #[serde(default)]
+    pub retention: Retention,
+    /// Rotation policy for `verify --check-handles` and `secrets status`.
+    #[serde(default)]
+    pub rotation: Rotation,
+    /// Archive compression.
+    #[serde(default)]
+    pub compression: Compression,
+}
+
+fn default_include() -> Vec<String> {
+    vec!["**".to_string()]
+}
+
+/// `encryption`: age recipients of every archive.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Encryption {
+    /// `age1…` X25519 or `ssh-ed25519 …` public keys.
+    pub recipients: Vec<String>,
+}
+
+/// One entry of `stores`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
+pub enum StoreConfig {
+    /// HashiCorp Vault or OpenBao, KV version 2.
+    Vault(VaultConfig),
+    /// The embedded age-encrypted file store.
+    Local(LocalConfig),
+    /// The process environment.
+    Env(EnvConfig),
+}
+
+impl StoreConfig {
+    /// The `kind` string of this store.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            StoreConfig::Vault(_) => "vault",
+            StoreConfig::Local(_) => "local",
+            StoreConfig::Env(_) => "env",
+        }
+    }
+}
+
+/// A Vault / OpenBao store.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VaultConfig {
+    /// Server address; `VAULT_ADDR` when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address: Option<String>,
+    /// Mount point of the KV v2 engine.
+    #[serde(default = "default_mount")]
+    pub mount: String,
+    /// Namespace; `VAULT_NAMESPACE` when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    /// CA certificate (PEM); `VAULT_CACERT` when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_cert: Option<PathBuf>,
+    /// Verify the server's TLS certificate.
+    #[serde(default = "default_true")]
+    pub tls_verify: bool,
+    /// Timeout of one request in seconds (default 10).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_s: Option<u64>,
+    /// How to log in; a token from `VAULT_TOKEN` when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth: Option<VaultAuth>,
+    /// Encrypted cache of the last values fetched, used only when the vault is unreachable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache: Option<CacheConfig>,
+}
+
+fn default_mount() -> String {
+    "secret".to_string()
+}
+
+fn default_true() -> bool {
+    true
+}
+
+/// `auth` of a vault store.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "method", rename_all = "lowercase", deny_unknown_fields)]
+pub enum VaultAuth {
+    /// A token from `token_file`, else `VAULT_TOKEN`. Never inline.
+    Token {
+        /// File holding the token.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        token_file: Option<PathBuf>,
+    },
+    /// AppRole login.
+    Approle {
+        /// File holding the role id; `VAULT_ROLE_ID` when absent.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        role_id_file: Option<PathBuf>,
+        /// File holding the secret id; `VAULT_SECRET_ID` when absent.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        secret_id_file: Option<PathBuf>,
+        /// Mount of the AppRole auth method (default `approle`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        mount: Option<String>,
+    },
+}
+
+/// `cache` of a vault store.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CacheConfig {
+    /// The age-encrypted cache file.
+    pub path: PathBuf,
+    /// How long a cached value may be used, e.g. `24h`, `30m`, `7d`.
+    #[serde(default = "default_ttl")]
+    pub ttl: String,
+}
+
+fn default_ttl() -> String {
+    "24h".to_string()
+}
+
+/// The embedded local store.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LocalConfig {
+    /// The age-encrypted store file.
+    pub path: PathBuf,
+    /// The age identity that opens it; created on first use, `0600`.
+    pub identity: PathBuf,
+    /// Versions kept per secret (default 10, at least 2).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_versions: Option<u32>,
+}
+
+/// The environment store; it has no settings.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EnvConfig {}
+
+/// One entry of `secrets`: where a value lives and which handle it maps to.
+///
+/// Exactly one locator field is set; [`SecretRule::locator`] returns it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SecretRule {
+    /// File (or glob) relative to `state`.
+    pub file: String,
+    /// JSON Pointer into a JSON file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub json: Option<String>,
+    /// JSON Pointer into a YAML file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub yaml: Option<String>,
+    /// JSON Pointer into a TOML file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub toml: Option<String>,
+    /// Key in a dotenv file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub env: Option<String>,
+    /// `section.key` in an INI file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ini: Option<String>,
+    /// Regex whose capture group 1 is the value, every match.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub regex: Option<String>,
+    /// The whole file is the value.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub whole_file: Option<bool>,
+    /// The handle the value maps to.
+    pub handle: Handle,
+    /// Dropped at snapshot, taken from the handle (if set) at restore.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub ephemeral: bool,
+}
+
+/// Where a value sits in its file.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Locator {
+    /// JSON Pointer into a JSON document.
+    Json(String),
+    /// JSON Pointer into a YAML document.
+    Yaml(String),
+    /// JSON Pointer into a TOML document.
+    Toml(String),
+    /// Key of a dotenv file.
+    Env(String),
+    /// `section.key` of an INI file.
+    Ini(String),
+    /// Capture group 1 of every match.
+    Regex(String),
+    /// The whole file.
+    WholeFile,
+}
+
+impl Locator {
+    /// The manifest field name of this locator.
+    pub fn field(&self) -> &'static str {
+        match self {
+            Locator::Json(_) => "json",
+            Locator::Yaml(_) => "yaml",
+            Locator::Toml(_) => "toml",
+            Locator::Env(_) => "env",
+            Locator::Ini(_) => "ini",
+            Locator::Regex(_) => "regex",
+            Locator::WholeFile => "whole_file",
+        }
+    }
+}
+
+impl std::fmt::Display for Locator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Locator::Json(s)
+            | Locator::Yaml(s)
+            | Locator::Toml(s)
+            | Locator::Env(s)
+            | Locator::Ini(s)
+            | Locator::Regex(s) => write!(f, "{} {s}", self.field()),
+            Locator::WholeFile => f.write_str("whole_file"),
+        }
+    }
+}
+
+impl SecretRule {
+    /// Every locator field that is set, in field order.
+    pub fn locators(&self) -> Vec<Locator> {
+        let mut out = Vec::new();
+        let strings = [
+            (&self.json, Locator::Json as fn(String) -> Locator),
+            (&self.yaml, Locator::Yaml),
+            (&self.toml, Locator::Toml),
+            (&self.env, Locator::Env),
+            (&self.ini, Locator::Ini),
+            (&self.regex, Locator::Regex),
+        ];
+        for (value, make) in strings {
+            if let Some(v) = value {
+                out.push(make(v.clone()));
+            }
+        }
+        if self.whole_file.is_some() {
+            out.push(Locator::WholeFile);
+        }
+        out
+    }
+
+    /// The rule's one locator. Validation guarantees there is exactly one.
+    pub fn locator(&self) -> Locator {
+        self.locators()
+            .into_iter()
+            .next()
+            .expect("validated manifests have one locator per rule")
+    }
+}
+
+/// `detect`: detection settings.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Detect {
+    /// Use the builtin provider rules.
+    #[serde(default = "default_true")]
+    pub builtin: bool,
+    /// What a high-entropy finding does.
+    #[serde(default)]
+    pub entropy: EntropyAction,
+    /// Extra rules.
+    #[serde(default)]
+    pub rules: Vec<CustomRule>,
+    /// Allowlist: path globs, rule ids, or finding fingerprints.
+    #[serde(default)]
+    pub allow: Vec<String>,
+}
+
+impl Default for Detect {
+    fn default() -> Self {
+        Detect {
+            builtin: true,
+            entropy: EntropyAction::Warn,
+            rules: Vec::new(),
+            allow: Vec::new(),
+        }
+    }
+}
+
+/// `detect.entropy`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EntropyAction {
+    /// Report, do not block.
+    #[default]
+    Warn,
+    /// Treat as a finding that blocks.
+    Block,
+    /// Ignore.
+    Off,
+}
+
+/// A user rule of `detect.rules`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CustomRule {
+    /// Rule id, shown in findings.
+    pub id: String,
+    /// Regex; capture group 1, if any, is the secret, else the whole match.
+    pub regex: String,
+    /// Literal keywords for the prefilter; the regex runs only where one occurs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keywords: Option<Vec<String>>,
+}
+
+/// `retention`: defaults for `prune`, with restic's meaning.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Retention {
+    /// Keep the N newest snapshots.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keep_last: Option<u32>,
+    /// Keep the newest snapshot of each of the last N hours.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keep_hourly: Option<u32>,
+    /// Keep the newest snapshot of each of the last N days.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keep_daily: Option<u32>,
+    /// Keep the newest snapshot of each of the last N weeks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keep_weekly: Option<u32>,
+    /// Keep the newest snapshot of each of the last N months.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keep_monthly: Option<u32>,
+    /// Keep the newest snapshot of each of the last N years.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keep_yearly: Option<u32>,
+    /// Keep every snapshot with one of these tags.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub keep_tags: Vec<String>,
+}
+
+/// `rotation`: how old a current secret version may get.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Rotation {
+    /// Maximum age in days of a current version before rotation is overdue.
+    #[serde(default = "default_max_age")]
+    pub max_age_days: u32,
+}
+
+fn default_max_age() -> u32 {
+    30
+}
+
+impl Default for Rotation {
+    fn default() -> Self {
+        Rotation {
+            max_age_days: default_max_age(),
+        }
+    }
+}
+
+/// `compression`: archive compression settings.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Compression {
+    /// zstd level, 1 to 19 (default 3).
+    #[serde(default = "default_level")]
+    pub level: i32,
+}
+
+fn default_level() -> i32 {
+    3
+}
+
+impl Default for Compression {
+    fn default() -> Self {
+        Compression {
+            level: default_level(),
+        }
+    }
+}

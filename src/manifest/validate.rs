@@ -1,0 +1,373 @@
+//! Checks beyond syntax: handles that fit their stores, locators that fit their format, globs
+//! and regexes that compile, no duplicate rules, store files outside the state and repository.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::str::FromStr;
+
+use super::load::locate;
+use super::{Locator, Manifest, ManifestError, Problem, StoreConfig};
+use crate::handle::{self, Target};
+
+struct Collector<'a> {
+    text: &'a [u8],
+    problems: Vec<Problem>,
+}
+
+impl Collector<'_> {
+    fn push(&mut self, field: impl Into<String>, message: impl Into<String>) {
+        let field = field.into();
+        let (line, column) = locate(self.text, &field);
+        self.problems.push(Problem {
+            line,
+            column,
+            field,
+            message: message.into(),
+        });
+    }
+}
+
+fn glob_error(glob: &str) -> Option<String> {
+    globset::Glob::new(glob).err().map(|e| e.kind().to_string())
+}
+
+/// Parses a cache TTL such as `90s`, `30m`, `24h`, `7d`.
+pub fn parse_ttl(s: &str) -> Option<std::time::Duration> {
+    let (n, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit())?);
+    let n: u64 = n.parse().ok()?;
+    let secs = match unit {
+        "s" => n,
+        "m" => n * 60,
+        "h" => n * 3600,
+        "d" => n * 86400,
+        _ => return None,
+    };
+    Some(std::time::Duration::from_secs(secs))
+}
+
+fn bad_relative(file: &str) -> bool {
+    file.starts_with('/') || file.split('/').any(|c| c == "..")
+}
+
+impl Manifest {
+    pub(super) fn validate(&self, text: &[u8]) -> Vec<Problem> {
+        let mut c = Collector {
+            text,
+            problems: Vec::new(),
+        };
+        if self.version != 1 {
+            c.push(
+                "/version",
+                format!("unsupported version {}; expected 1", self.version),
+            );
+        }
+        if self.agent.is_empty()
+            || !self
+                .agent
+                .chars()
+                .all(|ch| ch.is_ascii_alphanumeric() || "._-".contains(ch))
+        {
+            c.push(
+                "/agent",
+                "expected a non-empty name of letters, digits, `.`, `_` and `-`",
+            );
+        }
+        for (key, globs) in [("include", &self.include), ("exclude", &self.exclude)] {
+            for (i, g) in globs.iter().enumerate() {
+                if let Some(e) = glob_error(g) {
+                    c.push(format!("/{key}/{i}"), format!("invalid glob: {e}"));
+                }
+            }
+        }
+        self.validate_encryption(&mut c);
+        self.validate_stores(&mut c);
+        self.validate_secrets(&mut c);
+        self.validate_detect(&mut c);
+        if !(1..=19).contains(&self.compression.level) {
+            c.push("/compression/level", "expected a zstd level from 1 to 19");
+        }
+        c.problems
+    }
+
+    fn validate_encryption(&self, c: &mut Collector<'_>) {
+        let Some(enc) = &self.encryption else { return };
+        if enc.recipients.is_empty() {
+            c.push(
+                "/encryption/recipients",
+                "expected at least one recipient (remove `encryption` for unencrypted archives)",
+            );
+        }
+        for (i, r) in enc.recipients.iter().enumerate() {
+            let ok = age::x25519::Recipient::from_str(r).is_ok()
+                || age::ssh::Recipient::from_str(r).is_ok();
+            if !ok {
+                c.push(
+                    format!("/encryption/recipients/{i}"),
+                    "expected an age recipient (`age1…`) or an `ssh-ed25519 …`/`ssh-rsa …` public key",
+                );
+            }
+        }
+    }
+
+    fn validate_stores(&self, c: &mut Collector<'_>) {
+        for (name, store) in &self.stores {
+            let at = format!("/stores/{name}");
+            if !handle::valid_store_name(name) {
+                c.push(
+                    &at,
+                    "a store name starts with a lowercase letter and holds only lowercase letters, digits, `_` and `-`",
+                );
+            }
+            match store {
+                StoreConfig::Vault(v) => {
+                    if let Some(addr) = &v.address
+                        && !(addr.starts_with("http://") || addr.starts_with("https://"))
+                    {
+                        c.push(
+                            format!("{at}/address"),
+                            "expected an http:// or https:// URL",
+                        );
+                    }
+                    if v.mount.is_empty() || v.mount.starts_with('/') || v.mount.ends_with('/') {
+                        c.push(
+                            format!("{at}/mount"),
+                            "expected a mount path such as `secret`",
+                        );
+                    }
+                    if v.timeout_s == Some(0) {
+                        c.push(
+                            format!("{at}/timeout_s"),
+                            "expected a timeout of at least 1 second",
+                        );
+                    }
+                    if let Some(cache) = &v.cache
+                        && parse_ttl(&cache.ttl).is_none()
+                    {
+                        c.push(
+                            format!("{at}/cache/ttl"),
+                            "expected a duration such as `90s`, `30m`, `24h` or `7d`",
+                        );
+                    }
+                }
+                StoreConfig::Local(l) => {
+                    if l.max_versions.is_some_and(|n| n < 2) {
+                        c.push(
+                            format!("{at}/max_versions"),
+                            "expected at least 2 (the current and the previous version)",
+                        );
+                    }
+                }
+                StoreConfig::Env(_) => {}
+            }
+        }
+    }
+
+    fn validate_secrets(&self, c: &mut Collector<'_>) {
+        let mut seen = BTreeSet::new();
+        for (i, rule) in self.secrets.iter().enumerate() {
+            let at = format!("/secrets/{i}");
+            if rule.file.is_empty() || bad_relative(&rule.file) {
+                c.push(
+                    format!("{at}/file"),
+                    "expected a path or glob relative to `state`, without `..`",
+                );
+            } else if let Some(e) = glob_error(&rule.file) {
+                c.push(format!("{at}/file"), format!("invalid glob: {e}"));
+            }
+            let locators = rule.locators();
+            if locators.len() != 1 {
+                c.push(
+                    &at,
+                    format!(
+                        "expected exactly one locator of json, yaml, toml, env, ini, regex, whole_file; found {}",
+                        locators.len()
+                    ),
+                );
+            } else {
+                let loc = &locators[0];
+                if rule.whole_file == Some(false) {
+                    c.push(
+                        format!("{at}/whole_file"),
+                        "expected `true` (leave the field out when the value is not the whole file)",
+                    );
+                } else if let Some(msg) = locator_problem(loc) {
+                    c.push(format!("{at}/{}", loc.field()), msg);
+                }
+                if !seen.insert((rule.file.clone(), loc.clone())) {
+                    c.push(
+                        format!("{at}/{}", loc.field()),
+                        format!(
+                            "duplicate rule: `{}` with {loc} is already declared",
+                            rule.file
+                        ),
+                    );
+                }
+            }
+            let handle_at = format!("{at}/handle");
+            match self.stores.get(&rule.handle.store) {
+                None => {
+                    let known: Vec<&str> = self.stores.keys().map(String::as_str).collect();
+                    c.push(
+                        handle_at,
+                        format!(
+                            "handle `{}` names store `{}`, which `stores` does not define (defined: {})",
+                            rule.handle,
+                            rule.handle.store,
+                            if known.is_empty() { "none".to_string() } else { known.join(", ") }
+                        ),
+                    );
+                }
+                Some(store) => {
+                    let is_env_store = matches!(store, StoreConfig::Env(_));
+                    match (&rule.handle.target, is_env_store) {
+                        (Target::Env { .. }, false) => c.push(
+                            handle_at,
+                            format!(
+                                "store `{}` is a {} store: expected `{}:PATH#FIELD`",
+                                rule.handle.store,
+                                store.kind(),
+                                rule.handle.store
+                            ),
+                        ),
+                        (Target::Kv { .. }, true) => c.push(
+                            handle_at,
+                            format!(
+                                "store `{}` is an env store: expected `{}:NAME`",
+                                rule.handle.store, rule.handle.store
+                            ),
+                        ),
+                        _ => {}
+                    }
+                }
+            }
+        }
+    }
+
+    fn validate_detect(&self, c: &mut Collector<'_>) {
+        let mut ids = BTreeSet::new();
+        for (i, rule) in self.detect.rules.iter().enumerate() {
+            let at = format!("/detect/rules/{i}");
+            if rule.id.is_empty() {
+                c.push(format!("{at}/id"), "expected a non-empty rule id");
+            } else if !ids.insert(rule.id.as_str()) {
+                c.push(
+                    format!("{at}/id"),
+                    format!("duplicate rule id `{}`", rule.id),
+                );
+            }
+            if let Err(e) = regex::bytes::Regex::new(&rule.regex) {
+                c.push(
+                    format!("{at}/regex"),
+                    format!("invalid regex: {}", first_line(&e.to_string())),
+                );
+            }
+            if rule
+                .keywords
+                .as_ref()
+                .is_some_and(|k| k.iter().any(String::is_empty))
+            {
+                c.push(
+                    format!("{at}/keywords"),
+                    "keywords must be non-empty strings",
+                );
+            }
+        }
+        for (i, a) in self.detect.allow.iter().enumerate() {
+            if a.is_empty() {
+                c.push(
+                    format!("/detect/allow/{i}"),
+                    "expected a path glob, rule id or fingerprint",
+                );
+            } else if let Some(e) = glob_error(a) {
+                c.push(format!("/detect/allow/{i}"), format!("invalid glob: {e}"));
+            }
+        }
+    }
+
+    /// Store files and keys must live outside the state and the repository, or a backup would
+    /// carry the keys to its own secrets.
+    pub(super) fn validate_paths(&self, path: &Path, text: &[u8]) -> Result<(), ManifestError> {
+        let mut c = Collector {
+            text,
+            problems: Vec::new(),
+        };
+        for (name, store) in &self.stores {
+            let mut files = Vec::new();
+            match store {
+                StoreConfig::Local(l) => {
+                    files.push(("path", &l.path));
+                    files.push(("identity", &l.identity));
+                }
+                StoreConfig::Vault(v) => {
+                    if let Some(cache) = &v.cache {
+                        files.push(("cache/path", &cache.path));
+                    }
+                }
+                StoreConfig::Env(_) => {}
+            }
+            for (field, file) in files {
+                for (what, dir) in [("state", &self.state), ("repository", &self.repository)] {
+                    if file.starts_with(dir) {
+                        c.push(
+                            format!("/stores/{name}/{field}"),
+                            format!(
+                                "{} lies inside the {what} folder {}; keep store files and keys outside it",
+                                file.display(),
+                                dir.display()
+                            ),
+                        );
+                    }
+                }
+            }
+        }
+        if c.problems.is_empty() {
+            Ok(())
+        } else {
+            Err(ManifestError {
+                path: path.to_path_buf(),
+                problems: c.problems,
+            })
+        }
+    }
+}
+
+fn first_line(s: &str) -> String {
+    s.lines().last().unwrap_or(s).trim().to_string()
+}
+
+fn locator_problem(loc: &Locator) -> Option<String> {
+    match loc {
+        Locator::Json(p) | Locator::Yaml(p) | Locator::Toml(p) => (!p.starts_with('/'))
+            .then(|| "expected a JSON Pointer such as `/openai/api_key`".to_string()),
+        Locator::Env(k) => (k.is_empty()
+            || !k
+                .chars()
+                .all(|ch| ch.is_ascii_alphanumeric() || "_.-".contains(ch)))
+        .then(|| "expected a dotenv key such as `GITHUB_TOKEN`".to_string()),
+        Locator::Ini(k) => (k.is_empty() || k.starts_with('.') || k.ends_with('.'))
+            .then(|| "expected `section.key` (or `key` outside any section)".to_string()),
+        Locator::Regex(r) => match regex::bytes::Regex::new(r) {
+            Err(e) => Some(format!("invalid regex: {}", first_line(&e.to_string()))),
+            Ok(re) if re.captures_len() < 2 => {
+                Some("expected a capture group: group 1 is the secret value".to_string())
+            }
+            Ok(_) => None,
+        },
+        Locator::WholeFile => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ttl_units() {
+        assert_eq!(parse_ttl("90s").unwrap().as_secs(), 90);
+        assert_eq!(parse_ttl("24h").unwrap().as_secs(), 86400);
+        assert_eq!(parse_ttl("7d").unwrap().as_secs(), 7 * 86400);
+        assert!(parse_ttl("24").is_none());
+        assert!(parse_ttl("h").is_none());
+        assert!(parse_ttl("1w").is_none());
+    }
+}
