@@ -1,0 +1,3 @@
+//! `snapshot`: walk the state, redact, gate, archive, commit.
+
+pub mod walk;
