@@ -22,12 +22,14 @@
 //! Dependencies point one way: `cli` → `ops` → (`detect`, `redact`, `store`, `archive`, `repo`)
 //! → (`manifest`, `handle`, `secret`, `error`). `docs/architecture.md` has the map.
 
+pub mod archive;
 pub mod cli;
 pub mod error;
 pub mod handle;
 pub mod hardening;
 pub mod json_span;
 pub mod manifest;
+pub mod repo;
 pub mod secret;
 
 pub use error::{Error, ExitCode, Result};
