@@ -29,6 +29,7 @@ pub struct Orphan {
     /// The file name.
     pub file: String,
     /// What is wrong.
+    #[serde(flatten)]
     pub kind: OrphanKind,
 }
 
