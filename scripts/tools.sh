@@ -31,6 +31,7 @@ ensure_debian_tools() {
     command -v zstd >/dev/null 2>&1 || missing+=(zstd)
     command -v b3sum >/dev/null 2>&1 || missing+=(b3sum)
     command -v git >/dev/null 2>&1 || missing+=(git)
+    command -v ssh-keygen >/dev/null 2>&1 || missing+=(openssh-client)
     if [ "${#missing[@]}" -gt 0 ]; then
         echo "installing ${missing[*]} (apt)" >&2
         apt_install "${missing[@]}"

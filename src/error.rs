@@ -101,6 +101,57 @@ pub enum Error {
         source: std::io::Error,
     },
 
+    /// An archive is corrupt, truncated, tampered with, or cannot be decrypted.
+    #[error(transparent)]
+    Integrity(#[from] crate::archive::IntegrityError),
+
+    /// Another run holds the repository lock.
+    #[error(
+        "repository {path} is locked by {holder}; wait for that run to finish, or pass --wait SECS"
+    )]
+    Locked {
+        /// The lock file.
+        path: PathBuf,
+        /// Who holds it: pid, host and start time, as the lock file says.
+        holder: String,
+    },
+
+    /// An age recipient that does not parse (recipients are public keys, safe to show).
+    #[error("encryption recipient `{recipient}`: {reason}")]
+    Recipient {
+        /// The recipient as written.
+        recipient: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+
+    /// A decryption identity that is missing or does not parse. Never quotes the key.
+    #[error("identity {origin}: {reason}")]
+    Identity {
+        /// Where the identity came from (a path, a handle) or the archive that needs one.
+        origin: String,
+        /// What is wrong.
+        reason: String,
+    },
+
+    /// An entry that cannot be written into an archive as given.
+    #[error("archive entry `{path}`: {reason}")]
+    Entry {
+        /// The entry's path.
+        path: String,
+        /// What is wrong.
+        reason: String,
+    },
+
+    /// A snapshot id or `latest` that names no snapshot of the repository.
+    #[error("no snapshot `{id}` in {repository} (see `agentbak list`)")]
+    SnapshotNotFound {
+        /// The id asked for.
+        id: String,
+        /// The repository folder.
+        repository: PathBuf,
+    },
+
     /// A command that a later release implements.
     #[error("`agentbak {0}` is not implemented yet")]
     NotImplemented(&'static str),
@@ -119,7 +170,13 @@ impl Error {
     pub fn exit_code(&self) -> ExitCode {
         match self {
             Error::Manifest(_) | Error::Handle(_) | Error::Usage(_) => ExitCode::Usage,
-            Error::Io { .. } | Error::NotImplemented(_) => ExitCode::Error,
+            Error::Recipient { .. } | Error::Identity { .. } => ExitCode::Usage,
+            Error::Io { .. }
+            | Error::Entry { .. }
+            | Error::SnapshotNotFound { .. }
+            | Error::NotImplemented(_) => ExitCode::Error,
+            Error::Integrity(_) => ExitCode::Integrity,
+            Error::Locked { .. } => ExitCode::Locked,
         }
     }
 }

@@ -22,6 +22,7 @@
 //! Dependencies point one way: `cli` → `ops` → (`detect`, `redact`, `store`, `archive`, `repo`)
 //! → (`manifest`, `handle`, `secret`, `error`). `docs/architecture.md` has the map.
 
+pub mod archive;
 pub mod cli;
 pub mod error;
 pub mod handle;
@@ -29,6 +30,7 @@ pub mod hardening;
 pub mod json_span;
 pub mod manifest;
 pub mod ops;
+pub mod repo;
 pub mod secret;
 
 pub use error::{Error, ExitCode, Result};

@@ -4,7 +4,9 @@
 //! module prints, and only `main` exits.
 
 mod completions;
+mod list;
 mod logging;
+mod prune;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -305,10 +307,10 @@ fn dispatch(cli: &Cli) -> Result<ExitCode> {
         Command::Init(_) => Err(Error::NotImplemented("init")),
         Command::Scan(_) => Err(Error::NotImplemented("scan")),
         Command::Snapshot(_) => not_yet(cli, "snapshot"),
-        Command::List => not_yet(cli, "list"),
+        Command::List => list::list(cli),
         Command::Restore(_) => not_yet(cli, "restore"),
         Command::Verify(_) => not_yet(cli, "verify"),
-        Command::Prune(_) => not_yet(cli, "prune"),
+        Command::Prune(args) => prune::prune(cli, args),
         Command::Secrets(_) => not_yet(cli, "secrets"),
     }
 }

@@ -1,0 +1,492 @@
+//! The archive reader: any `impl Read` → (blake3 check) → age → zstd → tar entries.
+//!
+//! The archive's own size and blake3 are computed over the raw input while it streams; when the
+//! caller passes the sidecar's digest, a mismatch is reported as the cause of any failure,
+//! since a flipped byte usually surfaces first as a zstd or age error.
+//!
+//! Each entry under `state/` is handed to an [`EntryVisitor`] together with a reader of its
+//! content. Restore plugs in its safe extractor, verify a leak scanner; the reader hashes what
+//! the visitor reads and drains what it leaves. Because the index is the *last* entry, entries
+//! are checked against it only at the end: a visitor must treat what it was given as untrusted
+//! until [`read_archive`] returns `Ok` and [`ReadReport::ensure_clean`] passes (restore
+//! extracts into a fresh folder and renames it into place only then).
+//!
+//! Refused outright (exit 5): entries outside `state/` other than the index, absolute paths,
+//! `.`/`..` or empty segments, hard links, devices, FIFOs, duplicates, anything after the
+//! index, an index past [`MAX_INDEX_BYTES`], and more content than `max_bytes`.
+
+use std::collections::{HashMap, HashSet};
+use std::io::{self, BufRead, BufReader, Read};
+
+use crate::archive::encryption::Identity;
+use crate::archive::index::{EntryKind, INDEX_FORMAT, INDEX_PATH, Index, MAX_INDEX_BYTES};
+use crate::archive::sidecar::ArchiveDigest;
+use crate::archive::{HashingReader, IntegrityError, IntegrityProblem};
+use crate::error::{Error, Result};
+
+const AGE_MAGIC: &[u8] = b"age-encryption.org/";
+const ZSTD_MAGIC: &[u8] = &[0x28, 0xb5, 0x2f, 0xfd];
+
+/// How to read an archive.
+#[derive(Debug, Default)]
+pub struct ReadOptions<'a> {
+    /// How errors name the archive (a path or snapshot id).
+    pub name: String,
+    /// The size and blake3 the sidecar promises; `None` skips the check.
+    pub expected: Option<ArchiveDigest>,
+    /// The identity for an encrypted archive.
+    pub identity: Option<&'a Identity>,
+    /// Refuse archives whose entries hold more content bytes than this (restore sets it from
+    /// the sidecar's counts plus a margin).
+    pub max_bytes: Option<u64>,
+}
+
+/// One entry under `state/`, as its tar header describes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ArchiveEntry {
+    /// Path inside the archive (`state` or `state/…`), already checked to be clean.
+    pub path: String,
+    /// File, folder or symlink.
+    pub kind: EntryKind,
+    /// Permission bits.
+    pub mode: u32,
+    /// Content size (0 for folders and symlinks).
+    pub size: u64,
+    /// Seconds since the Unix epoch.
+    pub mtime: i64,
+    /// Symlink target as stored (unresolved; the visitor decides whether it is safe).
+    pub link: Option<String>,
+}
+
+/// Receives each entry under `state/` and a reader of its content.
+///
+/// The visitor may read all, part or none of `data`; the rest is drained and hashed. An error
+/// stops the read and is returned as is, unless the stream was damaged, in which case the
+/// integrity error is returned instead.
+pub trait EntryVisitor {
+    /// Called once per entry, in archive order.
+    fn visit(&mut self, entry: &ArchiveEntry, data: &mut dyn Read) -> Result<()>;
+}
+
+impl<F: FnMut(&ArchiveEntry, &mut dyn Read) -> Result<()>> EntryVisitor for F {
+    fn visit(&mut self, entry: &ArchiveEntry, data: &mut dyn Read) -> Result<()> {
+        self(entry, data)
+    }
+}
+
+/// A difference between the archive's entries and its index.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EntryProblem {
+    /// An entry the index does not list.
+    #[error("`{path}` is in the archive but not in the index")]
+    NotInIndex {
+        /// Archive path.
+        path: String,
+    },
+    /// An index entry the archive does not hold.
+    #[error("`{path}` is in the index but missing from the archive")]
+    Missing {
+        /// Archive path.
+        path: String,
+    },
+    /// A field differs between the entry and the index.
+    #[error("`{path}`: {field} is {found} in the archive, {indexed} in the index")]
+    Differs {
+        /// Archive path.
+        path: String,
+        /// `type`, `mode`, `size`, `mtime`, `blake3` or `link`.
+        field: &'static str,
+        /// The index's value.
+        indexed: String,
+        /// The archive's value.
+        found: String,
+    },
+}
+
+/// What a read found.
+#[derive(Debug)]
+pub struct ReadReport {
+    /// The archive's index.
+    pub index: Index,
+    /// Whether the archive was age-encrypted.
+    pub encrypted: bool,
+    /// Size of the raw archive in bytes.
+    pub size: u64,
+    /// blake3 of the raw archive, lowercase hex.
+    pub blake3: String,
+    /// The entries under `state/` as read, with the blake3 of each file's content.
+    pub entries: Vec<(ArchiveEntry, Option<String>)>,
+    /// Differences between the entries and the index; empty for a sound archive.
+    pub problems: Vec<EntryProblem>,
+}
+
+impl ReadReport {
+    /// Turns any difference from the index into an [`IntegrityError`] naming them all.
+    pub fn ensure_clean(&self, name: &str) -> Result<()> {
+        if self.problems.is_empty() {
+            return Ok(());
+        }
+        Err(integrity(
+            name,
+            IntegrityProblem::Entries(self.problems.clone()),
+        ))
+    }
+}
+
+fn integrity(name: &str, problem: IntegrityProblem) -> Error {
+    Error::Integrity(IntegrityError {
+        archive: name.to_string(),
+        problem,
+    })
+}
+
+/// Checks an archive's size and blake3 without decrypting it (the key-less `verify`).
+pub fn check_digest(input: impl Read, expected: &ArchiveDigest, name: &str) -> Result<()> {
+    let mut raw = HashingReader::new(input);
+    let copied = io::copy(&mut raw, &mut io::sink());
+    let cause = copied.err().map(|e| e.to_string());
+    let (size, blake3) = raw.digest();
+    if size != expected.size || blake3 != expected.blake3 || cause.is_some() {
+        return Err(integrity(
+            name,
+            IntegrityProblem::Digest {
+                expected_size: expected.size,
+                expected_blake3: expected.blake3.clone(),
+                size,
+                blake3,
+                cause,
+            },
+        ));
+    }
+    Ok(())
+}
+
+/// Reads a whole archive; see the module documentation.
+///
+/// Returns `Err` for an archive that cannot be read to its end or whose digest differs from
+/// `options.expected`; differences between entries and the index are in
+/// [`ReadReport::problems`] (see [`ReadReport::ensure_clean`]).
+pub fn read_archive(
+    input: impl Read,
+    options: &ReadOptions<'_>,
+    visitor: &mut dyn EntryVisitor,
+) -> Result<ReadReport> {
+    let mut raw = HashingReader::new(input);
+    let result = read_layers(&mut raw, options, visitor);
+    // Hash to the end even after a failure, so that a damaged archive is named as such.
+    let drained = if result.is_ok() || options.expected.is_some() {
+        io::copy(&mut raw, &mut io::sink()).err()
+    } else {
+        None
+    };
+    let (size, blake3) = raw.digest();
+    if let Some(expected) = &options.expected
+        && (size != expected.size || blake3 != expected.blake3 || drained.is_some())
+    {
+        let cause = match (&result, drained) {
+            (Err(e), _) => Some(e.to_string()),
+            (Ok(_), d) => d.map(|e| e.to_string()),
+        };
+        return Err(integrity(
+            &options.name,
+            IntegrityProblem::Digest {
+                expected_size: expected.size,
+                expected_blake3: expected.blake3.clone(),
+                size,
+                blake3,
+                cause,
+            },
+        ));
+    }
+    let mut report = result?;
+    report.size = size;
+    report.blake3 = blake3;
+    Ok(report)
+}
+
+fn read_layers<R: Read>(
+    raw: &mut HashingReader<R>,
+    options: &ReadOptions<'_>,
+    visitor: &mut dyn EntryVisitor,
+) -> Result<ReadReport> {
+    let name = options.name.as_str();
+    let damaged = |e: io::Error| integrity(name, IntegrityProblem::Stream(e.to_string()));
+    let mut buffered = BufReader::with_capacity(1 << 16, raw);
+    let head = buffered.fill_buf().map_err(damaged)?;
+    let encrypted = head.starts_with(AGE_MAGIC);
+    let plain: Box<dyn Read + '_> = if encrypted {
+        let identity = options.identity.ok_or_else(|| Error::Identity {
+            origin: name.to_string(),
+            reason: "the archive is encrypted: pass --identity FILE (or set AGENTBAK_IDENTITY)"
+                .into(),
+        })?;
+        let decrypt =
+            |e: age::DecryptError| integrity(name, IntegrityProblem::Decrypt(e.to_string()));
+        let decryptor = age::Decryptor::new_buffered(buffered).map_err(decrypt)?;
+        Box::new(decryptor.decrypt(identity.as_dyn()).map_err(decrypt)?)
+    } else if head.starts_with(ZSTD_MAGIC) {
+        Box::new(buffered)
+    } else {
+        return Err(integrity(
+            name,
+            IntegrityProblem::Stream("neither an age file nor a zstd stream".into()),
+        ));
+    };
+    let decoder = zstd::stream::read::Decoder::new(plain).map_err(damaged)?;
+    let mut archive = tar::Archive::new(decoder);
+    let mut walk = Walk::new(options, visitor);
+    for entry in archive.entries().map_err(damaged)? {
+        let entry = entry.map_err(damaged)?;
+        walk.entry(entry)?;
+    }
+    // Past the tar end-of-archive marker: read the zstd frame (and age stream) to its end, so
+    // that their checksums and final-chunk tags are verified.
+    io::copy(&mut archive.into_inner(), &mut io::sink()).map_err(damaged)?;
+    walk.finish(encrypted)
+}
+
+/// State of one pass over the entries.
+struct Walk<'v, 'o> {
+    options: &'o ReadOptions<'o>,
+    visitor: &'v mut dyn EntryVisitor,
+    seen: HashSet<String>,
+    entries: Vec<(ArchiveEntry, Option<String>)>,
+    index: Option<Index>,
+    total: u64,
+}
+
+impl<'v, 'o> Walk<'v, 'o> {
+    fn new(options: &'o ReadOptions<'o>, visitor: &'v mut dyn EntryVisitor) -> Self {
+        Walk {
+            options,
+            visitor,
+            seen: HashSet::new(),
+            entries: Vec::new(),
+            index: None,
+            total: 0,
+        }
+    }
+
+    fn refuse(&self, path: &str, reason: &str) -> Error {
+        integrity(
+            &self.options.name,
+            IntegrityProblem::UnsafeEntry {
+                path: path.to_string(),
+                reason: reason.to_string(),
+            },
+        )
+    }
+
+    fn entry<R: Read>(&mut self, mut entry: tar::Entry<'_, R>) -> Result<()> {
+        let name = self.options.name.clone();
+        let damaged = |e: io::Error| integrity(&name, IntegrityProblem::Stream(e.to_string()));
+        let raw_path = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
+        let path = clean_path(&raw_path).map_err(|reason| self.refuse(&raw_path, reason))?;
+        if self.index.is_some() {
+            return Err(self.refuse(&path, "an entry after the index"));
+        }
+        if !self.seen.insert(path.clone()) {
+            return Err(self.refuse(&path, "appears twice"));
+        }
+        let header = entry.header();
+        let mode = header.mode().map_err(damaged)? & 0o7777;
+        let mtime = i64::try_from(header.mtime().map_err(damaged)?).unwrap_or(i64::MAX);
+        let kind = match header.entry_type() {
+            tar::EntryType::Regular | tar::EntryType::Continuous => EntryKind::File,
+            tar::EntryType::Directory => EntryKind::Dir,
+            tar::EntryType::Symlink => EntryKind::Symlink,
+            tar::EntryType::Link => return Err(self.refuse(&path, "hard links are not allowed")),
+            other => {
+                return Err(self.refuse(&path, &format!("entry type {other:?} is not allowed")));
+            }
+        };
+        if path == INDEX_PATH {
+            if kind != EntryKind::File {
+                return Err(self.refuse(&path, "the index is not a file"));
+            }
+            return self.read_index(&mut entry);
+        }
+        let size = if kind == EntryKind::File {
+            entry.size()
+        } else {
+            0
+        };
+        let link = match (kind, entry.link_name_bytes()) {
+            (EntryKind::Symlink, Some(l)) => Some(
+                String::from_utf8(l.into_owned())
+                    .map_err(|_| self.refuse(&path, "the link target is not UTF-8"))?,
+            ),
+            (EntryKind::Symlink, None) => return Err(self.refuse(&path, "a link without target")),
+            _ => None,
+        };
+        self.total = self.total.saturating_add(size);
+        if let Some(max) = self.options.max_bytes
+            && self.total > max
+        {
+            return Err(integrity(&name, IntegrityProblem::TooLarge(max)));
+        }
+        let record = ArchiveEntry {
+            path,
+            kind,
+            mode,
+            size,
+            mtime,
+            link,
+        };
+        let mut data = HashingReader::new(&mut entry);
+        let visited = self.visitor.visit(&record, &mut data);
+        let drained = io::copy(&mut data, &mut io::sink());
+        if let Some(cause) = data.failed.take() {
+            return Err(integrity(&name, IntegrityProblem::Stream(cause)));
+        }
+        visited?;
+        drained.map_err(damaged)?;
+        let digest = (kind == EntryKind::File).then(|| data.digest().1);
+        self.entries.push((record, digest));
+        Ok(())
+    }
+
+    fn read_index<R: Read>(&mut self, entry: &mut tar::Entry<'_, R>) -> Result<()> {
+        let name = &self.options.name;
+        let bad = |msg: String| integrity(name, IntegrityProblem::Index(msg));
+        if entry.size() > MAX_INDEX_BYTES {
+            return Err(bad(format!("larger than {MAX_INDEX_BYTES} bytes")));
+        }
+        let mut bytes = Vec::with_capacity(entry.size() as usize);
+        entry
+            .take(MAX_INDEX_BYTES)
+            .read_to_end(&mut bytes)
+            .map_err(|e| integrity(name, IntegrityProblem::Stream(e.to_string())))?;
+        let index: Index = serde_json::from_slice(&bytes).map_err(|e| bad(e.to_string()))?;
+        if index.format != INDEX_FORMAT {
+            return Err(bad(format!(
+                "format {} is not supported by this agentbak (it reads format {INDEX_FORMAT})",
+                index.format
+            )));
+        }
+        self.index = Some(index);
+        Ok(())
+    }
+
+    fn finish(self, encrypted: bool) -> Result<ReadReport> {
+        let index = self.index.ok_or_else(|| {
+            integrity(
+                &self.options.name,
+                IntegrityProblem::Index(format!(
+                    "`{INDEX_PATH}` is missing: the archive is truncated or not made by agentbak"
+                )),
+            )
+        })?;
+        let problems = compare(&index, &self.entries);
+        Ok(ReadReport {
+            index,
+            encrypted,
+            size: 0,
+            blake3: String::new(),
+            entries: self.entries,
+            problems,
+        })
+    }
+}
+
+/// Checks a tar path: UTF-8 (lossy decoding would have changed it otherwise), relative, no
+/// `.`/`..`/empty segments, and either the index or under `state`. A trailing `/` of a folder
+/// is dropped.
+fn clean_path(raw: &str) -> std::result::Result<String, &'static str> {
+    let path = raw.strip_suffix('/').unwrap_or(raw);
+    if raw.contains('\u{FFFD}') || path.contains('\0') {
+        return Err("the path is not UTF-8");
+    }
+    if path.starts_with('/') {
+        return Err("absolute paths are not allowed");
+    }
+    if path
+        .split('/')
+        .any(|s| s.is_empty() || s == "." || s == "..")
+    {
+        return Err("`.`, `..` and empty path segments are not allowed");
+    }
+    if path == INDEX_PATH || path == "state" || path.starts_with("state/") {
+        Ok(path.to_string())
+    } else {
+        Err("only `state/…` and `agentbak/index.json` belong in an agentbak archive")
+    }
+}
+
+fn compare(index: &Index, entries: &[(ArchiveEntry, Option<String>)]) -> Vec<EntryProblem> {
+    let by_path: HashMap<&str, _> = index.entries.iter().map(|e| (e.path.as_str(), e)).collect();
+    let mut problems = Vec::new();
+    for (entry, digest) in entries {
+        let Some(indexed) = by_path.get(entry.path.as_str()) else {
+            problems.push(EntryProblem::NotInIndex {
+                path: entry.path.clone(),
+            });
+            continue;
+        };
+        let mut differs = |field: &'static str, indexed: String, found: String| {
+            if indexed != found {
+                problems.push(EntryProblem::Differs {
+                    path: entry.path.clone(),
+                    field,
+                    indexed,
+                    found,
+                });
+            }
+        };
+        differs(
+            "type",
+            indexed.kind.as_str().into(),
+            entry.kind.as_str().into(),
+        );
+        differs(
+            "mode",
+            format!("{:o}", indexed.mode),
+            format!("{:o}", entry.mode),
+        );
+        differs("size", indexed.size.to_string(), entry.size.to_string());
+        differs("mtime", indexed.mtime.to_string(), entry.mtime.to_string());
+        let none = || "none".to_string();
+        differs(
+            "blake3",
+            indexed.blake3.clone().unwrap_or_else(none),
+            digest.clone().unwrap_or_else(none),
+        );
+        differs(
+            "link",
+            indexed.link.clone().unwrap_or_else(none),
+            entry.link.clone().unwrap_or_else(none),
+        );
+    }
+    let present: HashSet<&str> = entries.iter().map(|(e, _)| e.path.as_str()).collect();
+    for indexed in &index.entries {
+        if !present.contains(indexed.path.as_str()) {
+            problems.push(EntryProblem::Missing {
+                path: indexed.path.clone(),
+            });
+        }
+    }
+    problems
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clean_path_accepts_state_and_the_index_only() {
+        assert_eq!(clean_path("state/").unwrap(), "state");
+        assert_eq!(clean_path("state/a/b.json").unwrap(), "state/a/b.json");
+        assert_eq!(clean_path(INDEX_PATH).unwrap(), INDEX_PATH);
+        for bad in [
+            "/etc/passwd",
+            "state/../../x",
+            "state/./a",
+            "other/file",
+            "agentbak/other.json",
+            "state//a",
+            "stately",
+        ] {
+            assert!(clean_path(bad).is_err(), "{bad}");
+        }
+    }
+}

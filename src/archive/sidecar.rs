@@ -1,0 +1,125 @@
+//! The sidecar: `<id>.json` next to each archive in the repository.
+//!
+//! A plain (never encrypted) summary that `list`, `prune` and a key-less `verify` can read
+//! without opening the archive: who, when, which tags, how big, and the archive's blake3 and
+//! size, which catch bit rot and truncation without the decryption identity.
+//!
+//! Invariant: like the index, a sidecar never holds a secret value or a hash of one.
+//! `schemas/sidecar.schema.json` describes it; `tests/archive.rs` validates a real one.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+/// The format version of the sidecar written by this release.
+pub const SIDECAR_FORMAT: u32 = 1;
+
+/// The sidecar of one snapshot.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Sidecar {
+    /// Format version ([`SIDECAR_FORMAT`]).
+    pub format: u32,
+    /// The snapshot id (also the file's stem).
+    pub id: String,
+    /// The agent's name.
+    pub agent: String,
+    /// The host that made the snapshot.
+    pub host: String,
+    /// When the snapshot was made (UTC).
+    pub created_at: DateTime<Utc>,
+    /// Tags given with `--tag`.
+    #[serde(default)]
+    pub tags: Vec<String>,
+    /// Version of agentbak that wrote it.
+    pub tool_version: String,
+    /// The archive's file name in the same folder (`<id>.tar.zst` or `<id>.tar.zst.age`).
+    pub archive: String,
+    /// Size of the archive file in bytes.
+    pub size: u64,
+    /// blake3 of the archive file, lowercase hex.
+    pub blake3: String,
+    /// What the archive holds.
+    pub counts: Counts,
+    /// Whether the archive is age-encrypted.
+    pub encrypted: bool,
+    /// Conditions under which the snapshot was made that deserve attention, e.g.
+    /// `store-unreachable:vault`. Empty for a normal snapshot.
+    #[serde(default)]
+    pub degraded: Vec<String>,
+}
+
+/// Entry and secret counts of a snapshot.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Counts {
+    /// Regular files.
+    pub files: u64,
+    /// Folders.
+    pub dirs: u64,
+    /// Symbolic links.
+    pub symlinks: u64,
+    /// Sum of the sizes of the files (after redaction).
+    pub bytes: u64,
+    /// Secret locations recorded in the index.
+    pub secrets: u64,
+}
+
+/// Size and blake3 of an archive file: what the sidecar promises and the reader checks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ArchiveDigest {
+    /// Size in bytes.
+    pub size: u64,
+    /// blake3, lowercase hex.
+    pub blake3: String,
+}
+
+impl Sidecar {
+    /// The size and blake3 the archive must have.
+    pub fn digest(&self) -> ArchiveDigest {
+        ArchiveDigest {
+            size: self.size,
+            blake3: self.blake3.clone(),
+        }
+    }
+
+    /// Parses a sidecar; the error says what is wrong with it (it has no secrets to hide).
+    pub fn from_json(bytes: &[u8]) -> Result<Sidecar, serde_json::Error> {
+        serde_json::from_slice(bytes)
+    }
+
+    /// The sidecar as pretty JSON with a trailing newline.
+    pub fn to_json(&self) -> Vec<u8> {
+        let mut out = serde_json::to_vec_pretty(self).expect("a sidecar always serializes");
+        out.push(b'\n');
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sidecar_round_trips_and_refuses_unknown_fields() {
+        let sidecar = Sidecar {
+            format: SIDECAR_FORMAT,
+            id: "20261128T225501Z-3f9a2c1b".into(),
+            agent: "kevin".into(),
+            host: "box".into(),
+            created_at: "2026-11-28T22:55:01Z".parse().unwrap(),
+            tags: vec!["nightly".into()],
+            tool_version: "0.1.0".into(),
+            archive: "20261128T225501Z-3f9a2c1b.tar.zst".into(),
+            size: 10,
+            blake3: "00".repeat(32),
+            counts: Counts::default(),
+            encrypted: false,
+            degraded: vec!["store-unreachable:vault".into()],
+        };
+        let json = sidecar.to_json();
+        assert_eq!(Sidecar::from_json(&json).unwrap(), sidecar);
+        let mut value: serde_json::Value = serde_json::from_slice(&json).unwrap();
+        value["extra"] = serde_json::json!(1);
+        assert!(Sidecar::from_json(value.to_string().as_bytes()).is_err());
+    }
+}

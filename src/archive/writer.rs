@@ -1,0 +1,444 @@
+//! The archive writer: tar → zstd → optional age → any `impl Write` sink.
+//!
+//! Entries go under `state/` in the order the caller appends them, and `finish` appends
+//! `agentbak/index.json` last. Headers are GNU tar (long paths and link targets use GNU
+//! long-name records, which stock GNU and BSD tar read), with the entry's permission bits and
+//! mtime kept and the owner normalized to uid/gid 0 with empty names, so that an archive says
+//! nothing about the snapshot host's accounts.
+//!
+//! Invariants:
+//! - Every byte of the raw tar stream (headers, contents, padding, the index) passes through
+//!   the optional observer *before* it is compressed: the leak gate scans exactly what the
+//!   archive holds.
+//! - The blake3 and byte count of the final bytes (after compression and encryption) are
+//!   computed while writing, so the sidecar never needs a second read of the file.
+//! - Each file's blake3 is computed while its content is appended, and the index records it.
+//! - Whatever the caller appends, the tar stream stays well-formed: a file that yields fewer
+//!   bytes than declared is padded with zeros and reported as [`Error::Entry`].
+
+use std::collections::HashSet;
+use std::io::{self, Read, Write};
+use std::path::Path;
+
+use crate::archive::encryption::Recipients;
+use crate::archive::index::{
+    EntryKind, INDEX_FORMAT, INDEX_PATH, Index, IndexEntry, SecretLocation, SnapshotInfo,
+    archive_path,
+};
+use crate::archive::sidecar::Counts;
+use crate::archive::{HashingWriter, hex};
+use crate::error::{Error, Result};
+
+/// How to write an archive.
+#[derive(Debug)]
+pub struct WriterOptions<'r> {
+    /// zstd level, 1 to 19 (the manifest's `compression.level`).
+    pub level: i32,
+    /// zstd worker threads; 0 compresses on the calling thread.
+    pub threads: u32,
+    /// age recipients; `None` writes an unencrypted archive.
+    pub recipients: Option<&'r Recipients>,
+    /// How errors name the archive (usually the temporary file's path).
+    pub name: String,
+}
+
+impl Default for WriterOptions<'_> {
+    fn default() -> Self {
+        WriterOptions {
+            level: 3,
+            threads: default_threads(),
+            recipients: None,
+            name: "<archive>".to_string(),
+        }
+    }
+}
+
+/// One worker per core: what `zstd -T0` does.
+pub fn default_threads() -> u32 {
+    std::thread::available_parallelism().map_or(1, |n| n.get() as u32)
+}
+
+/// Permission bits and modification time of an entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EntryMeta {
+    /// Permission bits; anything above `0o7777` is dropped.
+    pub mode: u32,
+    /// Seconds since the Unix epoch; times before it are stored as 0.
+    pub mtime: i64,
+}
+
+/// What [`ArchiveWriter::finish`] hands back.
+#[derive(Debug)]
+pub struct Written<W> {
+    /// The sink, flushed, for the caller to sync and close.
+    pub sink: W,
+    /// Number of bytes written to the sink.
+    pub size: u64,
+    /// blake3 of the bytes written to the sink, lowercase hex.
+    pub blake3: String,
+    /// The index that was appended as the last entry.
+    pub index: Index,
+    /// Counts for the sidecar.
+    pub counts: Counts,
+}
+
+/// The bottom of the stack: plain or age-encrypted, into the hashing sink.
+enum Encrypt<W: Write> {
+    Plain(HashingWriter<W>),
+    Age(age::stream::StreamWriter<HashingWriter<W>>),
+}
+
+impl<W: Write> Write for Encrypt<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Encrypt::Plain(w) => w.write(buf),
+            Encrypt::Age(w) => w.write(buf),
+        }
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Encrypt::Plain(w) => w.flush(),
+            Encrypt::Age(w) => w.flush(),
+        }
+    }
+}
+
+impl<W: Write> Encrypt<W> {
+    fn finish(self) -> io::Result<HashingWriter<W>> {
+        match self {
+            Encrypt::Plain(w) => Ok(w),
+            Encrypt::Age(w) => w.finish(),
+        }
+    }
+}
+
+/// Copies every byte the tar builder writes to the observer, then to the compressor.
+struct Tee<'o, W> {
+    inner: W,
+    observer: Option<&'o mut dyn Write>,
+}
+
+impl<W: Write> Write for Tee<'_, W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        if let Some(observer) = self.observer.as_mut() {
+            observer.write_all(&buf[..n])?;
+        }
+        Ok(n)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        if let Some(observer) = self.observer.as_mut() {
+            observer.flush()?;
+        }
+        self.inner.flush()
+    }
+}
+
+type Compressor<W> = zstd::stream::write::Encoder<'static, Encrypt<W>>;
+
+/// Streams an archive into a sink. See the module documentation for the invariants.
+pub struct ArchiveWriter<'o, W: Write> {
+    tar: tar::Builder<Tee<'o, Compressor<W>>>,
+    entries: Vec<IndexEntry>,
+    seen: HashSet<String>,
+    counts: Counts,
+    name: String,
+}
+
+impl<'o, W: Write> ArchiveWriter<'o, W> {
+    /// Starts an archive. `observer`, if given, receives the raw tar stream (the leak gate).
+    pub fn new(
+        sink: W,
+        options: &WriterOptions<'_>,
+        observer: Option<&'o mut dyn Write>,
+    ) -> Result<Self> {
+        let name = options.name.clone();
+        let io_err = |e| Error::io(&name, e);
+        let sink = HashingWriter::new(sink);
+        let encrypt = match options.recipients {
+            None => Encrypt::Plain(sink),
+            Some(recipients) => {
+                let encryptor =
+                    age::Encryptor::with_recipients(recipients.as_dyn()).map_err(|e| {
+                        Error::Recipient {
+                            recipient: String::new(),
+                            reason: e.to_string(),
+                        }
+                    })?;
+                Encrypt::Age(encryptor.wrap_output(sink).map_err(io_err)?)
+            }
+        };
+        let mut zstd = zstd::stream::write::Encoder::new(encrypt, options.level).map_err(io_err)?;
+        // The frame checksum lets stock `zstd -d` detect corruption on its own.
+        zstd.include_checksum(true).map_err(io_err)?;
+        if options.threads > 0 {
+            zstd.multithread(options.threads).map_err(io_err)?;
+        }
+        let tar = tar::Builder::new(Tee {
+            inner: zstd,
+            observer,
+        });
+        Ok(ArchiveWriter {
+            tar,
+            entries: Vec::new(),
+            seen: HashSet::new(),
+            counts: Counts::default(),
+            name,
+        })
+    }
+
+    fn claim(&mut self, relative: &str) -> Result<String> {
+        let path = archive_path(relative).ok_or_else(|| Error::Entry {
+            path: relative.to_string(),
+            reason: "not a clean relative path (absolute, `..`, `.` or empty segment)".into(),
+        })?;
+        if !self.seen.insert(path.clone()) {
+            return Err(Error::Entry {
+                path,
+                reason: "appended twice".into(),
+            });
+        }
+        Ok(path)
+    }
+
+    fn header(kind: tar::EntryType, meta: EntryMeta, size: u64) -> tar::Header {
+        let mut header = tar::Header::new_gnu();
+        header.set_entry_type(kind);
+        header.set_mode(meta.mode & 0o7777);
+        header.set_mtime(meta.mtime.max(0) as u64);
+        header.set_uid(0);
+        header.set_gid(0);
+        header.set_size(size);
+        header
+    }
+
+    /// Appends a regular file at `relative` (to the state folder) with `size` bytes from
+    /// `data`, and returns its index entry (with the blake3 of what was written).
+    ///
+    /// If `data` ends early the entry is padded with zeros; if it holds more, only `size`
+    /// bytes are taken. Either way the entry is recorded (the archive stays consistent) and
+    /// [`Error::Entry`] reports the change, so the caller can re-read or give up.
+    pub fn append_file(
+        &mut self,
+        relative: &str,
+        meta: EntryMeta,
+        size: u64,
+        data: impl Read,
+    ) -> Result<&IndexEntry> {
+        let path = self.claim(relative)?;
+        let mut header = Self::header(tar::EntryType::Regular, meta, size);
+        let mut reader = ExactReader::new(data, size);
+        self.tar
+            .append_data(&mut header, &path, &mut reader)
+            .map_err(|e| Error::io(&self.name, e))?;
+        let (digest, got, longer) = reader.finish().map_err(|e| Error::io(&path, e))?;
+        self.counts.files += 1;
+        self.counts.bytes += size;
+        self.entries.push(IndexEntry {
+            path: path.clone(),
+            kind: EntryKind::File,
+            mode: meta.mode & 0o7777,
+            size,
+            mtime: meta.mtime.max(0),
+            blake3: Some(digest),
+            link: None,
+        });
+        if got != size || longer {
+            let had = if longer {
+                "more".to_string()
+            } else {
+                got.to_string()
+            };
+            return Err(Error::Entry {
+                path,
+                reason: format!("changed while being read: declared {size} bytes, read {had}"),
+            });
+        }
+        Ok(self.entries.last().expect("just pushed"))
+    }
+
+    /// Appends a folder; `""` is the state folder itself.
+    pub fn append_dir(&mut self, relative: &str, meta: EntryMeta) -> Result<()> {
+        let path = self.claim(relative)?;
+        let mut header = Self::header(tar::EntryType::Directory, meta, 0);
+        self.tar
+            .append_data(&mut header, &path, io::empty())
+            .map_err(|e| Error::io(&self.name, e))?;
+        self.counts.dirs += 1;
+        self.entries.push(IndexEntry {
+            path,
+            kind: EntryKind::Dir,
+            mode: meta.mode & 0o7777,
+            size: 0,
+            mtime: meta.mtime.max(0),
+            blake3: None,
+            link: None,
+        });
+        Ok(())
+    }
+
+    /// Appends a symbolic link whose target is stored exactly as given, never resolved.
+    pub fn append_symlink(&mut self, relative: &str, meta: EntryMeta, target: &Path) -> Result<()> {
+        let link = target.to_str().ok_or_else(|| Error::Entry {
+            path: relative.to_string(),
+            reason: "the link target is not UTF-8".into(),
+        })?;
+        if link.is_empty() || link.contains('\0') {
+            return Err(Error::Entry {
+                path: relative.to_string(),
+                reason: "the link target is empty or holds a NUL byte".into(),
+            });
+        }
+        let path = self.claim(relative)?;
+        let mut header = Self::header(tar::EntryType::Symlink, meta, 0);
+        self.tar
+            .append_link(&mut header, &path, link)
+            .map_err(|e| Error::io(&self.name, e))?;
+        self.counts.symlinks += 1;
+        self.entries.push(IndexEntry {
+            path,
+            kind: EntryKind::Symlink,
+            mode: meta.mode & 0o7777,
+            size: 0,
+            mtime: meta.mtime.max(0),
+            blake3: None,
+            link: Some(link.to_string()),
+        });
+        Ok(())
+    }
+
+    /// The entries appended so far.
+    pub fn entries(&self) -> &[IndexEntry] {
+        &self.entries
+    }
+
+    /// Appends the index as the last entry, closes the tar, zstd and age streams, and returns
+    /// the sink with the size and blake3 of everything written to it.
+    ///
+    /// Each secret location must name a file entry that was appended.
+    pub fn finish(
+        mut self,
+        info: SnapshotInfo,
+        secrets: Vec<SecretLocation>,
+    ) -> Result<Written<W>> {
+        for location in &secrets {
+            let is_file = self
+                .entries
+                .iter()
+                .any(|e| e.path == location.file && e.kind == EntryKind::File);
+            if !is_file {
+                return Err(Error::Entry {
+                    path: location.file.clone(),
+                    reason: format!(
+                        "secret location for `{}` names no file entry of the archive",
+                        location.handle
+                    ),
+                });
+            }
+        }
+        self.counts.secrets = secrets.len() as u64;
+        let index = Index {
+            format: INDEX_FORMAT,
+            tool_version: env!("CARGO_PKG_VERSION").to_string(),
+            agent: info.agent,
+            snapshot_id: info.snapshot_id,
+            created_at: info.created_at,
+            entries: std::mem::take(&mut self.entries),
+            secrets,
+        };
+        let mut json = serde_json::to_vec_pretty(&index).expect("an index always serializes");
+        json.push(b'\n');
+        let meta = EntryMeta {
+            mode: 0o600,
+            mtime: index.created_at.timestamp(),
+        };
+        let mut header = Self::header(tar::EntryType::Regular, meta, json.len() as u64);
+        let name = self.name.clone();
+        let io_err = |e| Error::io(&name, e);
+        self.tar
+            .append_data(&mut header, INDEX_PATH, json.as_slice())
+            .map_err(io_err)?;
+        let tee = self.tar.into_inner().map_err(io_err)?;
+        let encrypt = tee.inner.finish().map_err(io_err)?;
+        let mut hashed = encrypt.finish().map_err(io_err)?;
+        hashed.flush().map_err(io_err)?;
+        let (sink, size, digest) = hashed.into_parts();
+        Ok(Written {
+            sink,
+            size,
+            blake3: hex(&digest),
+            index,
+            counts: self.counts,
+        })
+    }
+}
+
+/// Yields exactly `size` bytes from `inner` (zero-padded if it ends early) and hashes them.
+struct ExactReader<R> {
+    inner: R,
+    left: u64,
+    got: u64,
+    ended: bool,
+    hasher: blake3::Hasher,
+}
+
+impl<R: Read> ExactReader<R> {
+    fn new(inner: R, size: u64) -> Self {
+        ExactReader {
+            inner,
+            left: size,
+            got: 0,
+            ended: false,
+            hasher: blake3::Hasher::new(),
+        }
+    }
+
+    /// The hex digest, the bytes really read, and whether the source had more.
+    fn finish(mut self) -> io::Result<(String, u64, bool)> {
+        let mut probe = [0u8; 1];
+        let longer = !self.ended
+            && loop {
+                match self.inner.read(&mut probe) {
+                    Ok(n) => break n > 0,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(e) => return Err(e),
+                }
+            };
+        Ok((
+            self.hasher.finalize().to_hex().to_string(),
+            self.got,
+            longer,
+        ))
+    }
+}
+
+impl<R: Read> Read for ExactReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.left == 0 {
+            return Ok(0);
+        }
+        let want = buf
+            .len()
+            .min(usize::try_from(self.left).unwrap_or(usize::MAX));
+        let read = if self.ended {
+            0
+        } else {
+            self.inner.read(&mut buf[..want])?
+        };
+        let n = match read {
+            0 => {
+                // The source ended early: pad, so the tar header's size stays true.
+                self.ended = true;
+                buf[..want].fill(0);
+                want
+            }
+            n => {
+                self.got += n as u64;
+                n
+            }
+        };
+        self.hasher.update(&buf[..n]);
+        self.left -= n as u64;
+        Ok(n)
+    }
+}

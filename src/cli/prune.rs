@@ -1,0 +1,66 @@
+//! `agentbak prune`: applies the retention policy (restic's `forget` semantics).
+//!
+//! The policy is the manifest's `retention`, unless any `--keep-*` flag is given: then the
+//! flags alone are the policy, so `prune --keep-last 1` means exactly that.
+
+use std::fmt::Write as _;
+
+use super::{Cli, PruneArgs, load_manifest, write_stdout};
+use crate::error::{ExitCode, Result};
+use crate::repo::Repository;
+use crate::repo::retention::{Policy, prune as apply};
+
+pub(super) fn prune(cli: &Cli, args: &PruneArgs) -> Result<ExitCode> {
+    let manifest = load_manifest(cli.manifest.as_deref())?;
+    let flags = Policy {
+        last: args.keep_last.unwrap_or(0),
+        hourly: args.keep_hourly.unwrap_or(0),
+        daily: args.keep_daily.unwrap_or(0),
+        weekly: args.keep_weekly.unwrap_or(0),
+        monthly: args.keep_monthly.unwrap_or(0),
+        yearly: args.keep_yearly.unwrap_or(0),
+        tags: args.keep_tags.iter().cloned().collect(),
+    };
+    let policy = if flags.is_empty() {
+        Policy::from(&manifest.retention)
+    } else {
+        flags
+    };
+    if policy.is_empty() {
+        tracing::warn!(
+            "no retention policy (manifest `retention` or --keep-*): nothing is removed"
+        );
+    }
+    let repo = Repository::open(&manifest.repository)?;
+    let report = apply(&repo, &policy, args.dry_run, None)?;
+    for orphan in &report.orphans {
+        tracing::warn!(repository = %manifest.repository.display(), "orphan {orphan} (left as is)");
+    }
+    if cli.json {
+        let mut out = serde_json::to_vec_pretty(&report).expect("a report serializes");
+        out.push(b'\n');
+        return write_stdout(&out).map(|()| ExitCode::Success);
+    }
+    let mut out = String::new();
+    for d in &report.decisions {
+        if d.keep {
+            let _ = writeln!(out, "keep    {}  ({})", d.id, d.reasons.join(", "));
+        } else {
+            let verb = if report.dry_run {
+                "would remove"
+            } else {
+                "remove"
+            };
+            let _ = writeln!(out, "{verb:<7} {}", d.id);
+        }
+    }
+    let total = report.decisions.len();
+    let removed = report.removed.len();
+    let _ = if report.dry_run {
+        writeln!(out, "would remove {removed} of {total} snapshots (dry run)")
+    } else {
+        writeln!(out, "removed {removed} of {total} snapshots")
+    };
+    write_stdout(out.as_bytes())?;
+    Ok(ExitCode::Success)
+}

@@ -1,0 +1,309 @@
+//! The repository: a local folder of snapshots, written atomically and under a lock.
+//!
+//! ```text
+//! <repo>/snapshots/<id>.tar.zst[.age]   the archive
+//! <repo>/snapshots/<id>.json            its sidecar
+//! <repo>/tmp/                           archives and sidecars being written
+//! <repo>/lock                           the lock (see `lock`)
+//! ```
+//!
+//! Invariants:
+//! - A snapshot exists exactly when its sidecar and its archive are both in `snapshots/`. The
+//!   sidecar is the marker: [`PendingArchive::commit`] renames it into place last, and
+//!   [`Repository::remove`] deletes it first. A crash in between leaves an *orphan* (an archive
+//!   without a sidecar), which [`Repository::list`] reports and never lists.
+//! - Nothing is written into `snapshots/` except by a rename of a fully written and synced
+//!   file, followed by a sync of the folder.
+//! - Every change (begin, commit, remove, cleaning `tmp/`) needs a [`RepoLock`]; reading needs
+//!   none, since readers only ever see complete files.
+//! - Files are created `0600`, folders `0700`.
+
+mod id;
+mod list;
+mod lock;
+pub mod retention;
+
+use std::fs::{self, File, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+pub use id::SnapshotId;
+pub use list::{Listing, Orphan, OrphanKind};
+pub use lock::{LockInfo, RepoLock, host_name};
+
+use crate::archive::Sidecar;
+use crate::error::{Error, Result};
+
+/// File name ending of an unencrypted archive.
+pub const PLAIN_SUFFIX: &str = ".tar.zst";
+/// File name ending of an encrypted archive.
+pub const ENCRYPTED_SUFFIX: &str = ".tar.zst.age";
+/// File name ending of a sidecar.
+pub const SIDECAR_SUFFIX: &str = ".json";
+/// Ending of files being written in `tmp/`.
+const PARTIAL_SUFFIX: &str = ".partial";
+
+/// A local repository folder.
+#[derive(Debug, Clone)]
+pub struct Repository {
+    root: PathBuf,
+}
+
+impl Repository {
+    /// The repository at `root`; creates it (and its `snapshots/` and `tmp/`, `0700`) when
+    /// missing, so that the first snapshot needs no setup.
+    pub fn open_or_create(root: &Path) -> Result<Repository> {
+        let repo = Repository {
+            root: root.to_path_buf(),
+        };
+        for dir in [repo.snapshots_dir(), repo.tmp_dir()] {
+            fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(&dir)
+                .map_err(|e| Error::io(&dir, e))?;
+        }
+        Ok(repo)
+    }
+
+    /// The repository at `root`, which must exist (for commands that only read or delete).
+    pub fn open(root: &Path) -> Result<Repository> {
+        let repo = Repository {
+            root: root.to_path_buf(),
+        };
+        let snapshots = repo.snapshots_dir();
+        if !snapshots.is_dir() {
+            let err = std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                "no repository here (no `snapshots/` folder); run `agentbak snapshot` first",
+            );
+            return Err(Error::io(root, err));
+        }
+        Ok(repo)
+    }
+
+    /// The repository folder.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// `<repo>/snapshots`.
+    pub fn snapshots_dir(&self) -> PathBuf {
+        self.root.join("snapshots")
+    }
+
+    /// `<repo>/tmp`.
+    pub fn tmp_dir(&self) -> PathBuf {
+        self.root.join("tmp")
+    }
+
+    /// Takes the repository lock for `command`, waiting up to `wait` for another run.
+    pub fn lock(&self, wait: Option<Duration>, command: &str) -> Result<RepoLock> {
+        RepoLock::acquire(&self.root.join("lock"), wait, command)
+    }
+
+    /// Removes what runs that did not finish left in `tmp/`; returns the paths removed.
+    pub fn clean_tmp(&self, _lock: &RepoLock) -> Result<Vec<PathBuf>> {
+        let tmp = self.tmp_dir();
+        let mut removed = Vec::new();
+        let entries = match fs::read_dir(&tmp) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(removed),
+            Err(e) => return Err(Error::io(&tmp, e)),
+        };
+        for entry in entries {
+            let path = entry.map_err(|e| Error::io(&tmp, e))?.path();
+            let gone = if path.is_dir() {
+                fs::remove_dir_all(&path)
+            } else {
+                fs::remove_file(&path)
+            };
+            gone.map_err(|e| Error::io(&path, e))?;
+            tracing::info!(path = %path.display(), "removed a leftover of an unfinished run");
+            removed.push(path);
+        }
+        Ok(removed)
+    }
+
+    /// Starts writing the archive of snapshot `id` into a new `0600` file in `tmp/`.
+    pub fn begin(
+        &self,
+        _lock: &RepoLock,
+        id: &SnapshotId,
+        encrypted: bool,
+    ) -> Result<PendingArchive<'_>> {
+        let suffix = if encrypted {
+            ENCRYPTED_SUFFIX
+        } else {
+            PLAIN_SUFFIX
+        };
+        let name = format!("{id}{suffix}");
+        let tmp_path = self.tmp_dir().join(format!("{name}{PARTIAL_SUFFIX}"));
+        let file = create_private(&tmp_path)?;
+        Ok(PendingArchive {
+            repo: self,
+            id: id.clone(),
+            name,
+            tmp_path,
+            file: Some(file),
+        })
+    }
+
+    /// The path of a snapshot's archive.
+    pub fn archive_path(&self, sidecar: &Sidecar) -> PathBuf {
+        self.snapshots_dir().join(&sidecar.archive)
+    }
+
+    /// The path of a snapshot's sidecar.
+    pub fn sidecar_path(&self, id: &str) -> PathBuf {
+        self.snapshots_dir().join(format!("{id}{SIDECAR_SUFFIX}"))
+    }
+
+    /// Opens a snapshot's archive for reading.
+    pub fn open_archive(&self, sidecar: &Sidecar) -> Result<File> {
+        let path = self.archive_path(sidecar);
+        File::open(&path).map_err(|e| Error::io(&path, e))
+    }
+
+    /// Deletes a snapshot: its sidecar first (from then on it is not listed), then its archive.
+    /// A crash in between leaves an orphan archive, never a listed snapshot without one.
+    pub fn remove(&self, _lock: &RepoLock, sidecar: &Sidecar) -> Result<()> {
+        let marker = self.sidecar_path(&sidecar.id);
+        fs::remove_file(&marker).map_err(|e| Error::io(&marker, e))?;
+        sync_dir(&self.snapshots_dir())?;
+        let archive = self.archive_path(sidecar);
+        match fs::remove_file(&archive) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(Error::io(&archive, e)),
+        }
+        sync_dir(&self.snapshots_dir())
+    }
+
+    /// Finds a snapshot by `latest`, its full id, or a unique prefix of its id.
+    pub fn resolve<'l>(&self, listing: &'l Listing, wanted: &str) -> Result<&'l Sidecar> {
+        let not_found = || Error::SnapshotNotFound {
+            id: wanted.to_string(),
+            repository: self.root.clone(),
+        };
+        if wanted == "latest" {
+            return listing.snapshots.last().ok_or_else(not_found);
+        }
+        if let Some(exact) = listing.snapshots.iter().find(|s| s.id == wanted) {
+            return Ok(exact);
+        }
+        let mut matches = listing
+            .snapshots
+            .iter()
+            .filter(|s| !wanted.is_empty() && s.id.starts_with(wanted));
+        match (matches.next(), matches.next()) {
+            (Some(one), None) => Ok(one),
+            (Some(_), Some(_)) => Err(Error::Usage(format!(
+                "`{wanted}` matches several snapshots; give more of the id"
+            ))),
+            _ => Err(not_found()),
+        }
+    }
+}
+
+/// The archive of a snapshot being written; removed on drop unless committed.
+#[derive(Debug)]
+pub struct PendingArchive<'r> {
+    repo: &'r Repository,
+    id: SnapshotId,
+    name: String,
+    tmp_path: PathBuf,
+    file: Option<File>,
+}
+
+impl PendingArchive<'_> {
+    /// The file to write the archive into (the sink of an `ArchiveWriter`).
+    pub fn file(&mut self) -> &mut File {
+        self.file.as_mut().expect("the file lives until commit")
+    }
+
+    /// The snapshot id.
+    pub fn id(&self) -> &SnapshotId {
+        &self.id
+    }
+
+    /// The archive's final file name (`<id>.tar.zst[.age]`), for the sidecar.
+    pub fn archive_name(&self) -> &str {
+        &self.name
+    }
+
+    /// The temporary file's path.
+    pub fn tmp_path(&self) -> &Path {
+        &self.tmp_path
+    }
+
+    /// Makes the snapshot visible: sync the archive, rename it into `snapshots/`, write the
+    /// sidecar through a synced temporary file and rename it beside it, sync the folder.
+    pub fn commit(mut self, sidecar: &Sidecar) -> Result<()> {
+        let file = self.file.take().expect("commit runs once");
+        let tmp = self.tmp_path.clone();
+        if sidecar.id != self.id.as_str() || sidecar.archive != self.name {
+            return Err(Error::Entry {
+                path: self.name.clone(),
+                reason: format!(
+                    "the sidecar names snapshot `{}` and archive `{}`",
+                    sidecar.id, sidecar.archive
+                ),
+            });
+        }
+        file.sync_all().map_err(|e| Error::io(&tmp, e))?;
+        let len = file.metadata().map_err(|e| Error::io(&tmp, e))?.len();
+        drop(file);
+        if len != sidecar.size {
+            return Err(Error::Entry {
+                path: self.name.clone(),
+                reason: format!(
+                    "the file holds {len} bytes, the sidecar says {}",
+                    sidecar.size
+                ),
+            });
+        }
+        let snapshots = self.repo.snapshots_dir();
+        let archive = snapshots.join(&self.name);
+        fs::rename(&tmp, &archive).map_err(|e| Error::io(&archive, e))?;
+        let sidecar_tmp = self
+            .repo
+            .tmp_dir()
+            .join(format!("{}{SIDECAR_SUFFIX}{PARTIAL_SUFFIX}", self.id));
+        let mut out = create_private(&sidecar_tmp)?;
+        out.write_all(&sidecar.to_json())
+            .and_then(|()| out.sync_all())
+            .map_err(|e| Error::io(&sidecar_tmp, e))?;
+        drop(out);
+        let marker = self.repo.sidecar_path(self.id.as_str());
+        fs::rename(&sidecar_tmp, &marker).map_err(|e| Error::io(&marker, e))?;
+        sync_dir(&snapshots)
+    }
+}
+
+impl Drop for PendingArchive<'_> {
+    fn drop(&mut self) {
+        // Not committed (an error, a refused leak gate): leave nothing behind.
+        if self.file.take().is_some() {
+            let _ = fs::remove_file(&self.tmp_path);
+        }
+    }
+}
+
+fn create_private(path: &Path) -> Result<File> {
+    OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| Error::io(path, e))
+}
+
+/// Makes renames and removals in `dir` durable.
+fn sync_dir(dir: &Path) -> Result<()> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| Error::io(dir, e))
+}
