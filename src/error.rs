@@ -10,6 +10,7 @@
 use std::path::PathBuf;
 
 use crate::manifest::ManifestError;
+use crate::store::StoreErrorKind;
 
 /// The documented exit codes of `agentbak`, in one place.
 ///
@@ -101,6 +102,10 @@ pub enum Error {
         source: std::io::Error,
     },
 
+    /// A secret store failed; the error names the store, the path and the kind, never a value.
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+
     /// A command that a later release implements.
     #[error("`agentbak {0}` is not implemented yet")]
     NotImplemented(&'static str),
@@ -120,6 +125,18 @@ impl Error {
         match self {
             Error::Manifest(_) | Error::Handle(_) | Error::Usage(_) => ExitCode::Usage,
             Error::Io { .. } | Error::NotImplemented(_) => ExitCode::Error,
+            // A handle that cannot be fetched is "unresolved" (SPEC exit 6); a store that is
+            // misconfigured or lost a write race is a plain error.
+            Error::Store(e) => match e.kind {
+                StoreErrorKind::Missing
+                | StoreErrorKind::Forbidden
+                | StoreErrorKind::Sealed
+                | StoreErrorKind::Unavailable
+                | StoreErrorKind::Unreachable => ExitCode::Unresolved,
+                StoreErrorKind::KvV1 | StoreErrorKind::Conflict | StoreErrorKind::Other => {
+                    ExitCode::Error
+                }
+            },
         }
     }
 }

@@ -29,5 +29,6 @@ pub mod hardening;
 pub mod json_span;
 pub mod manifest;
 pub mod secret;
+pub mod store;
 
 pub use error::{Error, ExitCode, Result};

@@ -5,6 +5,7 @@
 
 mod completions;
 mod logging;
+mod secrets;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -309,7 +310,7 @@ fn dispatch(cli: &Cli) -> Result<ExitCode> {
         Command::Restore(_) => not_yet(cli, "restore"),
         Command::Verify(_) => not_yet(cli, "verify"),
         Command::Prune(_) => not_yet(cli, "prune"),
-        Command::Secrets(_) => not_yet(cli, "secrets"),
+        Command::Secrets(cmd) => secrets::run(cli, cmd),
     }
 }
 
