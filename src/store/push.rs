@@ -54,6 +54,7 @@ pub struct PushItem {
     /// The state files its value was read from, relative to the state folder.
     pub files: Vec<PathBuf>,
     /// What happened.
+    #[serde(flatten)]
     pub outcome: PushOutcome,
 }
 
@@ -155,17 +156,16 @@ fn push_one(stores: &Stores, handle: &Handle, values: &[Secret], dry_run: bool) 
             return PushOutcome::InStore { version: p };
         }
     }
+    // The preview may end in a newline (a PEM file): escape it to keep one line per item.
+    let preview = value.masked().escape_debug().to_string();
     if dry_run {
         return PushOutcome::Pushed {
             version: 0,
-            preview: value.masked(),
+            preview,
         };
     }
     match store.put(&a.path, &a.field, value, None) {
-        Ok(version) => PushOutcome::Pushed {
-            version,
-            preview: value.masked(),
-        },
+        Ok(version) => PushOutcome::Pushed { version, preview },
         Err(e) => PushOutcome::Failed {
             message: e.to_string(),
         },
