@@ -120,7 +120,7 @@ fn get(cli: &Cli, m: &Manifest, stores: &Stores, text: &str, reveal: bool) -> Re
             let doc = serde_json::json!({ "handle": handle.to_string(), "status": &r.status });
             write_stdout(format!("{doc}\n").as_bytes())?;
         } else {
-            eprintln!("agentbak: {handle}: {}: {message}", r.status.label());
+            eprintln!("agentbak: {handle}: {message}");
         }
         return Ok(failure_code(&r.status));
     };

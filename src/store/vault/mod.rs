@@ -140,7 +140,7 @@ impl VaultStore {
     {
         self.rt.block_on(async {
             let client = self.session_client().await.map_err(|f| self.err(path, f))?;
-            request(client).await.map_err(|f| self.err(path, f))
+            quiet(request(client)).await.map_err(|f| self.err(path, f))
         })
     }
 
@@ -175,7 +175,7 @@ impl VaultStore {
             Credentials::Token { file } => {
                 let token = session::read_credential(file.as_deref(), "VAULT_TOKEN", "token")?;
                 self.set_token(&token)?;
-                match vaultrs::token::lookup_self(&*self.current()).await {
+                match quiet(vaultrs::token::lookup_self(&*self.current())).await {
                     Ok(info) => session.set_lease(info.ttl, info.renewable.unwrap_or(false)),
                     Err(e) => {
                         let (kind, message) = errors::classify(&e);
@@ -208,12 +208,17 @@ impl VaultStore {
         let role = session::read_credential(role_id_file.as_deref(), "VAULT_ROLE_ID", "role id")?;
         let secret =
             session::read_credential(secret_id_file.as_deref(), "VAULT_SECRET_ID", "secret id")?;
-        let auth = vaultrs::auth::approle::login(&*self.current(), mount, &role, &secret)
-            .await
-            .map_err(|e| {
-                let (kind, message) = errors::classify(&e);
-                (kind, format!("AppRole login at `auth/{mount}`: {message}"))
-            })?;
+        let auth = quiet(vaultrs::auth::approle::login(
+            &*self.current(),
+            mount,
+            &role,
+            &secret,
+        ))
+        .await
+        .map_err(|e| {
+            let (kind, message) = errors::classify(&e);
+            (kind, format!("AppRole login at `auth/{mount}`: {message}"))
+        })?;
         let token = zeroize::Zeroizing::new(auth.client_token);
         self.set_token(&token)?;
         session.set_lease(auth.lease_duration, auth.renewable);
@@ -223,7 +228,7 @@ impl VaultStore {
 
     async fn refresh(&self, session: &mut Session) -> Result<(), Failure> {
         if session.renewable {
-            match vaultrs::token::renew_self(&*self.current(), None).await {
+            match quiet(vaultrs::token::renew_self(&*self.current(), None)).await {
                 Ok(auth) => {
                     session.set_lease(auth.lease_duration, auth.renewable);
                     tracing::debug!(store = %self.name, lease_s = auth.lease_duration, "token renewed");
@@ -279,6 +284,14 @@ impl VaultStore {
         };
         into_version(res)
     }
+}
+
+/// Runs a vaultrs future with its own logging silenced: vaultrs logs every 403/404 at ERROR
+/// level (and rustify every request at DEBUG), which would make a cron run noisy with lines
+/// that repeat what our typed errors already say.
+fn quiet<F: Future>(f: F) -> tracing::instrument::WithDispatch<F> {
+    use tracing::instrument::WithSubscriber;
+    f.with_subscriber(tracing::subscriber::NoSubscriber::default())
 }
 
 /// Turns a read answer into fields, moving each string into a `Secret` without a copy.
