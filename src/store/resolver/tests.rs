@@ -16,8 +16,11 @@ struct Fake {
     reads: Arc<AtomicU32>,
 }
 
+/// Versions of one path, oldest first; each a list of (field, value).
+type Versions<'a> = &'a [&'a [(&'a str, &'a str)]];
+
 impl Fake {
-    fn new(paths: &[(&str, &[&[(&str, &str)]])]) -> Fake {
+    fn new(paths: &[(&str, Versions<'_>)]) -> Fake {
         let data = paths
             .iter()
             .map(|(p, versions)| {
