@@ -362,6 +362,11 @@ fn vault_store_from_environment_variables_and_exit_codes() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", all_output(&out));
+    let out = with_env(&root).args(["secrets", "ls"]).output().unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "vault:agents/kevin/a\n"
+    );
 
     let out = with_env("not-a-valid-token")
         .args(["secrets", "get", "vault:agents/kevin/a#k"])
