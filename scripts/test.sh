@@ -6,8 +6,8 @@ cd "$(dirname "$0")/.."
 . scripts/tools.sh
 ensure_tools
 if cargo nextest --version >/dev/null 2>&1; then
-    cargo nextest run --all-targets --no-fail-fast --status-level fail --final-status-level fail
+    cargo nextest run --no-fail-fast --status-level fail --final-status-level fail
 else
-    cargo test --all-targets --no-fail-fast
+    cargo test --no-fail-fast
 fi
 cargo test --doc --quiet

@@ -10,6 +10,7 @@
 use std::path::PathBuf;
 
 use crate::manifest::ManifestError;
+use crate::store::StoreErrorKind;
 
 /// The documented exit codes of `agentbak`, in one place.
 ///
@@ -151,6 +152,9 @@ pub enum Error {
         /// The repository folder.
         repository: PathBuf,
     },
+    /// A secret store failed; the error names the store, the path and the kind, never a value.
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
 
     /// A command that a later release implements.
     #[error("`agentbak {0}` is not implemented yet")]
@@ -177,6 +181,18 @@ impl Error {
             | Error::NotImplemented(_) => ExitCode::Error,
             Error::Integrity(_) => ExitCode::Integrity,
             Error::Locked { .. } => ExitCode::Locked,
+            // A handle that cannot be fetched is "unresolved" (SPEC exit 6); a store that is
+            // misconfigured or lost a write race is a plain error.
+            Error::Store(e) => match e.kind {
+                StoreErrorKind::Missing
+                | StoreErrorKind::Forbidden
+                | StoreErrorKind::Sealed
+                | StoreErrorKind::Unavailable
+                | StoreErrorKind::Unreachable => ExitCode::Unresolved,
+                StoreErrorKind::KvV1 | StoreErrorKind::Conflict | StoreErrorKind::Other => {
+                    ExitCode::Error
+                }
+            },
         }
     }
 }

@@ -32,5 +32,6 @@ pub mod manifest;
 pub mod ops;
 pub mod repo;
 pub mod secret;
+pub mod store;
 
 pub use error::{Error, ExitCode, Result};

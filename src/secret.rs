@@ -86,9 +86,23 @@ pub fn mask(bytes: &[u8]) -> String {
     if n < 16 {
         return format!("… ({n} chars)");
     }
-    let head: String = chars[..4].iter().collect();
-    let tail: String = chars[n - 2..].iter().collect();
-    format!("{head}…{tail} ({n} chars)")
+    // Control characters are escaped so a preview stays on one line (a PEM value ends in `\n`).
+    let show = |cs: &[char]| -> String {
+        cs.iter()
+            .map(|c| {
+                if c.is_control() {
+                    c.escape_default().to_string()
+                } else {
+                    c.to_string()
+                }
+            })
+            .collect()
+    };
+    format!(
+        "{}…{} ({n} chars)",
+        show(&chars[..4]),
+        show(&chars[n - 2..])
+    )
 }
 
 #[cfg(test)]
@@ -110,6 +124,8 @@ mod tests {
         let s = Secret::from(VALUE.to_string());
         assert_eq!(s.masked(), "sk-p…Qx (52 chars)");
         assert_eq!(Secret::from("short".to_string()).masked(), "… (5 chars)");
+        let pem = "-----BEGIN KEY-----\nabcdef\n-----END KEY-----\n";
+        assert_eq!(mask(pem.as_bytes()), "----…-\\n (45 chars)");
     }
 
     #[test]

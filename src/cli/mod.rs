@@ -7,6 +7,7 @@ mod completions;
 mod list;
 mod logging;
 mod prune;
+mod secrets;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -311,7 +312,7 @@ fn dispatch(cli: &Cli) -> Result<ExitCode> {
         Command::Restore(_) => not_yet(cli, "restore"),
         Command::Verify(_) => not_yet(cli, "verify"),
         Command::Prune(args) => prune::prune(cli, args),
-        Command::Secrets(_) => not_yet(cli, "secrets"),
+        Command::Secrets(cmd) => secrets::run(cli, cmd),
     }
 }
 

@@ -11,6 +11,7 @@ mod validate;
 
 pub use load::{DEFAULT_MANIFEST, ENV_MANIFEST, find_manifest_path};
 pub use model::*;
+pub use validate::parse_ttl;
 
 use std::fmt;
 use std::path::PathBuf;

@@ -35,14 +35,14 @@ fn glob_error(glob: &str) -> Option<String> {
 pub fn parse_ttl(s: &str) -> Option<std::time::Duration> {
     let (n, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit())?);
     let n: u64 = n.parse().ok()?;
-    let secs = match unit {
-        "s" => n,
-        "m" => n * 60,
-        "h" => n * 3600,
-        "d" => n * 86400,
+    let unit = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86400,
         _ => return None,
     };
-    Some(std::time::Duration::from_secs(secs))
+    Some(std::time::Duration::from_secs(n.checked_mul(unit)?))
 }
 
 fn bad_relative(file: &str) -> bool {

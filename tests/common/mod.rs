@@ -191,3 +191,4 @@ impl Drop for OpenBao {
         self.stop();
     }
 }
+pub mod proxy;

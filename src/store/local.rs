@@ -1,0 +1,312 @@
+//! The embedded local store: one age-encrypted file of versioned secrets, for one host.
+//!
+//! The document maps path → versions (like KV v2: each version holds every field of the
+//! secret, with its created time), keeping the newest `max_versions` (default 10, at least 2 so
+//! that the current and previous versions survive a rotation). Reads decrypt the file; writes
+//! are a locked read-modify-write of the whole file ([`super::sealed`]), so concurrent writers
+//! on one host never lose an update. The identity is created on first write.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use chrono::Utc;
+use serde::{Deserialize, Serialize};
+
+use super::sealed::{SealedFile, SealedValue, from_micros, from_plain, to_micros, to_plain};
+use super::{SecretMeta, SecretStore, SecretVersion, StoreError, StoreErrorKind, VersionMeta};
+use crate::manifest::LocalConfig;
+use crate::secret::Secret;
+
+const DEFAULT_MAX_VERSIONS: usize = 10;
+const FORMAT: u32 = 1;
+
+/// The embedded age-encrypted store.
+#[derive(Debug)]
+pub struct LocalStore {
+    name: String,
+    file: SealedFile,
+    path: std::path::PathBuf,
+    max_versions: usize,
+}
+
+#[derive(Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct Doc {
+    format: u32,
+    secrets: BTreeMap<String, Entry>,
+}
+
+#[derive(Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct Entry {
+    current: u64,
+    versions: BTreeMap<u64, Version>,
+}
+
+#[derive(Serialize, Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+struct Version {
+    created_us: i64,
+    fields: BTreeMap<String, SealedValue>,
+}
+
+impl LocalStore {
+    /// A local store as configured in the manifest (paths already resolved).
+    pub fn new(name: &str, config: &LocalConfig) -> LocalStore {
+        LocalStore::open(
+            name,
+            &config.path,
+            &config.identity,
+            config
+                .max_versions
+                .map(|n| n.max(2) as usize)
+                .unwrap_or(DEFAULT_MAX_VERSIONS),
+        )
+    }
+
+    /// A local store at `path`, opened by `identity`, keeping `max_versions` per secret (≥ 2).
+    pub fn open(name: &str, path: &Path, identity: &Path, max_versions: usize) -> LocalStore {
+        LocalStore {
+            name: name.to_string(),
+            file: SealedFile::new(path, identity),
+            path: path.to_path_buf(),
+            max_versions: max_versions.max(2),
+        }
+    }
+
+    fn err(&self, path: &str, kind: StoreErrorKind, message: impl Into<String>) -> StoreError {
+        StoreError::new(&self.name, path, kind, message)
+    }
+
+    fn load(&self, path: &str) -> Result<Doc, StoreError> {
+        let plain = self
+            .file
+            .read()
+            .map_err(|e| self.err(path, StoreErrorKind::Other, e))?;
+        match plain {
+            None => Ok(Doc::default()),
+            Some(p) => self.parse(&p, path),
+        }
+    }
+
+    fn parse(&self, plain: &[u8], path: &str) -> Result<Doc, StoreError> {
+        let doc: Doc =
+            from_plain(plain, &self.path).map_err(|e| self.err(path, StoreErrorKind::Other, e))?;
+        if doc.format != FORMAT {
+            return Err(self.err(
+                path,
+                StoreErrorKind::Other,
+                format!(
+                    "{}: unknown store format {}; a newer agentbak wrote it",
+                    self.path.display(),
+                    doc.format
+                ),
+            ));
+        }
+        Ok(doc)
+    }
+
+    fn missing(&self, path: &str, what: String) -> StoreError {
+        self.err(path, StoreErrorKind::Missing, what)
+    }
+}
+
+impl SecretStore for LocalStore {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn kind(&self) -> &'static str {
+        "local"
+    }
+
+    fn read(&self, path: &str, version: Option<u64>) -> Result<SecretVersion, StoreError> {
+        let doc = self.load(path)?;
+        let entry = doc
+            .secrets
+            .get(path)
+            .ok_or_else(|| self.missing(path, "no such secret".into()))?;
+        let v = version.unwrap_or(entry.current);
+        let found = entry.versions.get(&v).ok_or_else(|| {
+            let why = if v < entry.versions.keys().next().copied().unwrap_or(0) {
+                format!(
+                    "version {v} was pruned (max_versions {})",
+                    self.max_versions
+                )
+            } else {
+                format!("no version {v} (current is {})", entry.current)
+            };
+            self.missing(path, why)
+        })?;
+        Ok(SecretVersion {
+            fields: found
+                .fields
+                .iter()
+                .map(|(k, v)| (k.clone(), v.0.clone()))
+                .collect(),
+            version: v,
+            created: from_micros(found.created_us),
+        })
+    }
+
+    fn metadata(&self, path: &str) -> Result<SecretMeta, StoreError> {
+        let doc = self.load(path)?;
+        let entry = doc
+            .secrets
+            .get(path)
+            .ok_or_else(|| self.missing(path, "no such secret".into()))?;
+        Ok(SecretMeta {
+            path: path.to_string(),
+            current: entry.current,
+            versions: entry
+                .versions
+                .iter()
+                .map(|(v, ver)| VersionMeta {
+                    version: *v,
+                    created: from_micros(ver.created_us),
+                    deleted: None,
+                    destroyed: false,
+                })
+                .collect(),
+        })
+    }
+
+    fn put(
+        &self,
+        path: &str,
+        field: &str,
+        value: &Secret,
+        cas: Option<u64>,
+    ) -> Result<u64, StoreError> {
+        let outcome = self.file.update(|plain| {
+            let mut doc = match plain {
+                Some(p) => self.parse(p, path).map_err(|e| e.message)?,
+                None => Doc {
+                    format: FORMAT,
+                    ..Doc::default()
+                },
+            };
+            let entry = doc.secrets.entry(path.to_string()).or_default();
+            if let Some(expected) = cas
+                && expected != entry.current
+            {
+                return Ok((None, Err(entry.current)));
+            }
+            let mut fields = entry
+                .versions
+                .get(&entry.current)
+                .map(|v| v.fields.clone())
+                .unwrap_or_default();
+            fields.insert(field.to_string(), SealedValue(value.clone()));
+            let next = entry.current + 1;
+            entry.versions.insert(
+                next,
+                Version {
+                    created_us: to_micros(Utc::now()),
+                    fields,
+                },
+            );
+            entry.current = next;
+            while entry.versions.len() > self.max_versions {
+                entry.versions.pop_first();
+            }
+            Ok((Some(to_plain(&doc)?), Ok(next)))
+        });
+        match outcome {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(current)) => Err(self.err(
+                path,
+                StoreErrorKind::Conflict,
+                format!(
+                    "check-and-set expected version {}, the current is {current}",
+                    cas.unwrap_or_default()
+                ),
+            )),
+            Err(e) => Err(self.err(path, StoreErrorKind::Other, e)),
+        }
+    }
+
+    fn list(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
+        let doc = self.load(prefix)?;
+        Ok(doc
+            .secrets
+            .keys()
+            .filter(|k| k.starts_with(prefix))
+            .cloned()
+            .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn store(dir: &Path, max: usize) -> LocalStore {
+        LocalStore::open("local", &dir.join("s.age"), &dir.join("s.key"), max)
+    }
+
+    fn s(v: &str) -> Secret {
+        Secret::from(v.to_string())
+    }
+
+    #[test]
+    fn put_keeps_other_fields_and_numbers_versions() {
+        let dir = tempfile::tempdir().unwrap();
+        let st = store(dir.path(), 10);
+        assert_eq!(st.put("a/b", "user", &s("u1"), None).unwrap(), 1);
+        assert_eq!(st.put("a/b", "pass", &s("p1"), None).unwrap(), 2);
+        let cur = st.read("a/b", None).unwrap();
+        assert_eq!(cur.version, 2);
+        assert_eq!(cur.fields["user"].expose(), b"u1");
+        assert_eq!(cur.fields["pass"].expose(), b"p1");
+        let v1 = st.read("a/b", Some(1)).unwrap();
+        assert!(!v1.fields.contains_key("pass"));
+        assert_eq!(st.list("").unwrap(), vec!["a/b".to_string()]);
+    }
+
+    #[test]
+    fn missing_paths_versions_and_fields_are_missing() {
+        let dir = tempfile::tempdir().unwrap();
+        let st = store(dir.path(), 10);
+        assert_eq!(
+            st.get("nope", "f", None).unwrap_err().kind,
+            StoreErrorKind::Missing
+        );
+        st.put("p", "f", &s("v"), None).unwrap();
+        assert_eq!(
+            st.get("p", "other", None).unwrap_err().kind,
+            StoreErrorKind::Missing
+        );
+        assert_eq!(
+            st.get("p", "f", Some(9)).unwrap_err().kind,
+            StoreErrorKind::Missing
+        );
+    }
+
+    #[test]
+    fn old_versions_are_pruned_to_max_versions() {
+        let dir = tempfile::tempdir().unwrap();
+        let st = store(dir.path(), 3);
+        for i in 1..=5 {
+            st.put("p", "f", &s(&format!("v{i}")), None).unwrap();
+        }
+        let meta = st.metadata("p").unwrap();
+        assert_eq!(
+            meta.versions.iter().map(|v| v.version).collect::<Vec<_>>(),
+            vec![3, 4, 5]
+        );
+        assert_eq!(meta.previous(), Some(4));
+        let err = st.read("p", Some(1)).unwrap_err();
+        assert!(err.message.contains("pruned"), "{err}");
+    }
+
+    #[test]
+    fn check_and_set_refuses_a_stale_version() {
+        let dir = tempfile::tempdir().unwrap();
+        let st = store(dir.path(), 10);
+        assert_eq!(st.put("p", "f", &s("a"), Some(0)).unwrap(), 1);
+        let err = st.put("p", "f", &s("b"), Some(0)).unwrap_err();
+        assert_eq!(err.kind, StoreErrorKind::Conflict);
+        assert_eq!(st.put("p", "f", &s("b"), Some(1)).unwrap(), 2);
+    }
+}

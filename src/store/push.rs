@@ -1,0 +1,294 @@
+//! `secrets push`: values that the state holds at declared locations and the store lacks
+//! become new versions.
+//!
+//! "Lacks" means the value is neither the current nor the previous version of its handle (a
+//! state that still holds the previous value is mid-rotation, not out of sync). Ephemeral
+//! rules, env handles and pinned handles are never pushed.
+//!
+//! This carries a minimal reader for two locators, `whole_file` and dotenv `env`, until the
+//! redaction engine (`src/redact/`) offers extraction for every format; other locators are
+//! reported as skipped. Values are held in zeroized buffers and reported masked only.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use super::{Address, StoreErrorKind, Stores};
+use crate::handle::Handle;
+use crate::manifest::{Locator, Manifest};
+use crate::secret::Secret;
+use serde::Serialize;
+
+/// What happened to one handle.
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum PushOutcome {
+    /// Stored as a new version.
+    Pushed {
+        /// The new version.
+        version: u64,
+        /// A masked preview of the value.
+        preview: String,
+    },
+    /// The store already holds it as its current or previous version.
+    InStore {
+        /// That version.
+        version: u64,
+    },
+    /// Not pushed, and why (ephemeral, env handle, unsupported locator, value not found).
+    Skipped {
+        /// Why.
+        reason: String,
+    },
+    /// Could not be pushed.
+    Failed {
+        /// Why.
+        message: String,
+    },
+}
+
+/// One handle's push report.
+#[derive(Debug, Clone, Serialize)]
+pub struct PushItem {
+    /// The handle.
+    pub handle: Handle,
+    /// The state files its value was read from, relative to the state folder.
+    pub files: Vec<PathBuf>,
+    /// What happened.
+    #[serde(flatten)]
+    pub outcome: PushOutcome,
+}
+
+/// Pushes every declared value the store lacks; with `dry_run`, reports without writing.
+pub fn push(manifest: &Manifest, stores: &Stores, dry_run: bool) -> Vec<PushItem> {
+    let mut found: BTreeMap<Handle, (Vec<PathBuf>, Vec<Secret>)> = BTreeMap::new();
+    let mut items = Vec::new();
+    for rule in &manifest.secrets {
+        let handle = rule.handle.with_agent(&manifest.agent);
+        let skip = |reason: &str| PushItem {
+            handle: rule.handle.clone(),
+            files: Vec::new(),
+            outcome: PushOutcome::Skipped {
+                reason: reason.into(),
+            },
+        };
+        let locator = rule.locator();
+        if rule.ephemeral {
+            items.push(skip("ephemeral: re-issued, never stored"));
+        } else if handle.is_env() {
+            items.push(skip("env handles are read from the environment"));
+        } else if Address::of(&handle).version.is_some() {
+            items.push(skip(
+                "pinned handle: a new version would not be the one it names",
+            ));
+        } else if !matches!(locator, Locator::WholeFile | Locator::Env(_)) {
+            items.push(skip(&format!(
+                "locator `{}` is not supported by push yet (whole_file and env are)",
+                locator.field()
+            )));
+        } else {
+            match read_values(&manifest.state, &rule.file, &locator) {
+                Ok(values) if values.is_empty() => {
+                    items.push(skip("no value at the declared location in the state"));
+                }
+                Ok(values) => {
+                    let entry = found.entry(handle).or_default();
+                    for (file, value) in values {
+                        entry.0.push(file);
+                        entry.1.push(value);
+                    }
+                }
+                Err(message) => items.push(PushItem {
+                    handle: rule.handle.clone(),
+                    files: Vec::new(),
+                    outcome: PushOutcome::Failed { message },
+                }),
+            }
+        }
+    }
+    for (handle, (files, values)) in found {
+        let outcome = push_one(stores, &handle, &values, dry_run);
+        items.push(PushItem {
+            handle,
+            files,
+            outcome,
+        });
+    }
+    items
+}
+
+fn push_one(stores: &Stores, handle: &Handle, values: &[Secret], dry_run: bool) -> PushOutcome {
+    let value = &values[0];
+    if values.iter().any(|v| v != value) {
+        return PushOutcome::Failed {
+            message: "the state holds different values for this handle; make them agree first"
+                .into(),
+        };
+    }
+    let store = match stores.for_handle(handle) {
+        Ok(s) => s,
+        Err(e) => {
+            return PushOutcome::Failed {
+                message: e.to_string(),
+            };
+        }
+    };
+    let a = Address::of(handle);
+    let current = match store.read(&a.path, None) {
+        Ok(v) => Some(v),
+        Err(e) if e.kind == StoreErrorKind::Missing => None,
+        Err(e) => {
+            return PushOutcome::Failed {
+                message: e.to_string(),
+            };
+        }
+    };
+    if let Some(cur) = &current {
+        if cur.fields.get(&a.field) == Some(value) {
+            return PushOutcome::InStore {
+                version: cur.version,
+            };
+        }
+        let previous = store.metadata(&a.path).ok().and_then(|m| m.previous());
+        if let Some(p) = previous
+            && let Ok(prev) = store.read(&a.path, Some(p))
+            && prev.fields.get(&a.field) == Some(value)
+        {
+            return PushOutcome::InStore { version: p };
+        }
+    }
+    let preview = value.masked();
+    if dry_run {
+        return PushOutcome::Pushed {
+            version: 0,
+            preview,
+        };
+    }
+    match store.put(&a.path, &a.field, value, None) {
+        Ok(version) => PushOutcome::Pushed { version, preview },
+        Err(e) => PushOutcome::Failed {
+            message: e.to_string(),
+        },
+    }
+}
+
+/// The values at a locator in every state file matching `file` (a path or a glob).
+fn read_values(
+    state: &Path,
+    file: &str,
+    locator: &Locator,
+) -> Result<Vec<(PathBuf, Secret)>, String> {
+    let glob = globset::Glob::new(file)
+        .map_err(|e| format!("`{file}`: {e}"))?
+        .compile_matcher();
+    let mut out = Vec::new();
+    for entry in walkdir::WalkDir::new(state)
+        .follow_links(false)
+        .sort_by_file_name()
+    {
+        let entry = entry.map_err(|e| format!("{}: {e}", state.display()))?;
+        if !entry.file_type().is_file() {
+            continue;
+        }
+        let rel = entry.path().strip_prefix(state).unwrap_or(entry.path());
+        if !glob.is_match(rel) {
+            continue;
+        }
+        let bytes = super::sealed::read_zeroized(entry.path())
+            .map_err(|e| format!("{}: {e}", entry.path().display()))?;
+        let value = match locator {
+            Locator::WholeFile => Some(Secret::from_slice(&bytes)),
+            Locator::Env(key) => dotenv_value(&bytes, key),
+            _ => None,
+        };
+        if let Some(v) = value {
+            out.push((rel.to_path_buf(), v));
+        }
+    }
+    Ok(out)
+}
+
+/// The value of `key` in a dotenv file: `KEY=value`, `export KEY=value`, double-quoted (with
+/// `\n`, `\"`, `\\` escapes), single-quoted (literal), or unquoted (up to a ` #` comment). The
+/// last assignment wins, as when the file is sourced.
+pub fn dotenv_value(text: &[u8], key: &str) -> Option<Secret> {
+    let mut found = None;
+    for line in text.split(|b| *b == b'\n') {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        let line = trim_start(line);
+        let line = line
+            .strip_prefix(b"export ")
+            .map(trim_start)
+            .unwrap_or(line);
+        let Some(eq) = line.iter().position(|b| *b == b'=') else {
+            continue;
+        };
+        if line[..eq].trim_ascii_end() != key.as_bytes() {
+            continue;
+        }
+        found = Some(Secret::new(parse_value(trim_start(&line[eq + 1..]))));
+    }
+    found
+}
+
+fn trim_start(s: &[u8]) -> &[u8] {
+    s.trim_ascii_start()
+}
+
+fn parse_value(v: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(v.len());
+    match v.first() {
+        Some(b'"') => {
+            let mut i = 1;
+            while i < v.len() && v[i] != b'"' {
+                if v[i] == b'\\' && i + 1 < v.len() {
+                    i += 1;
+                    out.push(match v[i] {
+                        b'n' => b'\n',
+                        b't' => b'\t',
+                        b'r' => b'\r',
+                        other => other,
+                    });
+                } else {
+                    out.push(v[i]);
+                }
+                i += 1;
+            }
+        }
+        Some(b'\'') => {
+            let end = v[1..]
+                .iter()
+                .position(|b| *b == b'\'')
+                .map_or(v.len(), |p| p + 1);
+            out.extend_from_slice(&v[1..end]);
+        }
+        _ => {
+            let end = v
+                .windows(2)
+                .position(|w| w == b" #" || w == b"\t#")
+                .unwrap_or(v.len());
+            out.extend_from_slice(v[..end].trim_ascii_end());
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn get(text: &str, key: &str) -> Option<String> {
+        dotenv_value(text.as_bytes(), key).map(|s| String::from_utf8(s.expose().to_vec()).unwrap())
+    }
+
+    #[test]
+    fn dotenv_forms() {
+        let text = "# c\nA=plain # comment\nexport B=\"quo\\\"ted\\n\"\nC='lit $x'\r\n D = spaced \nA2=x\n";
+        assert_eq!(get(text, "A").as_deref(), Some("plain"));
+        assert_eq!(get(text, "B").as_deref(), Some("quo\"ted\n"));
+        assert_eq!(get(text, "C").as_deref(), Some("lit $x"));
+        assert_eq!(get(text, "D").as_deref(), Some("spaced"));
+        assert_eq!(get(text, "E"), None);
+        assert_eq!(get("K=1\nK=2\n", "K").as_deref(), Some("2"));
+        assert_eq!(get("K=\n", "K").as_deref(), Some(""));
+    }
+}
