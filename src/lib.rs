@@ -28,6 +28,7 @@ pub mod handle;
 pub mod hardening;
 pub mod json_span;
 pub mod manifest;
+pub mod redact;
 pub mod secret;
 
 pub use error::{Error, ExitCode, Result};
