@@ -101,6 +101,10 @@ pub enum Error {
         source: std::io::Error,
     },
 
+    /// A file could not be redacted or rehydrated.
+    #[error(transparent)]
+    Redact(#[from] crate::redact::RedactError),
+
     /// A command that a later release implements.
     #[error("`agentbak {0}` is not implemented yet")]
     NotImplemented(&'static str),
@@ -119,7 +123,7 @@ impl Error {
     pub fn exit_code(&self) -> ExitCode {
         match self {
             Error::Manifest(_) | Error::Handle(_) | Error::Usage(_) => ExitCode::Usage,
-            Error::Io { .. } | Error::NotImplemented(_) => ExitCode::Error,
+            Error::Io { .. } | Error::Redact(_) | Error::NotImplemented(_) => ExitCode::Error,
         }
     }
 }
