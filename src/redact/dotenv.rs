@@ -80,7 +80,8 @@ pub(crate) fn entries(text: &str) -> Result<Vec<Entry<'_>>, FormatError> {
             pos = line_end + 1;
             continue;
         }
-        i = skip_ws(i + 1);
+        let eq = i + 1;
+        i = skip_ws(eq);
         let (range, style, end) = match b.get(i) {
             Some(&q @ (b'\'' | b'"')) => {
                 let close = closing_quote(b, i + 1, q)
@@ -96,7 +97,10 @@ pub(crate) fn entries(text: &str) -> Result<Vec<Entry<'_>>, FormatError> {
                 let rest = &text[i..line_end];
                 let cut = comment_start(rest).unwrap_or(rest.len());
                 let value = rest[..cut].trim_end();
-                (i..i + value.len(), DotenvStyle::Unquoted, line_end)
+                // An empty value sits right after `=`, so that a placeholder there does not
+                // swallow the space that makes the rest of the line a comment.
+                let start = if value.is_empty() { eq } else { i };
+                (start..start + value.len(), DotenvStyle::Unquoted, line_end)
             }
         };
         if style != DotenvStyle::Unquoted {

@@ -48,7 +48,8 @@ use crate::manifest::Locator;
 use crate::secret::Secret;
 
 pub use error::RedactError;
-pub use file::{redact_file, rehydrate_file};
+pub use file::{is_binary, redact_file, rehydrate_file};
+pub use stray::MIN_STRAY_LEN;
 
 /// One declared rule applied to one file: where the value sits and the handle it maps to.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -63,6 +63,11 @@ fn forms(value: &[u8], format: Option<Format>) -> Vec<(Zeroizing<Vec<u8>>, Conte
     out
 }
 
+/// Values shorter than this are not searched outside their declared locations: a short value
+/// matches inside unrelated words and syntax, and editing those would corrupt files. The leak
+/// gate still sees them, so a short value left elsewhere stops the snapshot rather than leaking.
+pub const MIN_STRAY_LEN: usize = 8;
+
 static PLACEHOLDER: LazyLock<regex::bytes::Regex> = LazyLock::new(|| {
     regex::bytes::Regex::new(r"\+agentbak:[A-Za-z0-9._/:@{}-]+\+").expect("a valid regex")
 });
@@ -73,7 +78,7 @@ pub(crate) fn placeholder_ranges(input: &[u8]) -> Vec<Range<usize>> {
 }
 
 /// Every occurrence of a known value (in any of its forms) in `input` that overlaps none of
-/// the sorted, disjoint `skip` ranges. Empty values are not searched: they match everywhere.
+/// the sorted, disjoint `skip` ranges. Values shorter than [`MIN_STRAY_LEN`] are not searched.
 pub(crate) fn find(
     input: &[u8],
     known: &[(Handle, Secret)],
@@ -86,7 +91,7 @@ pub(crate) fn find(
     let seed = std::collections::hash_map::RandomState::new();
     let mut seen: std::collections::HashMap<u64, Vec<usize>> = std::collections::HashMap::new();
     for (k, (_, value)) in known.iter().enumerate() {
-        if value.is_empty() {
+        if value.len() < MIN_STRAY_LEN {
             continue;
         }
         for (bytes, context) in forms(value.expose(), format) {
@@ -138,23 +143,23 @@ mod tests {
 
     #[test]
     fn finds_raw_and_escaped_forms_outside_skipped_ranges() {
-        let input = br#"a"b and "a\"b" and a"b"#;
-        let hits = find(input, &known("a\"b"), Some(Format::Json), &[0..3]);
+        let input = br#"abcd"efgh and "abcd\"efgh" and abcd"efgh"#;
+        let hits = find(input, &known("abcd\"efgh"), Some(Format::Json), &[0..9]);
         let got: Vec<(&[u8], &Context)> = hits
             .iter()
             .map(|h| (&input[h.range.clone()], &h.context))
             .collect();
         assert_eq!(got.len(), 2);
-        assert_eq!(got[0].0, br#"a\"b"#);
+        assert_eq!(got[0].0, br#"abcd\"efgh"#);
         assert!(matches!(got[0].1, Context::Json(_)));
-        assert_eq!(got[1].0, b"a\"b");
+        assert_eq!(got[1].0, b"abcd\"efgh");
         assert_eq!(*got[1].1, Context::Raw);
     }
 
     #[test]
     fn the_file_format_names_a_form_that_is_also_raw() {
-        let hits = find(b"x=tok123", &known("tok123"), Some(Format::Toml), &[]);
+        let hits = find(b"x=tok12345", &known("tok12345"), Some(Format::Toml), &[]);
         assert_eq!(hits[0].context, Context::Toml(TomlStyle::Basic));
-        assert!(find(b"anything", &known(""), None, &[]).is_empty());
+        assert!(find(b"anything", &known("thing"), None, &[]).is_empty());
     }
 }

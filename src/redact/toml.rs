@@ -25,13 +25,14 @@ pub enum TomlStyle {
     Literal,
     /// `"""multi-line basic"""`.
     MultiBasic {
-        /// A line break follows the opening delimiter (TOML trims it).
-        newline: bool,
+        /// Bytes of the line break that follows the opening delimiter (TOML trims it): 0, 1
+        /// (`\n`) or 2 (`\r\n`).
+        newline: u8,
     },
     /// `'''multi-line literal'''`.
     MultiLiteral {
-        /// A line break follows the opening delimiter (TOML trims it).
-        newline: bool,
+        /// Bytes of the line break that follows the opening delimiter, as for `MultiBasic`.
+        newline: u8,
     },
 }
 
@@ -137,7 +138,7 @@ fn body(text: &str, span: std::ops::Range<usize>) -> (std::ops::Range<usize>, To
             0
         };
         start += skip;
-        let newline = skip > 0;
+        let newline = skip as u8;
         let style = if raw.starts_with('"') {
             TomlStyle::MultiBasic { newline }
         } else {
@@ -220,18 +221,21 @@ pub(crate) fn encode(style: &TomlStyle, value: &[u8]) -> Result<Splice, Unfit> {
             }
         }
         TomlStyle::MultiBasic { newline } => {
-            Splice::inside(multi_basic_body(v, newline).into_bytes())
+            Splice::inside(multi_basic_body(v, newline > 0).into_bytes())
         }
         TomlStyle::MultiLiteral { newline } => {
             let fits = no_control(true)
                 && !v.contains("'''")
                 && !v.ends_with('\'')
-                && (newline || !v.starts_with('\n'));
+                && (newline > 0 || !v.starts_with('\n'));
             if fits {
                 Splice::inside(v.as_bytes().to_vec())
             } else {
-                let body = multi_basic_body(v, newline);
-                Splice::widened(3, 3, format!("\"\"\"{body}\"\"\"").into_bytes())
+                // The trimmed line break is inside the widened range: write it again.
+                let before = 3 + usize::from(newline);
+                let nl = ["", "\n", "\r\n"][usize::from(newline.min(2))];
+                let body = multi_basic_body(v, newline > 0);
+                Splice::widened(before, 3, format!("\"\"\"{nl}{body}\"\"\"").into_bytes())
             }
         }
     })

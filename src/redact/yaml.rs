@@ -153,18 +153,16 @@ fn site(
                 b'"'
             };
             let bytes = text.as_bytes();
-            // An anchor or tag may sit inside the span: the body starts after the first quote.
-            let open = span.start + bytes[span.clone()].iter().position(|b| *b == quote)?;
-            let body = open + 1..span.end.checked_sub(1)?;
-            if body.start > body.end || bytes[body.end] != quote {
-                return None;
-            }
+            // The span may start at an anchor or tag, and its end runs past a trailing
+            // comment: the body is found from the opening quote by the style's own rules.
+            let open = span.start + bytes[span.start..].iter().position(|b| *b == quote)?;
+            let close = closing_quote(bytes, open + 1, quote)?;
             let style = if quote == b'"' {
                 YamlStyle::Double
             } else {
                 YamlStyle::Single
             };
-            (body, style)
+            (open + 1..close, style)
         }
         ScalarStyle::Literal | ScalarStyle::Folded => {
             let (range, block) = block_site(text, lines, value, style, span)?;
@@ -176,6 +174,20 @@ fn site(
         value: Secret::from_slice(value.as_bytes()),
         context: Context::Yaml(style),
     })
+}
+
+/// The closing quote of a quoted scalar whose body starts at `i`: in single quotes `''` is a
+/// quote, in double quotes a backslash escapes the next character.
+fn closing_quote(b: &[u8], mut i: usize, quote: u8) -> Option<usize> {
+    while i < b.len() {
+        match b[i] {
+            b'\\' if quote == b'"' => i += 2,
+            b'\'' if quote == b'\'' && b.get(i + 1) == Some(&b'\'') => i += 2,
+            c if c == quote => return Some(i),
+            _ => i += 1,
+        }
+    }
+    None
 }
 
 /// The body and style of a block scalar. The body runs from the first content character to
@@ -191,22 +203,38 @@ fn block_site(
         return None;
     }
     let bytes = text.as_bytes();
+    let line_end = |p: usize| text[p..].find('\n').map_or(text.len(), |n| p + n);
+    let blank = |p: usize| {
+        text[p..line_end(p)]
+            .bytes()
+            .all(|b| b == b' ' || b == b'\r')
+    };
+    // The span starts at the body's indentation; leading empty lines are skipped, and the
+    // body then starts after the first content line's indentation.
     let mut start = span.start;
-    // Leading empty lines: the body starts on the first line with content.
-    while start < span.end && matches!(bytes[start], b'\n' | b'\r' | b' ') {
-        start += 1;
+    let mut moved = false;
+    while blank(start) && line_end(start) < span.end {
+        start = line_end(start) + 1;
+        moved = true;
+    }
+    if moved {
+        start += bytes[start..].iter().take_while(|b| **b == b' ').count();
     }
     let first_line = lines.line_of(start);
     let indent = start - lines.starts[first_line];
+    // The body ends with the last line that is not blank: a line of no more spaces than the
+    // indentation is an empty line, one with more is content (YAML 1.2, 8.1.1.2).
     let mut end = span.end.min(bytes.len());
-    while end > start && matches!(bytes[end - 1], b'\n' | b'\r' | b' ' | b'\t') {
-        end -= 1;
+    loop {
+        let line_start = text[..end].rfind('\n').map_or(0, |p| p + 1).max(start);
+        let line = text[line_start..end].trim_end_matches('\r');
+        let blank = line.bytes().all(|b| b == b' ') && line.len() <= indent;
+        if line_start <= start || !blank {
+            end = line_start + line.len();
+            break;
+        }
+        end = line_start - 1;
     }
-    // Trailing spaces on the last content line are content: take the whole line.
-    let line_end = text[end..]
-        .find(['\n', '\r'])
-        .map_or(text.len(), |p| end + p);
-    let end = line_end.min(span.end.max(end));
     let header = header_len(text, start);
     let explicit = header.is_some_and(|h| {
         text[start - h..start]
