@@ -180,7 +180,7 @@ pub(crate) fn double_body(v: &str) -> String {
 
 fn fits_unquoted(v: &str) -> bool {
     !v.starts_with([' ', '\t', '\'', '"', '`', '#'])
-        && !v.ends_with([' ', '\t'])
+        && !v.ends_with(char::is_whitespace)
         && !v.contains(['\n', '\r'])
         && comment_start(v).is_none()
 }

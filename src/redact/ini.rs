@@ -83,11 +83,14 @@ fn continues(text: &str, line_end: usize) -> bool {
 
 pub(crate) fn encode(style: &IniStyle, value: &[u8]) -> Result<Splice, Unfit> {
     let v = utf8(value)?;
-    if v.contains(['\n', '\r']) {
+    // A lone carriage return inside a line is text to INI readers; a line feed ends the value.
+    if v.contains('\n') || v.ends_with('\r') {
         return Err(Unfit("an INI value cannot hold a line break"));
     }
-    let plain = !v.starts_with([' ', '\t'])
-        && !v.ends_with([' ', '\t'])
+    // The reader trims white space around a value, so a plain value may not start or end
+    // with any.
+    let plain = !v.starts_with(char::is_whitespace)
+        && !v.ends_with(char::is_whitespace)
         && !(v.len() >= 2 && v.starts_with('"') && v.ends_with('"'));
     Ok(match style {
         IniStyle::Plain if plain => Splice::inside(v.as_bytes().to_vec()),

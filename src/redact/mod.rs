@@ -32,6 +32,7 @@ mod error;
 mod file;
 mod ini;
 mod json;
+mod property;
 mod regex;
 mod stray;
 mod toml;
@@ -49,6 +50,7 @@ use crate::secret::Secret;
 
 pub use error::RedactError;
 pub use file::{is_binary, redact_file, rehydrate_file};
+pub use property::round_trip_property;
 pub use stray::MIN_STRAY_LEN;
 
 /// One declared rule applied to one file: where the value sits and the handle it maps to.
