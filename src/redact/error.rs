@@ -87,9 +87,10 @@ pub enum RedactError {
     },
 
     /// Redaction produced a file its own parser cannot read back with the placeholder at the
-    /// locator (a stray value that spanned the file's syntax).
+    /// locator: a stray value was part of the file's syntax (a TOML bare key, a value spanning
+    /// two JSON strings).
     #[error(
-        "{path}: redaction would break the {format} structure near line {line}, column {column}; please report this"
+        "{path}: replacing a value would break the {format} structure near line {line}, column {column} (a known value is part of the file's syntax, such as a key); rename it or exclude the file"
     )]
     BrokeStructure {
         /// The file.

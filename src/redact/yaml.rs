@@ -491,14 +491,10 @@ fn fits_plain(v: &str, flow: bool) -> bool {
         !INDICATORS.contains(&first)
     };
     lead_ok
-        && !v.starts_with(' ')
-        && !v.ends_with(' ')
-        && !v.ends_with(':')
-        && !v.contains(": ")
-        && !v.contains(" #")
-        && !v
-            .chars()
-            .any(|c| c == '\t' || c == '\n' || c == '\r' || needs_escape(c))
+        && !v.starts_with([' ', '\t'])
+        && !v.ends_with([' ', '\t', ':'])
+        && ![": ", ":\t", " #", "\t#"].iter().any(|p| v.contains(p))
+        && !v.chars().any(|c| c == '\n' || c == '\r' || needs_escape(c))
         && !(flow && v.contains(FLOW))
 }
 
@@ -600,6 +596,8 @@ mod tests {
         assert_eq!(enc("a: b"), b"\"a: b\"");
         assert_eq!(enc("123"), b"\"123\"");
         assert_eq!(enc(" x"), b"\" x\"");
+        assert_eq!(enc("a\tb"), b"a\tb");
+        assert_eq!(enc("a\t#b"), b"\"a\\t#b\"");
     }
 
     #[test]
