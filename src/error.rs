@@ -155,6 +155,9 @@ pub enum Error {
     /// A secret store failed; the error names the store, the path and the kind, never a value.
     #[error(transparent)]
     Store(#[from] crate::store::StoreError),
+    /// A file could not be redacted or rehydrated.
+    #[error(transparent)]
+    Redact(#[from] crate::redact::RedactError),
 
     /// A command that a later release implements.
     #[error("`agentbak {0}` is not implemented yet")]
@@ -176,6 +179,7 @@ impl Error {
             Error::Manifest(_) | Error::Handle(_) | Error::Usage(_) => ExitCode::Usage,
             Error::Recipient { .. } | Error::Identity { .. } => ExitCode::Usage,
             Error::Io { .. }
+            | Error::Redact(_)
             | Error::Entry { .. }
             | Error::SnapshotNotFound { .. }
             | Error::NotImplemented(_) => ExitCode::Error,

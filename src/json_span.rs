@@ -34,18 +34,43 @@ pub fn pointer_tokens(pointer: &str) -> Option<Vec<String>> {
 /// The byte range of the value at `pointer`, or `None` when the pointer names nothing. With
 /// duplicate object keys, the last one wins, as in `serde_json`.
 pub fn value_span(doc: &[u8], pointer: &str) -> Result<Option<Range<usize>>, ScanError> {
-    let tokens = pointer_tokens(pointer).ok_or(ScanError {
-        offset: 0,
-        reason: "a JSON Pointer starts with `/`",
-    })?;
+    Ok(value_spans(doc, &[pointer])?.pop().flatten())
+}
+
+/// The byte ranges of the values at several pointers, found in one pass over the document (a
+/// redactor with a thousand pointers into a large file must not scan it a thousand times).
+/// The result has one entry per pointer, in order; duplicate keys: the last one wins.
+pub fn value_spans(doc: &[u8], pointers: &[&str]) -> Result<Vec<Option<Range<usize>>>, ScanError> {
+    let mut root = Want::default();
+    for (i, pointer) in pointers.iter().enumerate() {
+        let tokens = pointer_tokens(pointer).ok_or(ScanError {
+            offset: 0,
+            reason: "a JSON Pointer starts with `/`",
+        })?;
+        let mut node = &mut root;
+        for token in tokens {
+            node = node.children.entry(token).or_default();
+        }
+        node.here.push(i);
+    }
+    let mut found = vec![None; pointers.len()];
     let mut s = Scanner { doc, pos: 0 };
     s.ws();
-    let found = s.value(Some(&tokens), 0)?;
+    s.value(Some(&root), 0, &mut found)?;
     s.ws();
     if s.pos != doc.len() {
         return Err(s.error("trailing characters after the document"));
     }
     Ok(found)
+}
+
+/// The pointers still wanted below one value: a trie of reference tokens.
+#[derive(Default)]
+struct Want {
+    /// Indexes of the pointers that end at this value.
+    here: Vec<usize>,
+    /// Pointers that go on, by their next token.
+    children: std::collections::HashMap<String, Want>,
 }
 
 /// 1-based line and column (in characters) of a byte offset.
@@ -106,69 +131,73 @@ impl Scanner<'_> {
         }
     }
 
-    /// Scans one value. `want` is the rest of the pointer when this value lies on its path.
+    /// Scans one value. `want` holds the pointers whose path goes through this value; each one
+    /// that ends here gets this value's span in `found`.
     fn value(
         &mut self,
-        want: Option<&[String]>,
+        want: Option<&Want>,
         depth: usize,
-    ) -> Result<Option<Range<usize>>, ScanError> {
+        found: &mut [Option<Range<usize>>],
+    ) -> Result<(), ScanError> {
         if depth > MAX_DEPTH {
             return Err(self.error("nesting too deep"));
         }
         let start = self.pos;
-        let mut found = None;
         match self.peek() {
-            Some(b'{') => found = self.object(want, depth)?,
-            Some(b'[') => found = self.array(want, depth)?,
-            Some(b'"') => {
-                self.string()?;
-            }
+            Some(b'{') => self.object(want, depth, found)?,
+            Some(b'[') => self.array(want, depth, found)?,
+            Some(b'"') => self.skip_string()?,
             Some(b't') => self.literal(b"true")?,
             Some(b'f') => self.literal(b"false")?,
             Some(b'n') => self.literal(b"null")?,
             Some(b'-' | b'0'..=b'9') => self.number()?,
             _ => return Err(self.error("expected a value")),
         }
-        if want.is_some_and(|w| w.is_empty()) {
-            found = Some(start..self.pos);
+        for i in want.map_or(&[][..], |w| &w.here[..]) {
+            found[*i] = Some(start..self.pos);
         }
-        Ok(found)
+        Ok(())
     }
 
     fn object(
         &mut self,
-        want: Option<&[String]>,
+        want: Option<&Want>,
         depth: usize,
-    ) -> Result<Option<Range<usize>>, ScanError> {
+        found: &mut [Option<Range<usize>>],
+    ) -> Result<(), ScanError> {
         self.pos += 1;
-        let mut found = None;
         self.ws();
         if self.peek() == Some(b'}') {
             self.pos += 1;
-            return Ok(None);
+            return Ok(());
         }
+        let want = want.filter(|w| !w.children.is_empty());
         loop {
             self.ws();
             if self.peek() != Some(b'"') {
                 return Err(self.error("expected a string key"));
             }
-            let key = self.string()?;
+            // Keys are decoded only where a pointer may go on through them.
+            let sub = match want {
+                Some(w) => {
+                    let key = self.string()?;
+                    w.children.get(&key)
+                }
+                None => {
+                    self.skip_string()?;
+                    None
+                }
+            };
             self.ws();
             self.expect(b':', "expected `:` after a key")?;
             self.ws();
-            let sub = match want {
-                Some([first, rest @ ..]) if *first == key => Some(rest),
-                _ => None,
-            };
-            if let Some(span) = self.value(sub, depth + 1)? {
-                found = Some(span);
-            }
+            self.value(sub, depth + 1, found)?;
             self.ws();
             match self.peek() {
                 Some(b',') => self.pos += 1,
                 Some(b'}') => {
                     self.pos += 1;
-                    return Ok(found);
+                    return Ok(());
                 }
                 _ => return Err(self.error("expected `,` or `}`")),
             }
@@ -177,38 +206,30 @@ impl Scanner<'_> {
 
     fn array(
         &mut self,
-        want: Option<&[String]>,
+        want: Option<&Want>,
         depth: usize,
-    ) -> Result<Option<Range<usize>>, ScanError> {
+        found: &mut [Option<Range<usize>>],
+    ) -> Result<(), ScanError> {
         self.pos += 1;
-        let mut found = None;
         self.ws();
         if self.peek() == Some(b']') {
             self.pos += 1;
-            return Ok(None);
+            return Ok(());
         }
-        let index = match want {
-            Some([first, rest @ ..]) => first
-                .parse::<usize>()
-                .ok()
-                .filter(|_| first == "0" || !first.starts_with('0'))
-                .map(|i| (i, rest)),
-            _ => None,
-        };
-        let mut i = 0;
+        // Only canonical indexes name an element: `01` names nothing (RFC 6901).
+        let want = want.filter(|w| !w.children.is_empty());
+        let mut i = 0usize;
         loop {
             self.ws();
-            let sub = index.and_then(|(want_i, rest)| (want_i == i).then_some(rest));
-            if let Some(span) = self.value(sub, depth + 1)? {
-                found = Some(span);
-            }
+            let sub = want.and_then(|w| w.children.get(&i.to_string()));
+            self.value(sub, depth + 1, found)?;
             i += 1;
             self.ws();
             match self.peek() {
                 Some(b',') => self.pos += 1,
                 Some(b']') => {
                     self.pos += 1;
-                    return Ok(found);
+                    return Ok(());
                 }
                 _ => return Err(self.error("expected `,` or `]`")),
             }
@@ -247,6 +268,38 @@ impl Scanner<'_> {
             .ok_or(self.error("expected four hex digits after `\\u`"))?;
         self.pos += 4;
         Ok(digits)
+    }
+
+    /// Skips a string literal (the cursor is on its opening quote) without decoding it: the
+    /// fast path for the many strings no pointer names.
+    fn skip_string(&mut self) -> Result<(), ScanError> {
+        self.expect(b'"', "expected `\"`")?;
+        loop {
+            let Some(b) = self.peek() else {
+                return Err(self.error("unterminated string"));
+            };
+            match b {
+                b'"' => {
+                    self.pos += 1;
+                    return Ok(());
+                }
+                b'\\' => {
+                    let Some(e) = self.doc.get(self.pos + 1) else {
+                        return Err(self.error("unterminated escape"));
+                    };
+                    match e {
+                        b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' => self.pos += 2,
+                        b'u' => {
+                            self.pos += 2;
+                            self.hex4()?;
+                        }
+                        _ => return Err(self.error("invalid escape")),
+                    }
+                }
+                b if b < 0x20 => return Err(self.error("control character in a string")),
+                _ => self.pos += 1,
+            }
+        }
     }
 
     /// Scans a string literal (the cursor is on its opening quote) and returns its text.

@@ -31,6 +31,7 @@ pub mod json_span;
 pub mod manifest;
 pub mod ops;
 pub mod repo;
+pub mod redact;
 pub mod secret;
 pub mod store;
 

@@ -1,0 +1,12 @@
+//! Fuzzes the ini redactor through `redact_file`: no input may panic it, and whatever it
+//! redacts without a warning must rehydrate to the input byte for byte.
+#![no_main]
+
+use agentbak::manifest::Locator;
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    if let Err(broken) = agentbak::redact::round_trip_property("a.ini", data, Locator::Ini("s.key".into())) {
+        panic!("{broken}");
+    }
+});

@@ -1,0 +1,287 @@
+//! dotenv: values by key, every occurrence of a duplicated key.
+//!
+//! The dialect is the common core of python-dotenv, Docker Compose and Node's `dotenv`:
+//! `KEY=value` lines with an optional `export ` prefix and spaces around `=`; `#` comment
+//! lines; unquoted values (trimmed, cut at a `#` preceded by white space); single-quoted
+//! values (no escapes); double-quoted values with `\n`, `\r`, `\t`, `\\`, `\"` and `\'`
+//! escapes. Quoted values may span lines. `${VAR}` is not expanded: the value is the text.
+//! Lines that are none of these are left alone, as those loaders do.
+//!
+//! A rotated value that no longer fits its quoting gets quotes: single quotes when it holds no
+//! `'` and no line break (nothing in them is expanded by any loader), else double quotes.
+
+use serde::{Deserialize, Serialize};
+
+use super::{Context, FormatError, Redactor, Site, Splice, Unfit, utf8};
+use crate::secret::Secret;
+
+/// The dotenv redactor.
+pub(crate) struct Dotenv;
+
+/// How a dotenv value is quoted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(tag = "style", rename_all = "snake_case")]
+pub enum DotenvStyle {
+    /// `KEY=value`.
+    Unquoted,
+    /// `KEY='value'`.
+    Single,
+    /// `KEY="value"`.
+    Double,
+}
+
+/// One `KEY=value` assignment.
+pub(crate) struct Entry<'a> {
+    pub(crate) key: &'a str,
+    /// The body of the value (inside its quotes).
+    pub(crate) range: std::ops::Range<usize>,
+    pub(crate) style: DotenvStyle,
+}
+
+fn is_key_char(c: u8) -> bool {
+    c.is_ascii_alphanumeric() || matches!(c, b'_' | b'.' | b'-')
+}
+
+fn error(text: &str, offset: usize, reason: &str) -> FormatError {
+    let (line, column) = super::position(text, offset);
+    FormatError::Parse {
+        line,
+        column,
+        reason: reason.to_string(),
+    }
+}
+
+/// Every assignment of a dotenv file, in order.
+pub(crate) fn entries(text: &str) -> Result<Vec<Entry<'_>>, FormatError> {
+    let b = text.as_bytes();
+    let mut out = Vec::new();
+    let mut pos = 0;
+    while pos < b.len() {
+        let line_end = text[pos..].find('\n').map_or(b.len(), |p| pos + p);
+        let mut i = pos;
+        let skip_ws = |mut i: usize| {
+            while i < b.len() && matches!(b[i], b' ' | b'\t') {
+                i += 1;
+            }
+            i
+        };
+        i = skip_ws(i);
+        if text[i..].starts_with("export ") || text[i..].starts_with("export\t") {
+            i = skip_ws(i + 7);
+        }
+        let key_start = i;
+        while i < line_end && is_key_char(b[i]) {
+            i += 1;
+        }
+        let key = &text[key_start..i];
+        i = skip_ws(i);
+        let first = key.as_bytes().first();
+        if key.is_empty() || first.is_some_and(|c| c.is_ascii_digit()) || b.get(i) != Some(&b'=') {
+            pos = line_end + 1;
+            continue;
+        }
+        let eq = i + 1;
+        i = skip_ws(eq);
+        let (range, style, end) = match b.get(i) {
+            Some(&q @ (b'\'' | b'"')) => {
+                let close = closing_quote(b, i + 1, q)
+                    .ok_or_else(|| error(text, i, "unterminated quoted value"))?;
+                let style = if q == b'"' {
+                    DotenvStyle::Double
+                } else {
+                    DotenvStyle::Single
+                };
+                (i + 1..close, style, close + 1)
+            }
+            _ => {
+                let rest = &text[i..line_end];
+                let cut = comment_start(rest).unwrap_or(rest.len());
+                let value = rest[..cut].trim_end();
+                // An empty value sits right after `=`, so that a placeholder there does not
+                // swallow the space that makes the rest of the line a comment.
+                let start = if value.is_empty() { eq } else { i };
+                (start..start + value.len(), DotenvStyle::Unquoted, line_end)
+            }
+        };
+        if style != DotenvStyle::Unquoted {
+            // After a closing quote: only white space and a comment.
+            let tail_end = text[end..].find('\n').map_or(b.len(), |p| end + p);
+            let tail = text[end..tail_end].trim_start_matches([' ', '\t']);
+            if !(tail.is_empty() || tail.starts_with('#') || tail == "\r") {
+                return Err(error(text, end, "unexpected text after the closing quote"));
+            }
+            pos = tail_end + 1;
+        } else {
+            pos = line_end + 1;
+        }
+        out.push(Entry { key, range, style });
+    }
+    Ok(out)
+}
+
+/// Where an unquoted value's inline comment starts: a `#` after a space or tab.
+fn comment_start(rest: &str) -> Option<usize> {
+    let b = rest.as_bytes();
+    if b.first() == Some(&b'#') {
+        return Some(0);
+    }
+    (1..b.len()).find(|&i| b[i] == b'#' && matches!(b[i - 1], b' ' | b'\t'))
+}
+
+fn closing_quote(b: &[u8], mut i: usize, q: u8) -> Option<usize> {
+    while i < b.len() {
+        match b[i] {
+            b'\\' if q == b'"' => i += 2,
+            c if c == q => return Some(i),
+            _ => i += 1,
+        }
+    }
+    None
+}
+
+/// Decodes the body of a double-quoted value.
+fn decode_double(body: &str) -> String {
+    let mut out = String::with_capacity(body.len());
+    let mut chars = body.chars();
+    while let Some(c) = chars.next() {
+        if c != '\\' {
+            out.push(c);
+            continue;
+        }
+        match chars.next() {
+            Some('n') => out.push('\n'),
+            Some('r') => out.push('\r'),
+            Some('t') => out.push('\t'),
+            Some(c @ ('\\' | '"' | '\'')) => out.push(c),
+            Some(other) => {
+                out.push('\\');
+                out.push(other);
+            }
+            None => out.push('\\'),
+        }
+    }
+    out
+}
+
+/// The body of a double-quoted value: any text fits.
+pub(crate) fn double_body(v: &str) -> String {
+    let mut out = String::with_capacity(v.len() + 2);
+    for c in v.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+fn fits_unquoted(v: &str) -> bool {
+    !v.starts_with([' ', '\t', '\'', '"', '`', '#'])
+        && !v.ends_with(char::is_whitespace)
+        && !v.contains(['\n', '\r'])
+        && comment_start(v).is_none()
+}
+
+fn quoted(v: &str) -> Vec<u8> {
+    if v.contains(['\'', '\n', '\r']) {
+        format!("\"{}\"", double_body(v)).into_bytes()
+    } else {
+        format!("'{v}'").into_bytes()
+    }
+}
+
+pub(crate) fn encode(style: &DotenvStyle, value: &[u8]) -> Result<Splice, Unfit> {
+    let v = utf8(value)?;
+    Ok(match style {
+        DotenvStyle::Unquoted if fits_unquoted(v) => Splice::inside(v.as_bytes().to_vec()),
+        DotenvStyle::Unquoted => Splice::inside(quoted(v)),
+        DotenvStyle::Single if !v.contains('\'') => Splice::inside(v.as_bytes().to_vec()),
+        DotenvStyle::Single => Splice::widened(1, 1, quoted(v)),
+        DotenvStyle::Double => Splice::inside(double_body(v).into_bytes()),
+    })
+}
+
+impl Redactor for Dotenv {
+    fn format(&self) -> super::Format {
+        super::Format::Dotenv
+    }
+
+    fn locate(&self, text: &str, locators: &[&str]) -> Result<Vec<Vec<Site>>, FormatError> {
+        let entries = entries(text)?;
+        let mut out: Vec<Vec<Site>> = locators.iter().map(|_| Vec::new()).collect();
+        for entry in &entries {
+            for (i, key) in locators.iter().enumerate() {
+                if entry.key != *key {
+                    continue;
+                }
+                let body = &text[entry.range.clone()];
+                let value = match entry.style {
+                    DotenvStyle::Double => decode_double(body),
+                    _ => body.to_string(),
+                };
+                out[i].push(Site {
+                    range: entry.range.clone(),
+                    value: Secret::from(value),
+                    context: Context::Dotenv(entry.style),
+                });
+            }
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_every_quoting_and_duplicate_keys() {
+        let doc =
+            "# c\nexport A=plain # note\nB = 'x # y'\nC=\"l1\\nl\\\"2\" # c\nA=again\nD=a#b\n";
+        let sites = Dotenv.locate(doc, &["A", "B", "C", "D"]).unwrap();
+        let got: Vec<Vec<&str>> = sites
+            .iter()
+            .map(|s| s.iter().map(|s| s.value.expose_str().unwrap()).collect())
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                vec!["plain", "again"],
+                vec!["x # y"],
+                vec!["l1\nl\"2"],
+                vec!["a#b"]
+            ]
+        );
+        assert_eq!(&doc[sites[2][0].range.clone()], "l1\\nl\\\"2");
+    }
+
+    #[test]
+    fn unterminated_quotes_are_an_error_with_a_position() {
+        let e = Dotenv.locate("A=1\nB=\"open\n", &["B"]).unwrap_err();
+        assert!(
+            matches!(
+                e,
+                FormatError::Parse {
+                    line: 2,
+                    column: 3,
+                    ..
+                }
+            ),
+            "{e:?}"
+        );
+    }
+
+    #[test]
+    fn a_value_that_outgrows_its_quoting_gets_quotes() {
+        let enc = |s: DotenvStyle, v: &str| {
+            let sp = encode(&s, v.as_bytes()).unwrap();
+            (sp.before, String::from_utf8(sp.bytes.to_vec()).unwrap())
+        };
+        assert_eq!(enc(DotenvStyle::Unquoted, "a #b"), (0, "'a #b'".into()));
+        assert_eq!(enc(DotenvStyle::Single, "it's"), (1, "\"it's\"".into()));
+        assert_eq!(enc(DotenvStyle::Double, "a\"\n"), (0, "a\\\"\\n".into()));
+    }
+}

@@ -1,0 +1,279 @@
+//! Driver tests: rules together, strays, binary files, records, errors. The per-format round
+//! trips over arbitrary values are property tests in `tests/redact_roundtrip.rs`.
+
+use std::collections::HashMap;
+
+use super::*;
+
+const KEY: &str = "sk-live-0123456789abcdefXYZ";
+
+fn h(s: &str) -> Handle {
+    Handle::parse(s).unwrap()
+}
+
+fn rule(locator: Locator, handle: &str) -> Rule {
+    Rule {
+        locator,
+        handle: h(handle),
+    }
+}
+
+fn values(pairs: &[(&str, &str)]) -> HashMap<Handle, Secret> {
+    pairs
+        .iter()
+        .map(|(k, v)| (h(k), Secret::from(v.to_string())))
+        .collect()
+}
+
+fn round_trip(path: &str, input: &str, rules: &[Rule], known: &[(Handle, Secret)]) -> RedactedFile {
+    let red = redact_file(path, input.as_bytes(), rules, known).unwrap();
+    let mut vals: HashMap<Handle, Secret> = red.values.iter().cloned().collect();
+    for (handle, value) in known {
+        vals.entry(handle.clone()).or_insert_with(|| value.clone());
+    }
+    let back = rehydrate_file(path, &red.output, &red.replacements, &vals).unwrap();
+    assert_eq!(String::from_utf8(back).unwrap(), input);
+    red
+}
+
+#[test]
+fn declared_and_stray_values_become_one_placeholder() {
+    let input =
+        format!("{{\"openai\": {{\"api_key\": \"{KEY}\"}}, \"note\": \"copy {KEY} here\"}}");
+    let rules = [rule(
+        Locator::Json("/openai/api_key".into()),
+        "vault:a/openai#api_key",
+    )];
+    let red = round_trip("config/credentials.json", &input, &rules, &[]);
+    let out = String::from_utf8(red.output.clone()).unwrap();
+    assert!(!out.contains(KEY), "{out}");
+    assert_eq!(out.matches("+agentbak:vault:a/openai:api_key+").count(), 2);
+    assert_eq!(red.replacements.len(), 2);
+    assert!(red.replacements.iter().any(|r| r.source == Source::Stray));
+    assert_eq!(red.values.len(), 1);
+    assert!(red.warnings.is_empty());
+}
+
+#[test]
+fn rotated_values_switch_quoting_where_they_must() {
+    let cases: [(&str, &str, Locator, &str); 5] = [
+        (
+            "c.yaml",
+            "k: plain\n",
+            Locator::Yaml("/k".into()),
+            "k: \"a: b\"\n",
+        ),
+        (
+            "c.yaml",
+            "k: |\n  l1\n",
+            Locator::Yaml("/k".into()),
+            "k: \"a: b\"\n",
+        ),
+        (
+            ".env",
+            "K='v'\n",
+            Locator::Env("K".into()),
+            "K=\"a: b's\"\n",
+        ),
+        (
+            "c.toml",
+            "k = 'v'\n",
+            Locator::Toml("/k".into()),
+            "k = \"a: b's\"\n",
+        ),
+        (
+            "c.json",
+            "{\"k\": \"v\"}",
+            Locator::Json("/k".into()),
+            "{\"k\": \"a: b's\"}",
+        ),
+    ];
+    for (path, input, locator, want) in cases {
+        let rotated = if path.ends_with("yaml") {
+            "a: b"
+        } else {
+            "a: b's"
+        };
+        let red = redact_file(path, input.as_bytes(), &[rule(locator, "env:K")], &[]).unwrap();
+        let back = rehydrate_file(
+            path,
+            &red.output,
+            &red.replacements,
+            &values(&[("env:K", rotated)]),
+        );
+        assert_eq!(String::from_utf8(back.unwrap()).unwrap(), want, "{path}");
+    }
+}
+
+#[test]
+fn a_rule_that_finds_nothing_is_a_warning() {
+    let rules = [rule(Locator::Env("MISSING".into()), "env:M")];
+    let red = redact_file(".env", b"A=1\n", &rules, &[]).unwrap();
+    assert_eq!(red.output, b"A=1\n");
+    assert_eq!(red.warnings.len(), 1);
+    assert_eq!(red.warnings[0].kind, WarningKind::NotFound);
+}
+
+#[test]
+fn unusual_escaping_is_reported_as_inexact() {
+    let rules = [rule(Locator::Json("/k".into()), "env:K")];
+    let red = redact_file("c.json", br#"{"k": "\u0041b"}"#, &rules, &[]).unwrap();
+    assert_eq!(red.warnings[0].kind, WarningKind::Inexact);
+    let back = rehydrate_file(
+        "c.json",
+        &red.output,
+        &red.replacements,
+        &values(&[("env:K", "Ab")]),
+    );
+    assert_eq!(back.unwrap(), br#"{"k": "Ab"}"#);
+}
+
+#[test]
+fn binary_files_block_on_known_values_and_take_only_whole_file_rules() {
+    let mut input = b"\x00\x01header".to_vec();
+    input.extend_from_slice(KEY.as_bytes());
+    let known = [(h("env:K"), Secret::from(KEY.to_string()))];
+    let red = redact_file("db.sqlite", &input, &[], &known).unwrap();
+    assert_eq!(red.output, input);
+    assert_eq!(red.blockers.len(), 1);
+    assert_eq!(red.blockers[0].offset, 8);
+    let e = redact_file(
+        "db.sqlite",
+        &input,
+        &[rule(Locator::Env("K".into()), "env:K")],
+        &[],
+    );
+    assert!(matches!(e, Err(RedactError::NotText { .. })));
+
+    let whole = [rule(Locator::WholeFile, "vault:keys/id#key")];
+    let red = redact_file("id.bin", &input, &whole, &[]).unwrap();
+    assert_eq!(red.output, b"+agentbak:vault:keys/id:key+");
+    let Context::WholeFile(style) = &red.replacements[0].context else {
+        panic!()
+    };
+    assert_eq!(style.encoding, Encoding::Base64);
+    let vals: HashMap<Handle, Secret> = red.values.iter().cloned().collect();
+    let back = rehydrate_file("id.bin", &red.output, &red.replacements, &vals).unwrap();
+    assert_eq!(back, input);
+}
+
+#[test]
+fn regex_rules_take_every_match() {
+    let input = "GET Authorization: Bearer tok.A1\nAuthorization: Bearer tok.A1\n";
+    let rules = [rule(
+        Locator::Regex("Authorization: Bearer ([A-Za-z0-9._-]+)".into()),
+        "env:T",
+    )];
+    let red = round_trip("logs/a.log", input, &rules, &[]);
+    assert_eq!(red.replacements[0].offsets.len(), 2);
+    assert_eq!(red.values.len(), 1);
+    // Two different values under one handle: both are reported, for the sync check to flag.
+    let two = input.replacen("A1", "B2", 1);
+    let red = redact_file("logs/a.log", two.as_bytes(), &rules, &[]).unwrap();
+    assert_eq!(red.values.len(), 2);
+}
+
+#[test]
+fn conflicting_rules_are_errors() {
+    let mixed = [
+        rule(Locator::Json("/a".into()), "env:A"),
+        rule(Locator::Yaml("/b".into()), "env:B"),
+    ];
+    let e = redact_file("x", b"{}", &mixed, &[]).unwrap_err();
+    assert!(matches!(e, RedactError::MixedFormats { .. }));
+    let overlap = [
+        rule(Locator::Json("/a".into()), "env:A"),
+        rule(Locator::Regex("(x)".into()), "env:B"),
+    ];
+    let e = redact_file("x", br#"{"a": "x"}"#, &overlap, &[]).unwrap_err();
+    assert!(matches!(e, RedactError::Overlap { .. }));
+    let e = redact_file("x", br#"{"a": 1}"#, &overlap[..1], &[]).unwrap_err();
+    assert!(matches!(
+        e,
+        RedactError::NotAString {
+            found: "a number",
+            ..
+        }
+    ));
+}
+
+#[test]
+fn errors_name_places_never_values() {
+    let cases: [(&str, &str, Locator); 4] = [
+        (
+            "c.json",
+            "{\"k\": sk-live-0123456789abcdefXYZ}",
+            Locator::Json("/k".into()),
+        ),
+        (
+            "c.yaml",
+            "k: [sk-live-0123456789abcdefXYZ\n",
+            Locator::Yaml("/k".into()),
+        ),
+        (
+            "c.toml",
+            "k = sk-live-0123456789abcdefXYZ\n",
+            Locator::Toml("/k".into()),
+        ),
+        (
+            ".env",
+            "K=\"sk-live-0123456789abcdefXYZ\n",
+            Locator::Env("K".into()),
+        ),
+    ];
+    for (path, input, locator) in cases {
+        let e = redact_file(path, input.as_bytes(), &[rule(locator, "env:K")], &[]).unwrap_err();
+        let shown = format!("{e} {e:?}");
+        assert!(matches!(e, RedactError::Parse { .. }), "{shown}");
+        assert!(!shown.contains("sk-live"), "{shown}");
+    }
+}
+
+#[test]
+fn rehydration_refuses_what_it_cannot_prove() {
+    let rules = [rule(Locator::Ini("db.password".into()), "env:P")];
+    let red = redact_file("a.ini", b"[db]\npassword = pw\n", &rules, &[]).unwrap();
+    let e = rehydrate_file("a.ini", &red.output, &red.replacements, &HashMap::new());
+    assert!(matches!(e, Err(RedactError::MissingValue { .. })));
+    let e = rehydrate_file(
+        "a.ini",
+        &red.output,
+        &red.replacements,
+        &values(&[("env:P", "a\nb")]),
+    );
+    let e = e.unwrap_err();
+    assert!(matches!(e, RedactError::Unrepresentable { .. }));
+    assert!(!format!("{e}").contains("a\nb"));
+    let e = rehydrate_file(
+        "a.ini",
+        b"[db]\npassword = x\n",
+        &red.replacements,
+        &values(&[("env:P", "v")]),
+    );
+    assert!(matches!(e, Err(RedactError::NoPlaceholder { .. })));
+}
+
+#[test]
+fn records_serialize_without_values() {
+    let input = format!("k: '{KEY}'\nblock: |\n  {KEY}\n");
+    let rules = [rule(Locator::Yaml("/k".into()), "local:a#k")];
+    let red = round_trip("c.yaml", &input, &rules, &[]);
+    let json = serde_json::to_string(&red.replacements).unwrap();
+    assert!(!json.contains(KEY), "{json}");
+    assert!(
+        json.contains(r#""format":"yaml","style":"single""#),
+        "{json}"
+    );
+    let back: Vec<Replacement> = serde_json::from_str(&json).unwrap();
+    assert_eq!(back, red.replacements);
+    let shown = format!("{red:?}");
+    assert!(!shown.contains(KEY));
+}
+
+#[test]
+fn existing_placeholder_text_is_left_alone() {
+    let input = "K=+agentbak:env:OTHER+\nL=+agentbak:env:OTHER+\n";
+    let known = [(h("env:OTHER"), Secret::from("agentbak".to_string()))];
+    let red = round_trip(".env", input, &[], &known);
+    assert!(red.replacements.is_empty());
+}

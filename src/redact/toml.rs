@@ -1,0 +1,281 @@
+//! TOML: values by JSON Pointer over tables, arrays of tables, inline tables and arrays.
+//!
+//! `toml_edit` keeps each value's span; the body of a string is what lies between its
+//! delimiters (after the line break that directly follows an opening `"""` or `'''`, which
+//! TOML trims). A value that no longer fits a literal string is written as a basic string of
+//! the same line kind, replacing the delimiters too; escapes are TOML 1.0's.
+
+use serde::{Deserialize, Serialize};
+use toml_edit::{Item, Table, Value};
+
+use super::{Context, FormatError, Redactor, Site, Splice, Unfit, utf8};
+use crate::json_span::pointer_tokens;
+use crate::secret::Secret;
+
+/// The TOML redactor.
+pub(crate) struct Toml;
+
+/// The kind of a TOML string.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(tag = "style", rename_all = "snake_case")]
+pub enum TomlStyle {
+    /// `"basic"`.
+    Basic,
+    /// `'literal'`.
+    Literal,
+    /// `"""multi-line basic"""`.
+    MultiBasic {
+        /// Bytes of the line break that follows the opening delimiter (TOML trims it): 0, 1
+        /// (`\n`) or 2 (`\r\n`).
+        newline: u8,
+    },
+    /// `'''multi-line literal'''`.
+    MultiLiteral {
+        /// Bytes of the line break that follows the opening delimiter, as for `MultiBasic`.
+        newline: u8,
+    },
+}
+
+enum Node<'a> {
+    Item(&'a Item),
+    Table(&'a Table),
+    Value(&'a Value),
+}
+
+fn child<'a>(node: Node<'a>, token: &str) -> Option<Node<'a>> {
+    let index = || {
+        token
+            .parse::<usize>()
+            .ok()
+            .filter(|_| token == "0" || !token.starts_with('0'))
+    };
+    match node {
+        Node::Item(Item::Table(t)) | Node::Table(t) => t.get(token).map(Node::Item),
+        Node::Item(Item::ArrayOfTables(a)) => a.get(index()?).map(Node::Table),
+        Node::Item(Item::Value(v)) | Node::Value(v) => match v {
+            Value::InlineTable(t) => t.get(token).map(Node::Value),
+            Value::Array(a) => a.get(index()?).map(Node::Value),
+            _ => None,
+        },
+        Node::Item(Item::None) => None,
+    }
+}
+
+impl Redactor for Toml {
+    fn format(&self) -> super::Format {
+        super::Format::Toml
+    }
+
+    fn locate(&self, text: &str, locators: &[&str]) -> Result<Vec<Vec<Site>>, FormatError> {
+        let doc = toml_edit::Document::parse(text).map_err(|e| {
+            let (line, column) = super::position(text, e.span().map_or(0, |s| s.start));
+            FormatError::Parse {
+                line,
+                column,
+                reason: super::scrub(e.message()),
+            }
+        })?;
+        let mut out = Vec::with_capacity(locators.len());
+        for (i, pointer) in locators.iter().enumerate() {
+            let tokens = pointer_tokens(pointer).ok_or_else(|| FormatError::BadLocator {
+                locator: i,
+                reason: "a JSON Pointer is empty or starts with `/`".into(),
+            })?;
+            let mut node = Some(Node::Item(doc.as_item()));
+            for token in &tokens {
+                node = node.and_then(|n| child(n, token));
+            }
+            let value = match node {
+                None => {
+                    out.push(Vec::new());
+                    continue;
+                }
+                Some(Node::Item(Item::Value(v)) | Node::Value(v)) => v,
+                Some(Node::Item(item)) => {
+                    let found = if item.is_array_of_tables() {
+                        "an array of tables"
+                    } else {
+                        "a table"
+                    };
+                    return Err(FormatError::NotAString { locator: i, found });
+                }
+                Some(Node::Table(_)) => {
+                    return Err(FormatError::NotAString {
+                        locator: i,
+                        found: "a table",
+                    });
+                }
+            };
+            let (Value::String(s), Some(span)) = (value, value.span()) else {
+                return Err(FormatError::NotAString {
+                    locator: i,
+                    found: value.type_name(),
+                });
+            };
+            let (range, style) = body(text, span);
+            out.push(vec![Site {
+                range,
+                value: Secret::from_slice(s.value().as_bytes()),
+                context: Context::Toml(style),
+            }]);
+        }
+        Ok(out)
+    }
+}
+
+/// The body of the string whose span (delimiters included) is `span`, and its kind.
+fn body(text: &str, span: std::ops::Range<usize>) -> (std::ops::Range<usize>, TomlStyle) {
+    let raw = &text[span.clone()];
+    let multi = |delim: &str| raw.len() >= 6 && raw.starts_with(delim);
+    if multi("\"\"\"") || multi("'''") {
+        let mut start = span.start + 3;
+        let rest = &text[start..];
+        let skip = if rest.starts_with('\n') {
+            1
+        } else if rest.starts_with("\r\n") {
+            2
+        } else {
+            0
+        };
+        start += skip;
+        let newline = skip as u8;
+        let style = if raw.starts_with('"') {
+            TomlStyle::MultiBasic { newline }
+        } else {
+            TomlStyle::MultiLiteral { newline }
+        };
+        return (start..span.end - 3, style);
+    }
+    let style = if raw.starts_with('"') {
+        TomlStyle::Basic
+    } else {
+        TomlStyle::Literal
+    };
+    (span.start + 1..span.end - 1, style)
+}
+
+fn escape_control(out: &mut String, c: char) {
+    match c {
+        '\u{8}' => out.push_str("\\b"),
+        '\t' => out.push_str("\\t"),
+        '\n' => out.push_str("\\n"),
+        '\u{c}' => out.push_str("\\f"),
+        '\r' => out.push_str("\\r"),
+        c => out.push_str(&format!("\\u{:04X}", c as u32)),
+    }
+}
+
+fn is_control(c: char) -> bool {
+    (c as u32) < 0x20 || c == '\u{7f}'
+}
+
+/// The body of a basic string (`"..."`): any text fits.
+pub(crate) fn basic_body(v: &str) -> String {
+    let mut out = String::with_capacity(v.len() + 2);
+    for c in v.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if is_control(c) => escape_control(&mut out, c),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// The body of a multi-line basic string: line breaks and tabs stay literal; a quote is
+/// escaped where three in a row would close the string, or at the very end.
+fn multi_basic_body(v: &str, newline: bool) -> String {
+    let mut out = String::with_capacity(v.len() + 2);
+    let chars: Vec<char> = v.chars().collect();
+    let mut run = 0;
+    for (i, &c) in chars.iter().enumerate() {
+        run = if c == '"' { run + 1 } else { 0 };
+        let trailing_quotes = chars[i..].iter().all(|c| *c == '"');
+        match c {
+            '"' if run % 3 == 0 || trailing_quotes => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            // A line break right after the opening delimiter would be trimmed.
+            '\n' if i == 0 && !newline => out.push_str("\\n"),
+            '\n' | '\t' => out.push(c),
+            c if is_control(c) => escape_control(&mut out, c),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+pub(crate) fn encode(style: &TomlStyle, value: &[u8]) -> Result<Splice, Unfit> {
+    let v = utf8(value)?;
+    let no_control = |allow_newline: bool| {
+        !v.chars()
+            .any(|c| is_control(c) && c != '\t' && !(allow_newline && c == '\n'))
+    };
+    Ok(match *style {
+        TomlStyle::Basic => Splice::inside(basic_body(v).into_bytes()),
+        TomlStyle::Literal => {
+            if no_control(false) && !v.contains('\'') {
+                Splice::inside(v.as_bytes().to_vec())
+            } else {
+                Splice::widened(1, 1, format!("\"{}\"", basic_body(v)).into_bytes())
+            }
+        }
+        TomlStyle::MultiBasic { newline } => {
+            Splice::inside(multi_basic_body(v, newline > 0).into_bytes())
+        }
+        TomlStyle::MultiLiteral { newline } => {
+            let fits = no_control(true)
+                && !v.contains("'''")
+                && !v.ends_with('\'')
+                && (newline > 0 || !v.starts_with('\n'));
+            if fits {
+                Splice::inside(v.as_bytes().to_vec())
+            } else {
+                // The trimmed line break is inside the widened range: write it again.
+                let before = 3 + usize::from(newline);
+                let nl = ["", "\n", "\r\n"][usize::from(newline.min(2))];
+                let body = multi_basic_body(v, newline > 0);
+                Splice::widened(before, 3, format!("\"\"\"{nl}{body}\"\"\"").into_bytes())
+            }
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_every_string_kind() {
+        let doc = "a = \"b\\\"s\"\n[t]\nl = 'lit'\nm = \"\"\"\nx\ny\"\"\"\n[[arr]]\nk = '''q'''\n[[arr]]\nk = { i = [\"z\"] }\n";
+        for (pointer, body, value) in [
+            ("/a", "b\\\"s", "b\"s"),
+            ("/t/l", "lit", "lit"),
+            ("/t/m", "x\ny", "x\ny"),
+            ("/arr/0/k", "q", "q"),
+            ("/arr/1/k/i/0", "z", "z"),
+        ] {
+            let s = Toml
+                .locate(doc, &[pointer])
+                .unwrap()
+                .pop()
+                .unwrap()
+                .remove(0);
+            assert_eq!(&doc[s.range.clone()], body, "{pointer}");
+            assert_eq!(s.value.expose(), value.as_bytes(), "{pointer}");
+        }
+        let e = Toml.locate(doc, &["/t"]).unwrap_err();
+        assert!(matches!(
+            e,
+            FormatError::NotAString {
+                found: "a table",
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn multi_line_quotes_never_close_the_string() {
+        assert_eq!(multi_basic_body("a\"\"\"b\"", true), "a\"\"\\\"b\\\"");
+    }
+}
