@@ -23,6 +23,7 @@
 //! → (`manifest`, `handle`, `secret`, `error`). `docs/architecture.md` has the map.
 
 pub mod cli;
+pub mod detect;
 pub mod error;
 pub mod handle;
 pub mod hardening;
