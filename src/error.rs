@@ -101,6 +101,14 @@ pub enum Error {
         source: std::io::Error,
     },
 
+    /// The manifest's `detect` section cannot be used (a custom rule's regex, an allow glob).
+    #[error(transparent)]
+    Detect(#[from] crate::detect::DetectError),
+
+    /// `git` failed for `scan --git` / `--staged` (not a repository, a bad range).
+    #[error("{0}")]
+    Git(String),
+
     /// A command that a later release implements.
     #[error("`agentbak {0}` is not implemented yet")]
     NotImplemented(&'static str),
@@ -118,8 +126,10 @@ impl Error {
     /// The exit code of this error: the one place where errors meet exit codes.
     pub fn exit_code(&self) -> ExitCode {
         match self {
-            Error::Manifest(_) | Error::Handle(_) | Error::Usage(_) => ExitCode::Usage,
-            Error::Io { .. } | Error::NotImplemented(_) => ExitCode::Error,
+            Error::Manifest(_) | Error::Handle(_) | Error::Usage(_) | Error::Detect(_) => {
+                ExitCode::Usage
+            }
+            Error::Io { .. } | Error::Git(_) | Error::NotImplemented(_) => ExitCode::Error,
         }
     }
 }

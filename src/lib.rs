@@ -29,6 +29,8 @@ pub mod handle;
 pub mod hardening;
 pub mod json_span;
 pub mod manifest;
+pub mod ops;
+pub mod report;
 pub mod secret;
 
 pub use error::{Error, ExitCode, Result};

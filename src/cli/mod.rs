@@ -5,6 +5,7 @@
 
 mod completions;
 mod logging;
+mod scan;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -303,7 +304,7 @@ fn dispatch(cli: &Cli) -> Result<ExitCode> {
         Command::Completions { shell } => completions::completions(*shell),
         Command::Man => completions::man(),
         Command::Init(_) => Err(Error::NotImplemented("init")),
-        Command::Scan(_) => Err(Error::NotImplemented("scan")),
+        Command::Scan(args) => scan::scan(cli, args),
         Command::Snapshot(_) => not_yet(cli, "snapshot"),
         Command::List => not_yet(cli, "list"),
         Command::Restore(_) => not_yet(cli, "restore"),
