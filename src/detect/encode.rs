@@ -92,6 +92,7 @@ pub fn forms(value: &[u8]) -> Vec<(Encoding, Secret)> {
         percent(value, b"0123456789abcdef", false),
     );
     push(Encoding::Percent, percent(value, b"0123456789ABCDEF", true));
+    push(Encoding::Percent, percent_all(value));
     out
 }
 
@@ -200,6 +201,19 @@ fn percent(value: &[u8], digits: &[u8; 16], form: bool) -> Vec<u8> {
             out.push(b'+');
         } else {
             out.extend_from_slice(&[b'%', digits[(b >> 4) as usize], digits[(b & 15) as usize]]);
+        }
+    }
+    out
+}
+
+/// Every byte as `%XX`, as some encoders do for all but letters and digits, or for everything.
+fn percent_all(value: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(value.len() * 3);
+    for &b in value {
+        if b.is_ascii_alphanumeric() {
+            out.push(b);
+        } else {
+            out.extend_from_slice(format!("%{b:02X}").as_bytes());
         }
     }
     out

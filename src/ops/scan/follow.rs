@@ -2,14 +2,15 @@
 //!
 //! The file is scanned from its start, then polled: new bytes go through one detector stream,
 //! which is flushed up to the last complete line whenever the writer pauses, so each finding
-//! is reported once, as soon as its line is complete. A file that shrinks (truncation) or whose
-//! path now names another inode (rotation) is reopened from its start with a fresh stream;
+//! is reported once, as soon as its line is complete. A file that shrinks or whose first bytes
+//! change (truncated or rewritten in place) or whose path now names another inode (rotation)
+//! is reopened from its start with a fresh stream;
 //! before switching, what is left of a rotated file is read to its end. A missing file is
 //! waited for. The loop ends when `stop` is set (SIGINT/SIGTERM in the CLI).
 
 use std::fs::File;
 use std::io::{Read, Seek, Write};
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -33,8 +34,14 @@ pub struct FollowSummary {
 struct Open<'d> {
     file: File,
     inode: (u64, u64),
+    /// The first bytes read: if they change, the file was rewritten in place, even when it
+    /// grew back past the old size between two polls.
+    head: Vec<u8>,
     stream: StreamScan<'d>,
 }
+
+/// Bytes of the file's start kept to notice a rewrite.
+const HEAD: usize = 256;
 
 /// Follows `path` until `stop` is set, calling `on_finding` once per finding.
 pub fn follow(
@@ -92,6 +99,7 @@ fn open<'d>(detector: &'d Detector, path: &Path, name: &str) -> Result<Option<Op
             Ok(Some(Open {
                 file,
                 inode: (meta.dev(), meta.ino()),
+                head: Vec::new(),
                 stream: detector.stream(name),
             }))
         }
@@ -112,8 +120,21 @@ fn drain(open: &mut Open<'_>, buf: &mut [u8], stop: &AtomicBool) -> std::io::Res
         if n == 0 || stop.load(Ordering::Relaxed) {
             return Ok(total);
         }
+        if open.head.len() < HEAD {
+            let take = (HEAD - open.head.len()).min(n);
+            open.head.extend_from_slice(&buf[..take]);
+        }
         open.stream.write_all(&buf[..n])?;
         total += n as u64;
+    }
+}
+
+/// Whether the bytes at the file's start differ from those first read.
+fn rewritten(open: &Open<'_>) -> bool {
+    let mut now = vec![0u8; open.head.len()];
+    match open.file.read_exact_at(&mut now, 0) {
+        Ok(()) => now != open.head,
+        Err(_) => true,
     }
 }
 
@@ -129,6 +150,7 @@ fn changed(path: &Path, open: &mut Open<'_>) -> Change {
         Ok(meta) if (meta.dev(), meta.ino()) != open.inode => Change::Rotated,
         // Same inode, shorter: truncated in place (`> file`, logrotate copytruncate).
         Ok(meta) if meta.len() < position => Change::Truncated,
+        Ok(_) if rewritten(open) => Change::Truncated,
         Ok(_) => Change::Same,
         Err(_) => Change::Same, // moved away, new one not yet created: keep the old one
     }
