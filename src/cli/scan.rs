@@ -31,7 +31,7 @@ pub(super) fn scan(cli: &Cli, args: &ScanArgs) -> Result<ExitCode> {
         (ScanFormat::Human, true) => ScanFormat::Json,
         (f, _) => f,
     };
-    let detector = build_detector(cli)?;
+    let (detector, notes) = build_detector(cli)?;
     if let Some(known) = detector.known() {
         for label in known.too_short() {
             tracing::warn!(handle = %label, "value shorter than 8 bytes: cannot be proven absent");
@@ -40,7 +40,8 @@ pub(super) fn scan(cli: &Cli, args: &ScanArgs) -> Result<ExitCode> {
     if let Some(file) = &args.follow {
         return follow(&detector, file, format);
     }
-    let report = run(&detector, args)?;
+    let mut report = run(&detector, args)?;
+    report.notes.extend(notes);
     let text = match format {
         ScanFormat::Human => render::human(&report, std::io::stdout().is_terminal()),
         ScanFormat::Json => render::json(&report),
@@ -51,12 +52,13 @@ pub(super) fn scan(cli: &Cli, args: &ScanArgs) -> Result<ExitCode> {
 }
 
 /// The detector for this run: the manifest's settings and values if a manifest is in reach
-/// (`-m`, `AGENTBAK_MANIFEST`, or an existing `./agentbak.json`), else the defaults.
-fn build_detector(cli: &Cli) -> Result<Detector> {
+/// (`-m`, `AGENTBAK_MANIFEST`, or an existing `./agentbak.json`), else the defaults; and the
+/// notes on declared values that could not be read.
+fn build_detector(cli: &Cli) -> Result<(Detector, Vec<String>)> {
     let explicit =
         cli.manifest.is_some() || std::env::var_os(ENV_MANIFEST).is_some_and(|v| !v.is_empty());
     if !explicit && !Path::new(DEFAULT_MANIFEST).exists() {
-        return Ok(Detector::new(&Detect::default(), None)?);
+        return Ok((Detector::new(&Detect::default(), None)?, Vec::new()));
     }
     let manifest = load_manifest(cli.manifest.as_deref())?;
     let known = scan::known_values(&manifest);
@@ -67,7 +69,10 @@ fn build_detector(cli: &Cli) -> Result<Detector> {
         values = known.values.len(),
         "known values from the manifest"
     );
-    Ok(Detector::new(&manifest.detect, Some(known.values))?)
+    Ok((
+        Detector::new(&manifest.detect, Some(known.values))?,
+        known.notes,
+    ))
 }
 
 fn run(detector: &Detector, args: &ScanArgs) -> Result<ScanReport> {
