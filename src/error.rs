@@ -155,9 +155,17 @@ pub enum Error {
     /// A secret store failed; the error names the store, the path and the kind, never a value.
     #[error(transparent)]
     Store(#[from] crate::store::StoreError),
-    /// A file could not be redacted or rehydrated.
+    /// A file could not be redacted or rehydrated (boxed: it is the largest error).
     #[error(transparent)]
-    Redact(#[from] crate::redact::RedactError),
+    Redact(Box<crate::redact::RedactError>),
+
+    /// The manifest's `detect` section cannot be used (a custom rule's regex, an allow glob).
+    #[error(transparent)]
+    Detect(#[from] crate::detect::DetectError),
+
+    /// `git` failed for `scan --git` / `--staged` (not a repository, a bad range).
+    #[error("{0}")]
+    Git(String),
 
     /// A command that a later release implements.
     #[error("`agentbak {0}` is not implemented yet")]
@@ -176,10 +184,13 @@ impl Error {
     /// The exit code of this error: the one place where errors meet exit codes.
     pub fn exit_code(&self) -> ExitCode {
         match self {
-            Error::Manifest(_) | Error::Handle(_) | Error::Usage(_) => ExitCode::Usage,
+            Error::Manifest(_) | Error::Handle(_) | Error::Usage(_) | Error::Detect(_) => {
+                ExitCode::Usage
+            }
             Error::Recipient { .. } | Error::Identity { .. } => ExitCode::Usage,
             Error::Io { .. }
             | Error::Redact(_)
+            | Error::Git(_)
             | Error::Entry { .. }
             | Error::SnapshotNotFound { .. }
             | Error::NotImplemented(_) => ExitCode::Error,
@@ -198,6 +209,12 @@ impl Error {
                 }
             },
         }
+    }
+}
+
+impl From<crate::redact::RedactError> for Error {
+    fn from(e: crate::redact::RedactError) -> Self {
+        Error::Redact(Box::new(e))
     }
 }
 

@@ -24,14 +24,16 @@
 
 pub mod archive;
 pub mod cli;
+pub mod detect;
 pub mod error;
 pub mod handle;
 pub mod hardening;
 pub mod json_span;
 pub mod manifest;
 pub mod ops;
-pub mod repo;
 pub mod redact;
+pub mod repo;
+pub mod report;
 pub mod secret;
 pub mod store;
 

@@ -7,6 +7,7 @@ mod completions;
 mod list;
 mod logging;
 mod prune;
+mod scan;
 mod secrets;
 
 use std::io::Write;
@@ -306,7 +307,7 @@ fn dispatch(cli: &Cli) -> Result<ExitCode> {
         Command::Completions { shell } => completions::completions(*shell),
         Command::Man => completions::man(),
         Command::Init(_) => Err(Error::NotImplemented("init")),
-        Command::Scan(_) => Err(Error::NotImplemented("scan")),
+        Command::Scan(args) => scan::scan(cli, args),
         Command::Snapshot(_) => not_yet(cli, "snapshot"),
         Command::List => list::list(cli),
         Command::Restore(_) => not_yet(cli, "restore"),

@@ -1,4 +1,5 @@
-//! The pipelines behind the commands: each takes options, does the work through the lower
-//! layers, and returns a report. Nothing here prints or exits.
+//! The pipelines behind the commands: each takes options, does the work through the library
+//! modules, and returns a report for `cli` to render. Nothing here prints or exits.
 
+pub mod scan;
 pub mod snapshot;

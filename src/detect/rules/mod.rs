@@ -1,0 +1,231 @@
+//! Pattern rules: the builtin provider table, the entropy rule, the manifest's custom rules,
+//! and the gates that tell a credential from a look-alike.
+//!
+//! A rule is a regex plus the keywords that must occur near a match (the prefilter runs the
+//! regex only around a keyword hit), and a [`Gate`] applied to the captured secret. The secret
+//! is the capture group named `secret`, else group 1 (custom rules), else the whole match.
+//! Invariants: builtin regexes are byte-oriented and ASCII-only (`unicode(false)`), so word
+//! boundaries stay on the fast engines; every rule knows how long a match can get
+//! ([`Compiled::reach`]), which bounds the search window around a keyword hit and the overlap
+//! a stream keeps between chunks.
+
+mod builtin;
+
+pub use builtin::{BUILTIN, NEGATIVES};
+
+use base64::Engine;
+use regex::bytes::{Regex, RegexBuilder};
+
+use super::DetectError;
+use super::entropy::{looks_placeholder, looks_random};
+use crate::manifest::CustomRule;
+
+/// Longest match a window is sized for: longer matches of unbounded custom regexes may be cut.
+pub const MAX_REACH: usize = 8192;
+
+/// The test a captured secret must pass for a match to be a finding.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Gate {
+    /// A provider token: not a placeholder (`xxxx`, `${VAR}`, `<token>`, repeated characters).
+    Token,
+    /// A PEM block: its body is not elided (`...`, `xxxx`).
+    Pem,
+    /// A URL password: not a placeholder and not a stock word such as `password`.
+    Url,
+    /// A `Basic` header: base64 that decodes to `user:password`.
+    Basic,
+    /// A generic assignment: random enough to be a credential (see `entropy::looks_random`).
+    Assignment,
+    /// An entropy finding: strictly random (see `entropy::looks_random`).
+    Entropy,
+    /// A custom rule: everything that is not one of agentbak's placeholders.
+    Custom,
+}
+
+/// A rule as written in the builtin table.
+#[derive(Debug)]
+pub struct Rule {
+    /// Stable id, shown in findings and accepted by allowlists.
+    pub id: &'static str,
+    /// What the rule finds, for reports.
+    pub description: &'static str,
+    /// Literals that occur in every match (case-insensitive when the regex starts `(?i)`).
+    pub keywords: &'static [&'static str],
+    /// The pattern.
+    pub regex: &'static str,
+    /// The test a captured secret must pass.
+    pub gate: Gate,
+    /// Texts that must yield a finding of this rule.
+    pub positives: &'static [&'static str],
+    /// Texts that must yield no finding of any rule.
+    pub negatives: &'static [&'static str],
+}
+
+/// Builds a table entry; a function so the table stays one short block per rule.
+pub(crate) const fn rule(
+    id: &'static str,
+    description: &'static str,
+    keywords: &'static [&'static str],
+    regex: &'static str,
+    gate: Gate,
+    positives: &'static [&'static str],
+    negatives: &'static [&'static str],
+) -> Rule {
+    Rule {
+        id,
+        description,
+        keywords,
+        regex,
+        gate,
+        positives,
+        negatives,
+    }
+}
+
+/// The entropy rule: a long, strictly random value assigned to a secret-looking name. Its
+/// findings have kind `entropy` and the severity `detect.entropy` gives them.
+pub static ENTROPY: Rule = rule(
+    "high-entropy",
+    "high-randomness value assigned to a secret-looking name",
+    &[
+        "key",
+        "secret",
+        "token",
+        "pass",
+        "pwd",
+        "auth",
+        "cred",
+        "session",
+        "cookie",
+        "signature",
+        "salt",
+    ],
+    r#"(?i)(?:^|[^A-Za-z0-9])[A-Za-z0-9_.-]{0,40}(?:key|secret|token|pass|pwd|auth|cred|session|cookie|signature|salt)[A-Za-z0-9_.-]{0,20}["']?\s{0,4}(?::=|=>|[:=])\s{0,4}["'`]?(?P<secret>[^\s"'`,;]{16,400})"#,
+    Gate::Entropy,
+    &[
+        "session_cookie = \"Qm9vZ2xlLWJhc2UtNjQtc2Vzc2lvbi1jb29raWU9eHl6\"",
+        "\"signing_key\": \"pT8wL2vQ9xZr4sY7uB3nK6mJ1hG5fD0c\"",
+    ],
+    &[
+        "\"cache_key\": \"user-profile-page-1\"",
+        "\"key\": \"e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855\"",
+    ],
+);
+
+/// Rule id of findings of known values.
+pub const KNOWN_VALUE_RULE: &str = "known-value";
+
+/// A rule ready to run.
+#[derive(Debug)]
+pub(crate) struct Compiled {
+    pub id: String,
+    pub description: String,
+    pub regex: Regex,
+    /// Capture group of the secret, if not the whole match.
+    pub group: Option<usize>,
+    pub gate: Gate,
+    /// Keywords and whether they compare case-insensitively.
+    pub keywords: Vec<String>,
+    pub case_insensitive: bool,
+    /// Longest match, capped at [`MAX_REACH`].
+    pub reach: usize,
+}
+
+impl Compiled {
+    pub(crate) fn builtin(rule: &Rule) -> Compiled {
+        let regex = RegexBuilder::new(rule.regex)
+            .unicode(false)
+            .build()
+            .unwrap_or_else(|e| panic!("builtin rule {} does not compile: {e}", rule.id));
+        let group = regex.capture_names().position(|n| n == Some("secret"));
+        Compiled {
+            id: rule.id.to_string(),
+            description: rule.description.to_string(),
+            reach: reach(rule.regex, false),
+            regex,
+            group,
+            gate: rule.gate,
+            keywords: rule.keywords.iter().map(|k| k.to_string()).collect(),
+            case_insensitive: rule.regex.starts_with("(?i)"),
+        }
+    }
+
+    pub(crate) fn custom(rule: &CustomRule) -> Result<Compiled, DetectError> {
+        let regex = RegexBuilder::new(&rule.regex)
+            .build()
+            .map_err(|e| DetectError::Rule {
+                id: rule.id.clone(),
+                reason: e.to_string(),
+            })?;
+        let group = regex
+            .capture_names()
+            .position(|n| n == Some("secret"))
+            .or((regex.captures_len() > 1).then_some(1));
+        Ok(Compiled {
+            id: rule.id.clone(),
+            description: format!("custom rule {}", rule.id),
+            reach: reach(&rule.regex, true),
+            regex,
+            group,
+            gate: Gate::Custom,
+            keywords: rule.keywords.clone().unwrap_or_default(),
+            case_insensitive: true,
+        })
+    }
+}
+
+/// The longest match `pattern` can produce, capped at [`MAX_REACH`].
+fn reach(pattern: &str, unicode: bool) -> usize {
+    regex_syntax::ParserBuilder::new()
+        .unicode(unicode)
+        .utf8(false)
+        .build()
+        .parse(pattern)
+        .ok()
+        .and_then(|hir| hir.properties().maximum_len())
+        .map_or(MAX_REACH, |n| n.min(MAX_REACH))
+}
+
+/// Whether a captured `secret` passes `gate`.
+pub(crate) fn passes(gate: Gate, secret: &[u8]) -> bool {
+    match gate {
+        Gate::Token => !looks_placeholder(secret),
+        Gate::Pem => !elided(secret),
+        Gate::Url => !looks_placeholder(secret) && !stock_password(secret),
+        Gate::Basic => basic_credentials(secret),
+        Gate::Assignment => looks_random(secret, false),
+        Gate::Entropy => looks_random(secret, true),
+        Gate::Custom => !secret.starts_with(crate::handle::PLACEHOLDER_PREFIX.as_bytes()),
+    }
+}
+
+fn elided(s: &[u8]) -> bool {
+    let lower = s.to_ascii_lowercase();
+    [&b"..."[..], "…".as_bytes(), b"xxxx", b"<"]
+        .iter()
+        .any(|w| memchr::memmem::find(&lower, w).is_some())
+}
+
+fn stock_password(s: &[u8]) -> bool {
+    const WORDS: &[&str] = &["password", "passwd", "pass", "pwd", "secret", "changeme"];
+    WORDS.iter().any(|w| s.eq_ignore_ascii_case(w.as_bytes()))
+}
+
+fn basic_credentials(s: &[u8]) -> bool {
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(s)
+        .or_else(|_| base64::engine::general_purpose::STANDARD_NO_PAD.decode(s));
+    match decoded {
+        Ok(bytes) => match bytes.iter().position(|&b| b == b':') {
+            Some(colon) => {
+                let password = &bytes[colon + 1..];
+                password.len() >= 3 && !looks_placeholder(password) && !stock_password(password)
+            }
+            None => false,
+        },
+        Err(_) => false,
+    }
+}
+
+#[cfg(test)]
+mod tests;

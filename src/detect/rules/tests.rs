@@ -1,0 +1,98 @@
+//! Every rule's vectors, run through the whole engine.
+
+use super::*;
+use crate::detect::{Detector, Finding};
+use crate::manifest::Detect;
+
+fn scan(text: &str) -> Vec<Finding> {
+    static DETECTOR: std::sync::OnceLock<Detector> = std::sync::OnceLock::new();
+    let detector = DETECTOR.get_or_init(|| {
+        let config = Detect {
+            entropy: crate::manifest::EntropyAction::Block,
+            ..Detect::default()
+        };
+        Detector::new(&config, None).unwrap()
+    });
+    detector.scan_bytes("vector", text.as_bytes())
+}
+
+fn ids(findings: &[Finding]) -> Vec<&str> {
+    findings.iter().map(|f| f.rule.as_str()).collect()
+}
+
+#[test]
+fn every_rule_vector_holds() {
+    let mut failures = Vec::new();
+    for rule in BUILTIN.iter().chain(std::iter::once(&ENTROPY)) {
+        assert!(rule.positives.len() >= 2, "{}: two positives", rule.id);
+        assert!(rule.negatives.len() >= 2, "{}: two negatives", rule.id);
+        for p in rule.positives {
+            let found = scan(p);
+            if !found.iter().any(|f| f.rule == rule.id) {
+                failures.push(format!(
+                    "{}: missed positive {p:?}, got {:?}",
+                    rule.id,
+                    ids(&found)
+                ));
+            }
+        }
+        for n in rule.negatives {
+            let found = scan(n);
+            if !found.is_empty() {
+                failures.push(format!(
+                    "{}: negative {n:?} gave {:?}",
+                    rule.id,
+                    ids(&found)
+                ));
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
+fn look_alikes_are_not_findings() {
+    for text in NEGATIVES {
+        let found = scan(text);
+        assert!(found.is_empty(), "{text:?} gave {:?}", ids(&found));
+    }
+}
+
+#[test]
+fn at_least_forty_credential_kinds() {
+    assert!(BUILTIN.len() >= 40, "{}", BUILTIN.len());
+    let mut ids: Vec<&str> = BUILTIN.iter().map(|r| r.id).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), BUILTIN.len(), "rule ids are unique");
+}
+
+#[test]
+fn every_rule_has_keywords_that_occur_in_its_positives() {
+    for rule in BUILTIN {
+        assert!(!rule.keywords.is_empty(), "{}", rule.id);
+        for p in rule.positives {
+            let lower = p.to_ascii_lowercase();
+            assert!(
+                rule.keywords
+                    .iter()
+                    .any(|k| lower.contains(&k.to_ascii_lowercase())),
+                "{}: no keyword in {p:?}",
+                rule.id
+            );
+        }
+    }
+}
+
+#[test]
+fn reach_is_bounded_for_bounded_patterns() {
+    assert_eq!(reach(r"ghp_[A-Za-z0-9]{36}", false), 40);
+    assert_eq!(reach(r"a+", false), MAX_REACH);
+}
+
+#[test]
+fn basic_gate_needs_user_and_password() {
+    assert!(passes(Gate::Basic, b"a2V2aW46czNjcjN0LXBhc3N3MHJkIQ=="));
+    assert!(!passes(Gate::Basic, b"dXNlcm5hbWU="));
+    assert!(!passes(Gate::Basic, b"not base64!"));
+}

@@ -1,0 +1,227 @@
+//! Streaming scans with bounded memory and no blind spot at chunk boundaries.
+//!
+//! A [`StreamScan`] buffers what it is given and scans in chunks of [`CHUNK`] bytes. Between
+//! chunks it keeps a tail: the longest known-value pattern minus one byte (so a value split
+//! across two writes is still found), and for rules a lookahead of the longest rule match (a
+//! match that could still grow is left for the next chunk) plus look-behind context. Each
+//! match is reported once: known values when they end in new bytes, rule matches when their
+//! secret starts in the settled range. Line and column numbers are tracked across discarded
+//! bytes, so findings carry absolute positions in the stream.
+
+use std::io::{self, Write};
+
+use super::engine::Region;
+use super::{Detector, Finding};
+
+/// Bytes scanned per round.
+pub const CHUNK: usize = 256 * 1024;
+
+/// Bytes of context kept before the settled point (line starts, assignment names).
+const TAIL_BACK: usize = 4096;
+
+/// A scan that is fed bytes through [`Write`] and returns its findings at [`StreamScan::finish`].
+///
+/// Memory holds at most one chunk of new bytes, the rules' lookahead, a little look-behind
+/// context, and the longest known-value pattern.
+///
+/// `flush` settles everything up to the last complete line (for log monitors), and
+/// [`StreamScan::take_findings`] hands over what has been found so far.
+pub struct StreamScan<'d> {
+    detector: &'d Detector,
+    chunk: usize,
+    path: String,
+    buf: Vec<u8>,
+    /// Absolute stream offset of `buf[0]`.
+    base: u64,
+    /// Rule matches whose secret starts before this index were reported.
+    settled: usize,
+    /// Known values ending before this index were reported.
+    known_done: usize,
+    /// Newlines before `buf[0]`, and characters between the last of them and `buf[0]`.
+    lines_before: usize,
+    col_before: usize,
+    binary: Option<bool>,
+    findings: Vec<Finding>,
+}
+
+impl std::fmt::Debug for StreamScan<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StreamScan")
+            .field("path", &self.path)
+            .field("offset", &(self.base + self.buf.len() as u64))
+            .field("findings", &self.findings.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// How far a round may settle.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Settle {
+    /// Leave a lookahead for matches that may still grow.
+    Chunk,
+    /// Up to the last newline: a complete line cannot grow.
+    Lines,
+    /// Everything: the stream has ended.
+    End,
+}
+
+impl<'d> StreamScan<'d> {
+    pub(crate) fn new(detector: &'d Detector, path: &str) -> StreamScan<'d> {
+        StreamScan::with_chunk(detector, path, CHUNK)
+    }
+
+    /// A stream that scans every `chunk` bytes: tests use tiny chunks to put boundaries
+    /// everywhere.
+    pub(crate) fn with_chunk(detector: &'d Detector, path: &str, chunk: usize) -> StreamScan<'d> {
+        StreamScan {
+            chunk,
+            detector,
+            path: path.to_string(),
+            buf: Vec::new(),
+            base: 0,
+            settled: 0,
+            known_done: 0,
+            lines_before: 0,
+            col_before: 0,
+            binary: None,
+            findings: Vec::new(),
+        }
+    }
+
+    /// Findings found so far, handed over (a later call returns only newer ones).
+    pub fn take_findings(&mut self) -> Vec<Finding> {
+        std::mem::take(&mut self.findings)
+    }
+
+    /// Bytes consumed so far.
+    pub fn position(&self) -> u64 {
+        self.base + self.buf.len() as u64
+    }
+
+    /// Ends the stream and returns every finding not yet taken, in offset order.
+    pub fn finish(mut self) -> Vec<Finding> {
+        self.round(Settle::End);
+        std::mem::take(&mut self.findings)
+    }
+
+    /// Scans `data` as the stream's whole content without copying it (for `scan_bytes`).
+    pub(crate) fn scan_final(&mut self, data: &[u8]) {
+        debug_assert!(self.buf.is_empty() && self.base == 0);
+        let binary = is_binary(data);
+        self.binary = Some(binary);
+        let region = Region {
+            hay: data,
+            rule_from: 0,
+            rule_to: data.len(),
+            known_new_from: 0,
+            binary,
+        };
+        self.report(data, &region);
+        self.base = data.len() as u64;
+    }
+
+    fn round(&mut self, settle: Settle) {
+        let len = self.buf.len();
+        let binary = *self.binary.get_or_insert_with(|| is_binary(&self.buf));
+        let settle_to = match settle {
+            Settle::End => len,
+            Settle::Chunk => len.saturating_sub(self.detector.rule_lookahead()),
+            Settle::Lines => memchr::memrchr(b'\n', &self.buf).map_or(0, |p| p + 1),
+        }
+        .max(self.settled);
+        let known_new_from = self.known_done;
+        let buf = std::mem::take(&mut self.buf);
+        let region = Region {
+            hay: &buf,
+            rule_from: self.settled,
+            rule_to: settle_to,
+            known_new_from,
+            binary,
+        };
+        self.report(&buf, &region);
+        self.buf = buf;
+        self.settled = settle_to;
+        self.known_done = len;
+        self.discard();
+    }
+
+    /// Scans a region and appends its findings with absolute positions.
+    fn report(&mut self, hay: &[u8], region: &Region<'_>) {
+        let hits = self.detector.hits(region);
+        let mut line = self.lines_before;
+        let mut line_start: Option<usize> = None;
+        let mut counted = 0;
+        for hit in hits {
+            for p in memchr::memchr_iter(b'\n', &hay[counted..hit.start]) {
+                line += 1;
+                line_start = Some(counted + p + 1);
+            }
+            counted = hit.start;
+            let column = match line_start {
+                Some(s) => chars(&hay[s..hit.start]) + 1,
+                None => self.col_before + chars(&hay[..hit.start]) + 1,
+            };
+            let at = (self.base + hit.start as u64, line + 1, column);
+            if let Some(f) = self.detector.finding(hay, &hit, &self.path, at) {
+                self.findings.push(f);
+            }
+        }
+    }
+
+    /// Drops bytes no later round needs, keeping line and column counts.
+    fn discard(&mut self) {
+        let keep_known = self.detector.known_keep();
+        let drop = self
+            .settled
+            .saturating_sub(TAIL_BACK)
+            .min(self.known_done.saturating_sub(keep_known));
+        if drop == 0 {
+            return;
+        }
+        let gone = &self.buf[..drop];
+        match memchr::memrchr(b'\n', gone) {
+            Some(p) => {
+                self.lines_before += memchr::memchr_iter(b'\n', gone).count();
+                self.col_before = chars(&gone[p + 1..]);
+            }
+            None => self.col_before += chars(gone),
+        }
+        self.buf.drain(..drop);
+        self.base += drop as u64;
+        self.settled -= drop;
+        self.known_done -= drop;
+    }
+}
+
+impl Write for StreamScan<'_> {
+    /// Takes at most one chunk per call, so memory stays bounded whatever the caller writes.
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        let room = self
+            .chunk
+            .saturating_sub(self.buf.len() - self.known_done)
+            .max(1);
+        let n = data.len().min(room);
+        self.buf.extend_from_slice(&data[..n]);
+        if self.buf.len() - self.known_done >= self.chunk {
+            self.round(Settle::Chunk);
+        }
+        Ok(n)
+    }
+
+    /// Settles every complete line written so far: a log monitor calls it when the writer
+    /// pauses, then takes the findings.
+    fn flush(&mut self) -> io::Result<()> {
+        self.round(Settle::Lines);
+        Ok(())
+    }
+}
+
+/// A NUL byte in the first 8 KiB marks a binary file (git's heuristic).
+fn is_binary(data: &[u8]) -> bool {
+    memchr::memchr(0, &data[..data.len().min(8192)]).is_some()
+}
+
+/// Number of UTF-8 characters (continuation bytes not counted).
+fn chars(bytes: &[u8]) -> usize {
+    bytes.iter().filter(|&&b| (b & 0xC0) != 0x80).count()
+}

@@ -1,0 +1,286 @@
+//! Engine tests: known values in every encoding and across every chunk boundary,
+//! placeholders, allowlists, positions, and the secrecy of every output.
+
+use std::io::Write;
+
+use base64::Engine;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE};
+
+use super::stream::StreamScan;
+use super::*;
+use crate::manifest::{CustomRule, Detect};
+use crate::secret::Secret;
+
+const VALUE: &str = "Zx9-q\"w/E+r\\t y$Lp'0mN8%vB2";
+
+fn known(values: &[(&str, &str)]) -> KnownValues {
+    KnownValues::new(
+        values
+            .iter()
+            .map(|(l, v)| (l.to_string(), Secret::from(v.to_string()))),
+    )
+}
+
+fn detector_with(values: &[(&str, &str)]) -> Detector {
+    Detector::new(&Detect::default(), Some(known(values))).unwrap()
+}
+
+fn known_hits(findings: &[Finding]) -> Vec<(String, &'static str)> {
+    findings
+        .iter()
+        .filter_map(|f| match &f.kind {
+            FindingKind::KnownValue { label, encoding } => Some((label.clone(), encoding.name())),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The value written in each supported form, inside text a file of that format would hold.
+fn planted_documents(value: &[u8]) -> Vec<(&'static str, Vec<u8>)> {
+    let v = String::from_utf8(value.to_vec()).unwrap();
+    let json = String::from_utf8(encode::json_escape(value, false, false)).unwrap();
+    let mut docs = vec![
+        ("raw", format!("token {v} end").into_bytes()),
+        ("json", format!("{{\"k\": \"{json}\"}}").into_bytes()),
+        (
+            "yaml-single",
+            format!("k: '{}'", v.replace('\'', "''")).into_bytes(),
+        ),
+        (
+            "dotenv",
+            format!(
+                "K=\"{}\"",
+                v.replace('\\', "\\\\")
+                    .replace('"', "\\\"")
+                    .replace('$', "\\$")
+            )
+            .into_bytes(),
+        ),
+        (
+            "hex",
+            format!("x={}", hex_of(value).to_lowercase()).into_bytes(),
+        ),
+        ("hex-upper", format!("x={}", hex_of(value)).into_bytes()),
+        (
+            "percent",
+            format!("https://h/?p={}", percent_of(value)).into_bytes(),
+        ),
+    ];
+    for prefix in ["", "a", "ab", "abc"] {
+        let mut data = prefix.as_bytes().to_vec();
+        data.extend_from_slice(value);
+        data.extend_from_slice(b"tail");
+        docs.push(("base64", STANDARD.encode(&data).into_bytes()));
+        docs.push(("base64-url", URL_SAFE.encode(&data).into_bytes()));
+    }
+    docs
+}
+
+fn hex_of(v: &[u8]) -> String {
+    v.iter().map(|b| format!("{b:02X}")).collect()
+}
+
+fn percent_of(v: &[u8]) -> String {
+    v.iter()
+        .map(|&b| {
+            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+#[test]
+fn known_value_is_found_in_every_encoding() {
+    let d = detector_with(&[("vault:agents/kevin/x#v", VALUE)]);
+    for (what, doc) in planted_documents(VALUE.as_bytes()) {
+        let found = d.scan_bytes("doc", &doc);
+        let hits = known_hits(&found);
+        assert!(
+            hits.iter().any(|(l, _)| l == "vault:agents/kevin/x#v"),
+            "{what}: not found in {:?}",
+            String::from_utf8_lossy(&doc)
+        );
+    }
+}
+
+#[test]
+fn known_value_straddling_every_boundary_of_a_small_buffer_is_found() {
+    let value = "kV7#pQ2-zR9!mW4x";
+    let d = detector_with(&[("env:TOKEN", value)]);
+    let chunk = 32;
+    for offset in 0..(2 * chunk + 4) {
+        let mut data = vec![b'.'; offset];
+        data.extend_from_slice(value.as_bytes());
+        data.extend(std::iter::repeat_n(b'.', 3 * chunk));
+        for write_size in [1, 7, chunk, 1000] {
+            let mut s = StreamScan::with_chunk(&d, "f", chunk);
+            for piece in data.chunks(write_size) {
+                s.write_all(piece).unwrap();
+            }
+            let found = s.finish();
+            let offsets: Vec<u64> = found.iter().map(|f| f.offset).collect();
+            assert_eq!(
+                offsets,
+                vec![offset as u64],
+                "offset {offset} writes {write_size}"
+            );
+        }
+    }
+}
+
+#[test]
+fn rule_match_straddling_chunk_boundaries_is_found_once() {
+    let token = "ghp_R4nd0mT0k3nV4lu3Abcdefghij0123456789";
+    let d = Detector::builtin();
+    let chunk = 1024;
+    for offset in (0..(3 * chunk)).step_by(37).chain(chunk - 20..chunk + 5) {
+        let mut data = "x\n".repeat(offset).into_bytes();
+        data.truncate(offset);
+        data.extend_from_slice(format!("token {token}\n").as_bytes());
+        data.extend(std::iter::repeat_n(b'y', 20_000));
+        let mut s = StreamScan::with_chunk(&d, "f", chunk);
+        for piece in data.chunks(333) {
+            s.write_all(piece).unwrap();
+        }
+        let found: Vec<Finding> = s.finish();
+        assert_eq!(found.len(), 1, "offset {offset}: {found:?}");
+        assert_eq!(found[0].offset, offset as u64 + 6);
+        assert_eq!(found[0], d.scan_bytes("f", &data)[0]);
+    }
+}
+
+#[test]
+fn positions_are_lines_and_character_columns_across_chunks() {
+    let d = Detector::builtin();
+    let mut text = String::new();
+    for i in 0..3000 {
+        text.push_str(&format!("line {i} é ok\n"));
+    }
+    text.push_str("é k=ghp_R4nd0mT0k3nV4lu3Abcdefghij0123456789\n");
+    let whole = d.scan_bytes("f", text.as_bytes());
+    let mut s = StreamScan::with_chunk(&d, "f", 100);
+    s.write_all(text.as_bytes()).unwrap();
+    let streamed = s.finish();
+    assert_eq!(whole, streamed);
+    assert_eq!((whole[0].line, whole[0].column), (3001, 5));
+    assert_eq!(whole[0].rule, "github-pat");
+}
+
+#[test]
+fn placeholders_are_never_findings() {
+    let d = Detector::new(
+        &Detect {
+            entropy: crate::manifest::EntropyAction::Block,
+            rules: vec![CustomRule {
+                id: "anything-after-key".into(),
+                regex: "key=(\\S+)".into(),
+                keywords: None,
+            }],
+            ..Detect::default()
+        },
+        Some(known(&[(
+            "vault:agents/kevin/openai#api_key",
+            "agents/kevin/openai",
+        )])),
+    )
+    .unwrap();
+    let text = "key=+agentbak:vault:agents/kevin/openai:api_key+\n\
+        password: \"+agentbak:vault:agents/kevin/db@2:password+\"\n\
+        url=postgres://app:+agentbak:env:DB_PASSWORD+@db/app\n\
+        Authorization: Bearer +agentbak:env:SESSION_TOKEN+\n";
+    let found = d.scan_bytes("f", text.as_bytes());
+    assert!(found.is_empty(), "{found:?}");
+}
+
+#[test]
+fn inline_allow_and_manifest_allowlist_silence_rules_not_known_values() {
+    let value = "Q7w-E9r!T2y#U4iO";
+    let config = Detect {
+        allow: vec!["docs/**".into()],
+        ..Detect::default()
+    };
+    let d = Detector::new(&config, Some(known(&[("env:K", value)]))).unwrap();
+    let text = format!(
+        "t=ghp_R4nd0mT0k3nV4lu3Abcdefghij0123456789 # agentbak:allow\nv={value} # agentbak:allow\n"
+    );
+    let found = d.scan_bytes("src/a.txt", text.as_bytes());
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!(found[0].rule, KNOWN_VALUE_RULE);
+    let docs = d.scan_bytes("docs/a.md", b"t=ghp_R4nd0mT0k3nV4lu3Abcdefghij0123456789\n");
+    assert!(docs.is_empty());
+}
+
+#[test]
+fn findings_and_debug_hold_no_value() {
+    let token = "ghp_R4nd0mT0k3nV4lu3Abcdefghij0123456789";
+    let value = "s3cr3t-Value-0f-the-Agent";
+    let d = detector_with(&[("vault:a/b#c", value)]);
+    let text = format!("{token}\n{value}\n{}\n", STANDARD.encode(value));
+    let found = d.scan_bytes("f", text.as_bytes());
+    assert_eq!(found.len(), 3, "{found:?}");
+    let shown = format!("{found:?} {} {d:?}", serde_json::to_string(&found).unwrap());
+    for secret in [token, value, &STANDARD.encode(value)] {
+        assert!(!shown.contains(secret), "value leaked: {shown}");
+        assert!(!shown.contains(&secret[4..secret.len() - 2]));
+    }
+}
+
+#[test]
+fn short_values_are_reported_as_unverifiable() {
+    let d = detector_with(&[("env:PIN", "1234"), ("env:K", "long-enough-1")]);
+    assert_eq!(d.known().unwrap().too_short(), ["env:PIN".to_string()]);
+    assert!(d.scan_bytes("f", b"1234 1234 1234").is_empty());
+}
+
+#[test]
+fn binary_files_get_known_values_and_tokens_but_no_generic_rules() {
+    let value = "binary-embedded-value-77";
+    let d = detector_with(&[("env:B", value)]);
+    let mut data = vec![0u8, 1, 2, 3];
+    data.extend_from_slice(value.as_bytes());
+    data.extend_from_slice(b"\0ghp_R4nd0mT0k3nV4lu3Abcdefghij0123456789\0password=Xk9#mQ2!vL\0");
+    let rules: Vec<String> = d
+        .scan_bytes("f.bin", &data)
+        .into_iter()
+        .map(|f| f.rule)
+        .collect();
+    assert_eq!(rules, vec!["known-value", "github-pat"]);
+}
+
+#[test]
+fn bad_custom_regex_is_an_error_naming_the_rule() {
+    let config = Detect {
+        rules: vec![CustomRule {
+            id: "broken".into(),
+            regex: "(".into(),
+            keywords: None,
+        }],
+        ..Detect::default()
+    };
+    let err = Detector::new(&config, None).unwrap_err();
+    assert!(err.to_string().contains("broken"), "{err}");
+}
+
+#[test]
+fn entropy_action_sets_severity_or_disables() {
+    let text = b"session_cookie = \"Qm9vZ2xlLWJhc2UtNjQtc2Vzc2lvbi1jb29raWU9eHl6\"\n";
+    let warn = Detector::builtin().scan_bytes("f", text);
+    assert_eq!(warn.len(), 1);
+    assert_eq!(
+        (warn[0].severity, &warn[0].kind),
+        (Severity::Warn, &FindingKind::Entropy)
+    );
+    let off = Detect {
+        entropy: crate::manifest::EntropyAction::Off,
+        ..Detect::default()
+    };
+    assert!(
+        Detector::new(&off, None)
+            .unwrap()
+            .scan_bytes("f", text)
+            .is_empty()
+    );
+}

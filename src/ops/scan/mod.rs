@@ -1,0 +1,192 @@
+//! `agentbak scan`: files and folders (in parallel), standard input, git history, staged
+//! changes, and a followed log, all through one [`Detector`].
+//!
+//! Invariants: every file is read through the detector's bounded stream (no whole-file
+//! reads); a file that cannot be read is reported in [`ScanReport::skipped`], never silently
+//! dropped; `.git` folders and symlinks are not entered (history is `--git`'s job, and a link
+//! may point outside the scanned tree). Findings come back sorted by path and offset.
+
+mod follow;
+mod git;
+mod known;
+
+pub use follow::{FollowSummary, follow};
+pub use git::{scan_git, scan_staged};
+pub use known::{KnownFromManifest, known_values};
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use crate::detect::{Detector, Finding, Severity};
+use crate::error::{Error, Result};
+
+/// What a scan looked at and what it found.
+#[derive(Debug, Default, Clone, serde::Serialize)]
+pub struct ScanReport {
+    /// Every finding, sorted by path and offset.
+    pub findings: Vec<Finding>,
+    /// Files (or streams, or commit files) scanned.
+    pub files: u64,
+    /// Bytes scanned.
+    pub bytes: u64,
+    /// Known values too short to prove absent (their labels).
+    pub too_short: Vec<String>,
+    /// Files that could not be read, with the reason.
+    pub skipped: Vec<Skipped>,
+    /// Notes on what was not searched (e.g. locators whose values could not be read).
+    pub notes: Vec<String>,
+}
+
+/// A file that could not be scanned.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Skipped {
+    /// The file.
+    pub path: String,
+    /// Why.
+    pub reason: String,
+}
+
+impl ScanReport {
+    /// Findings that block (severity `error`).
+    pub fn errors(&self) -> usize {
+        self.findings
+            .iter()
+            .filter(|f| f.severity == Severity::Error)
+            .count()
+    }
+
+    /// Findings that only warn.
+    pub fn warnings(&self) -> usize {
+        self.findings.len() - self.errors()
+    }
+
+    fn sort(&mut self) {
+        self.findings
+            .sort_by(|a, b| (&a.path, a.offset, &a.rule).cmp(&(&b.path, b.offset, &b.rule)));
+    }
+}
+
+/// Scans files and folders (recursively), `threads` files at a time (0: one per core).
+pub fn scan_paths(detector: &Detector, paths: &[PathBuf], threads: usize) -> Result<ScanReport> {
+    let mut report = ScanReport::default();
+    let mut files = Vec::new();
+    for root in paths {
+        collect_files(root, &mut files, &mut report.skipped)?;
+    }
+    let threads = match threads {
+        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        n => n,
+    }
+    .min(files.len().max(1));
+    let next = AtomicUsize::new(0);
+    let shared = Mutex::new(&mut report);
+    std::thread::scope(|scope| {
+        for _ in 0..threads {
+            scope.spawn(|| {
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(path) = files.get(i) else { break };
+                    let outcome = scan_file(detector, path);
+                    let mut report = shared.lock().unwrap_or_else(|e| e.into_inner());
+                    match outcome {
+                        Ok((bytes, findings)) => {
+                            report.files += 1;
+                            report.bytes += bytes;
+                            report.findings.extend(findings);
+                        }
+                        Err(e) => report.skipped.push(Skipped {
+                            path: display(path),
+                            reason: e.to_string(),
+                        }),
+                    }
+                }
+            });
+        }
+    });
+    report.sort();
+    add_known_notes(detector, &mut report);
+    Ok(report)
+}
+
+/// Scans one reader (standard input) under `name`.
+pub fn scan_reader(
+    detector: &Detector,
+    name: &str,
+    reader: impl std::io::Read,
+) -> Result<ScanReport> {
+    let mut counting = CountingReader {
+        inner: reader,
+        bytes: 0,
+    };
+    let findings = detector
+        .scan_reader(name, &mut counting)
+        .map_err(|e| Error::io(name, e))?;
+    let mut report = ScanReport {
+        findings,
+        files: 1,
+        bytes: counting.bytes,
+        ..ScanReport::default()
+    };
+    report.sort();
+    add_known_notes(detector, &mut report);
+    Ok(report)
+}
+
+pub(crate) fn add_known_notes(detector: &Detector, report: &mut ScanReport) {
+    if let Some(known) = detector.known() {
+        report.too_short = known.too_short().to_vec();
+    }
+}
+
+fn scan_file(detector: &Detector, path: &Path) -> std::io::Result<(u64, Vec<Finding>)> {
+    let file = std::fs::File::open(path)?;
+    let mut counting = CountingReader {
+        inner: file,
+        bytes: 0,
+    };
+    let findings = detector.scan_reader(&display(path), &mut counting)?;
+    Ok((counting.bytes, findings))
+}
+
+/// Every regular file under `root` (or `root` itself), not following links, skipping `.git`.
+fn collect_files(root: &Path, out: &mut Vec<PathBuf>, skipped: &mut Vec<Skipped>) -> Result<()> {
+    let meta = std::fs::symlink_metadata(root).map_err(|e| Error::io(root, e))?;
+    if meta.is_file() {
+        out.push(root.to_path_buf());
+        return Ok(());
+    }
+    let walker = walkdir::WalkDir::new(root)
+        .follow_links(false)
+        .sort_by_file_name()
+        .into_iter()
+        .filter_entry(|e| !(e.file_type().is_dir() && e.file_name() == ".git"));
+    for entry in walker {
+        match entry {
+            Ok(e) if e.file_type().is_file() => out.push(e.into_path()),
+            Ok(_) => {}
+            Err(e) => skipped.push(Skipped {
+                path: e.path().map(display).unwrap_or_default(),
+                reason: e.to_string(),
+            }),
+        }
+    }
+    Ok(())
+}
+
+fn display(path: &Path) -> String {
+    path.to_string_lossy().into_owned()
+}
+
+struct CountingReader<R> {
+    inner: R,
+    bytes: u64,
+}
+
+impl<R: std::io::Read> std::io::Read for CountingReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.bytes += n as u64;
+        Ok(n)
+    }
+}

@@ -1,0 +1,417 @@
+//! `agentbak scan` end to end: the real binary on real files, stdin, a real git repository and
+//! a real growing log. Every test that plants values asserts they appear in no output.
+
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Command as Process, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use assert_cmd::Command;
+use assert_fs::prelude::*;
+use base64::Engine;
+
+const GHP: &str = "ghp_R4nd0mT0k3nV4lu3Abcdefghij0123456789";
+const SLACK: &str = "xoxb-123456789012-1234567890123-Zk8mQ2vL9xT4pN7wR3sY6uB1";
+const VALUE: &str = "kevin-Private-Value-93xQ!";
+const DOTENV_VALUE: &str = "dotenv-Secret-7hG2kP0w";
+
+fn agentbak() -> Command {
+    let mut cmd = Command::cargo_bin("agentbak").unwrap();
+    cmd.env_remove("AGENTBAK_MANIFEST").env_remove("RUST_LOG");
+    cmd
+}
+
+fn assert_no_value(output: &[u8], values: &[&str]) {
+    let text = String::from_utf8_lossy(output);
+    for v in values {
+        assert!(!text.contains(v), "value leaked into output:\n{text}");
+    }
+}
+
+#[test]
+fn folder_with_tokens_exits_4_and_names_path_line_and_rule() {
+    let dir = assert_fs::TempDir::new().unwrap();
+    dir.child("a/config.yaml")
+        .write_str(&format!("name: x\ntoken: {GHP}\n"))
+        .unwrap();
+    dir.child("b.log")
+        .write_str(&format!("{{\"msg\":\"sent\",\"auth\":\"{SLACK}\"}}\n"))
+        .unwrap();
+    dir.child("clean.txt").write_str("nothing here\n").unwrap();
+    let out = agentbak()
+        .current_dir(dir.path())
+        .args(["scan", ".", "--format", "json"])
+        .assert()
+        .code(4)
+        .get_output()
+        .clone();
+    assert_no_value(&out.stdout, &[GHP, SLACK]);
+    assert_no_value(&out.stderr, &[GHP, SLACK]);
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let findings = doc["findings"].as_array().unwrap();
+    let got: Vec<(String, u64, String)> = findings
+        .iter()
+        .map(|f| {
+            (
+                f["path"].as_str().unwrap().to_string(),
+                f["line"].as_u64().unwrap(),
+                f["rule"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            ("./a/config.yaml".into(), 2, "github-pat".into()),
+            ("./b.log".into(), 1, "slack-bot-token".into()),
+        ]
+    );
+    assert_eq!(doc["summary"]["files"], 3);
+    assert_eq!(findings[0]["preview"], "ghp_…89 (40 chars)");
+}
+
+#[test]
+fn clean_input_exits_0_and_human_output_says_so() {
+    let dir = assert_fs::TempDir::new().unwrap();
+    dir.child("notes.md")
+        .write_str("token: +agentbak:vault:agents/kevin/github:token+\nkey: ${API_KEY}\n")
+        .unwrap();
+    agentbak()
+        .arg("scan")
+        .arg(dir.path())
+        .assert()
+        .code(0)
+        .stdout(predicates::str::contains("0 finding(s)"));
+}
+
+#[test]
+fn stdin_is_scanned() {
+    let out = agentbak()
+        .args(["scan", "--stdin"])
+        .write_stdin(format!("Authorization: Bearer {SLACK}\n"))
+        .assert()
+        .code(4)
+        .get_output()
+        .clone();
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.contains("<stdin>:1:23: error slack-bot-token"),
+        "{text}"
+    );
+    assert_no_value(text.as_bytes(), &[SLACK]);
+}
+
+#[test]
+fn inline_allow_and_manifest_allowlist_silence_findings() {
+    let dir = assert_fs::TempDir::new().unwrap();
+    dir.child("state/a.txt")
+        .write_str(&format!("t={GHP} # agentbak:allow\n"))
+        .unwrap();
+    dir.child("state/fixtures/b.txt")
+        .write_str(&format!("t={GHP}\n"))
+        .unwrap();
+    dir.child("agentbak.json")
+        .write_str(
+            r#"{"version":1,"agent":"kevin","state":"./state","repository":"./backups",
+            "detect":{"allow":["fixtures/"]}}"#,
+        )
+        .unwrap();
+    agentbak()
+        .current_dir(dir.path())
+        .args(["scan", "state"])
+        .assert()
+        .code(0);
+}
+
+/// A manifest whose declared values (dotenv, whole file, JSON) are searched for, encoded, in
+/// other files of the state and in logs.
+fn state_with_manifest() -> assert_fs::TempDir {
+    let dir = assert_fs::TempDir::new().unwrap();
+    dir.child("state/.env")
+        .write_str(&format!("OTHER=1\nSESSION=\"{DOTENV_VALUE}\"\n"))
+        .unwrap();
+    dir.child("state/keys/private.txt")
+        .write_str(&format!("{VALUE}\n"))
+        .unwrap();
+    dir.child("state/config.json")
+        .write_str(&format!("{{\"svc\": {{\"key\": \"{GHP}\"}}}}"))
+        .unwrap();
+    let b64 = base64::engine::general_purpose::STANDARD.encode(format!("user:{VALUE}"));
+    let pct: String = DOTENV_VALUE.replace('-', "%2D");
+    dir.child("logs/agent.log")
+        .write_str(&format!(
+            "line one\nheader Basic-ish {b64}\nurl https://x/?s={pct}&q=1\nhex {}\n",
+            hex::encode_upper(VALUE)
+        ))
+        .unwrap();
+    dir.child("agentbak.json")
+        .write_str(
+            r#"{"version":1,"agent":"kevin","state":"./state","repository":"./backups",
+            "stores": {"env": {"kind": "env"}, "local": {"kind": "local", "path": "/tmp/agentbak-scan-test.store.age", "identity": "/tmp/agentbak-scan-test.key"}},
+            "secrets":[
+              {"file":".env","env":"SESSION","handle":"env:SESSION"},
+              {"file":"keys/private.txt","whole_file":true,"handle":"local:agents/{agent}/identity#key"},
+              {"file":"config.json","json":"/svc/key","handle":"local:github#token"}
+            ]}"#,
+        )
+        .unwrap();
+    dir
+}
+
+mod hex {
+    pub fn encode_upper(s: &str) -> String {
+        s.bytes().map(|b| format!("{b:02X}")).collect()
+    }
+}
+
+#[test]
+fn manifest_values_are_found_in_every_encoding_and_never_shown() {
+    let dir = state_with_manifest();
+    let out = agentbak()
+        .current_dir(dir.path())
+        .args(["scan", "logs", "--format", "json"])
+        .assert()
+        .code(4)
+        .get_output()
+        .clone();
+    assert_no_value(&out.stdout, &[VALUE, DOTENV_VALUE, GHP]);
+    assert_no_value(&out.stderr, &[VALUE, DOTENV_VALUE, GHP]);
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let kinds: Vec<(String, String)> = doc["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| {
+            (
+                f["kind"]["label"].as_str().unwrap_or("").to_string(),
+                f["kind"]["encoding"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect();
+    for expected in [
+        ("local:agents/kevin/identity#key", "base64"),
+        ("env:SESSION", "percent"),
+        ("local:agents/kevin/identity#key", "hex-upper"),
+    ] {
+        assert!(
+            kinds.contains(&(expected.0.to_string(), expected.1.to_string())),
+            "{expected:?} not in {kinds:?}"
+        );
+    }
+}
+
+#[test]
+fn sarif_output_is_sarif_2_1_0_without_values() {
+    let dir = state_with_manifest();
+    let out = agentbak()
+        .current_dir(dir.path())
+        .args(["scan", "state", "--format", "sarif"])
+        .assert()
+        .code(4)
+        .get_output()
+        .clone();
+    assert_no_value(&out.stdout, &[VALUE, DOTENV_VALUE, GHP]);
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(doc["version"], "2.1.0");
+    let run = &doc["runs"][0];
+    assert_eq!(run["tool"]["driver"]["name"], "agentbak");
+    let results = run["results"].as_array().unwrap();
+    assert!(!results.is_empty());
+    for r in results {
+        let index = r["ruleIndex"].as_u64().unwrap() as usize;
+        assert_eq!(run["tool"]["driver"]["rules"][index]["id"], r["ruleId"]);
+        assert!(
+            r["locations"][0]["physicalLocation"]["region"]["startLine"]
+                .as_u64()
+                .unwrap()
+                >= 1
+        );
+        assert!(r["partialFingerprints"]["agentbak/v1"].is_string());
+    }
+}
+
+#[test]
+fn known_from_store_says_it_is_not_available_yet() {
+    agentbak()
+        .args(["scan", "--known-from-store", "."])
+        .assert()
+        .code(1)
+        .stderr(predicates::str::contains("not implemented yet"));
+}
+
+fn git(dir: &std::path::Path, args: &[&str]) {
+    let status = Process::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args([
+            "-c",
+            "user.name=t",
+            "-c",
+            "user.email=t@example.org",
+            "-c",
+            "commit.gpgsign=false",
+        ])
+        .args(args)
+        .status()
+        .unwrap();
+    assert!(status.success(), "git {args:?}");
+}
+
+#[test]
+fn git_history_and_staged_changes_are_scanned() {
+    let dir = assert_fs::TempDir::new().unwrap();
+    let repo = dir.path();
+    git(repo, &["init", "-q"]);
+    dir.child("app.env").write_str("A=1\nB=2\n").unwrap();
+    git(repo, &["add", "."]);
+    git(repo, &["commit", "-q", "-m", "one"]);
+    dir.child("app.env")
+        .write_str(&format!("A=1\nTOKEN={GHP}\nB=2\n"))
+        .unwrap();
+    git(repo, &["commit", "-q", "-am", "leak"]);
+    dir.child("app.env").write_str("A=1\nB=2\n").unwrap();
+    git(repo, &["commit", "-q", "-am", "remove"]);
+    let out = agentbak()
+        .arg("scan")
+        .arg(repo)
+        .args(["--git", "--format", "json"])
+        .assert()
+        .code(4)
+        .get_output()
+        .clone();
+    assert_no_value(&out.stdout, &[GHP]);
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let f = &doc["findings"][0];
+    assert_eq!(
+        (f["path"].as_str(), f["line"].as_u64()),
+        (Some("app.env"), Some(2))
+    );
+    let leak = Process::new("git")
+        .arg("-C")
+        .arg(repo)
+        .args(["rev-parse", "HEAD~1"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        f["commit"].as_str().unwrap(),
+        String::from_utf8_lossy(&leak.stdout).trim()
+    );
+    assert_eq!(doc["findings"].as_array().unwrap().len(), 1);
+
+    agentbak()
+        .arg("scan")
+        .arg(repo)
+        .arg("--staged")
+        .assert()
+        .code(0);
+    dir.child("new.yaml")
+        .write_str(&format!("slack: {SLACK}\n"))
+        .unwrap();
+    git(repo, &["add", "new.yaml"]);
+    agentbak()
+        .arg("scan")
+        .arg(repo)
+        .arg("--staged")
+        .assert()
+        .code(4)
+        .stdout(predicates::str::contains(
+            "new.yaml:1:8: error slack-bot-token",
+        ));
+}
+
+#[test]
+fn git_outside_a_repository_is_an_error() {
+    let dir = assert_fs::TempDir::new().unwrap();
+    agentbak()
+        .arg("scan")
+        .arg(dir.path())
+        .arg("--git")
+        .assert()
+        .code(1)
+        .stderr(predicates::str::contains("git"));
+}
+
+/// Waits for the next line from the follower; the generous limit only guards against a hang.
+fn next_line(rx: &mpsc::Receiver<String>) -> String {
+    rx.recv_timeout(Duration::from_secs(60))
+        .expect("the follower printed a line")
+}
+
+#[test]
+fn follow_reports_each_finding_once_across_growth_truncation_and_rotation() {
+    let dir = assert_fs::TempDir::new().unwrap();
+    let log = dir.child("agent.log");
+    log.write_str("start\n").unwrap();
+    let mut child = Process::new(assert_cmd::cargo::cargo_bin("agentbak"))
+        .args(["scan", "--format", "json", "--follow"])
+        .arg(log.path())
+        .env_remove("AGENTBAK_MANIFEST")
+        .current_dir(dir.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            if tx.send(line.unwrap()).is_err() {
+                break;
+            }
+        }
+    });
+    let append = |text: &str| {
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(log.path())
+            .unwrap();
+        f.write_all(text.as_bytes()).unwrap();
+    };
+    // Growth, with the token split across two writes.
+    append("a line\ntoken=ghp_R4nd0mT0k3nV4");
+    std::thread::sleep(Duration::from_millis(300));
+    append("lu3Abcdefghij0123456789\n");
+    let first: serde_json::Value = serde_json::from_str(&next_line(&rx)).unwrap();
+    assert_eq!(
+        (first["rule"].as_str(), first["line"].as_u64()),
+        (Some("github-pat"), Some(3))
+    );
+    // Truncation in place.
+    std::fs::write(log.path(), format!("auth {SLACK}\n")).unwrap();
+    let second: serde_json::Value = serde_json::from_str(&next_line(&rx)).unwrap();
+    assert_eq!(
+        (second["rule"].as_str(), second["line"].as_u64()),
+        (Some("slack-bot-token"), Some(1))
+    );
+    // Rotation: the file is moved away and a new one created.
+    std::fs::rename(log.path(), dir.child("agent.log.1").path()).unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    std::fs::write(log.path(), format!("x\ny\nk={GHP}\n")).unwrap();
+    let third: serde_json::Value = serde_json::from_str(&next_line(&rx)).unwrap();
+    assert_eq!(
+        (third["rule"].as_str(), third["line"].as_u64()),
+        (Some("github-pat"), Some(3))
+    );
+    let pid = child.id().to_string();
+    assert!(
+        Process::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(4));
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    let rest: Vec<String> = rx.try_iter().collect();
+    assert!(rest.is_empty(), "each finding once: {rest:?}");
+    for text in [
+        &stderr,
+        &first.to_string(),
+        &second.to_string(),
+        &third.to_string(),
+    ] {
+        assert_no_value(text.as_bytes(), &[GHP, SLACK]);
+    }
+}
