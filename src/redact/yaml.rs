@@ -490,12 +490,12 @@ fn fits_plain(v: &str, flow: bool) -> bool {
     } else {
         !INDICATORS.contains(&first)
     };
-    lead_ok
-        && !v.starts_with([' ', '\t'])
-        && !v.ends_with([' ', '\t', ':'])
-        && ![": ", ":\t", " #", "\t#"].iter().any(|p| v.contains(p))
-        && !v.chars().any(|c| c == '\n' || c == '\r' || needs_escape(c))
-        && !(flow && v.contains(FLOW))
+    let breaks_plain = v.starts_with([' ', '\t'])
+        || v.ends_with([' ', '\t', ':'])
+        || [": ", ":\t", " #", "\t#"].iter().any(|p| v.contains(p))
+        || v.chars().any(|c| c == '\n' || c == '\r' || needs_escape(c))
+        || (flow && v.contains(FLOW));
+    lead_ok && !breaks_plain
 }
 
 /// The body of a block scalar holding `v`, if `v` fits the block as it was.
