@@ -109,7 +109,7 @@ pub enum RedactError {
         /// The file.
         path: String,
         /// The handle.
-        handle: Handle,
+        handle: Box<Handle>,
     },
 
     /// The redacted file does not hold the placeholder its record says.
@@ -120,7 +120,7 @@ pub enum RedactError {
         /// The file.
         path: String,
         /// The handle.
-        handle: Handle,
+        handle: Box<Handle>,
         /// Where the record says the placeholder is.
         offset: usize,
     },
@@ -131,7 +131,7 @@ pub enum RedactError {
         /// The file.
         path: String,
         /// The handle.
-        handle: Handle,
+        handle: Box<Handle>,
         /// Where its placeholder is.
         offset: usize,
         /// Why (the context's rule, not the value).
@@ -144,7 +144,7 @@ pub enum RedactError {
         /// The file.
         path: String,
         /// The handle.
-        handle: Handle,
+        handle: Box<Handle>,
     },
 
     /// The rehydrated file does not parse, or does not hold the new value at its locator.

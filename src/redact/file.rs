@@ -437,14 +437,14 @@ pub fn rehydrate_file(
         let placeholder = r.handle.placeholder();
         let missing = || RedactError::MissingValue {
             path: path.into(),
-            handle: r.handle.clone(),
+            handle: Box::new(r.handle.clone()),
         };
         let value = values.get(&r.handle).ok_or_else(missing)?;
         let bytes = match &r.context {
             Context::WholeFile(style) => {
                 whole::decode(style, value.expose()).ok_or_else(|| RedactError::NotBase64 {
                     path: path.into(),
-                    handle: r.handle.clone(),
+                    handle: Box::new(r.handle.clone()),
                 })?
             }
             _ => Zeroizing::new(value.expose().to_vec()),
@@ -453,7 +453,7 @@ pub fn rehydrate_file(
             let end = offset + placeholder.len();
             let no_placeholder = || RedactError::NoPlaceholder {
                 path: path.into(),
-                handle: r.handle.clone(),
+                handle: Box::new(r.handle.clone()),
                 offset,
             };
             if redacted.get(offset..end) != Some(placeholder.as_bytes()) {
@@ -461,7 +461,7 @@ pub fn rehydrate_file(
             }
             let unfit = |reason| RedactError::Unrepresentable {
                 path: path.into(),
-                handle: r.handle.clone(),
+                handle: Box::new(r.handle.clone()),
                 offset,
                 reason,
             };

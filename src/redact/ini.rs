@@ -42,31 +42,31 @@ fn entries(text: &str) -> Vec<Entry> {
         let lead = line.len() - line.trim_start().len();
         if trimmed.starts_with('[') && trimmed.ends_with(']') {
             section = trimmed[1..trimmed.len() - 1].trim().to_string();
-        } else if !(trimmed.is_empty() || trimmed.starts_with([';', '#'])) {
-            if let Some(d) = line.find('=').or_else(|| line.find(':')) {
-                let key = line[..d].trim();
-                let raw = &line[d + 1..];
-                let value = raw.trim();
-                let start = pos + d + 1 + (raw.len() - raw.trim_start().len());
-                let name = if section.is_empty() {
-                    key.to_string()
-                } else {
-                    format!("{section}.{key}")
-                };
-                let quoted = value.len() >= 2 && value.starts_with('"') && value.ends_with('"');
-                let (range, style) = if quoted {
-                    (start + 1..start + value.len() - 1, IniStyle::Quoted)
-                } else {
-                    (start..start + value.len(), IniStyle::Plain)
-                };
-                if lead == 0 {
-                    out.push(Entry {
-                        name,
-                        range,
-                        style,
-                        line_end,
-                    });
-                }
+        } else if !(trimmed.is_empty() || trimmed.starts_with([';', '#']))
+            && let Some(d) = line.find('=').or_else(|| line.find(':'))
+        {
+            let key = line[..d].trim();
+            let raw = &line[d + 1..];
+            let value = raw.trim();
+            let start = pos + d + 1 + (raw.len() - raw.trim_start().len());
+            let name = if section.is_empty() {
+                key.to_string()
+            } else {
+                format!("{section}.{key}")
+            };
+            let quoted = value.len() >= 2 && value.starts_with('"') && value.ends_with('"');
+            let (range, style) = if quoted {
+                (start + 1..start + value.len() - 1, IniStyle::Quoted)
+            } else {
+                (start..start + value.len(), IniStyle::Plain)
+            };
+            if lead == 0 {
+                out.push(Entry {
+                    name,
+                    range,
+                    style,
+                    line_end,
+                });
             }
         }
         pos = line_end + 1;
@@ -89,9 +89,9 @@ pub(crate) fn encode(style: &IniStyle, value: &[u8]) -> Result<Splice, Unfit> {
     }
     // The reader trims white space around a value, so a plain value may not start or end
     // with any.
-    let plain = !v.starts_with(char::is_whitespace)
-        && !v.ends_with(char::is_whitespace)
-        && !(v.len() >= 2 && v.starts_with('"') && v.ends_with('"'));
+    let padded = v.starts_with(char::is_whitespace) || v.ends_with(char::is_whitespace);
+    let looks_quoted = v.len() >= 2 && v.starts_with('"') && v.ends_with('"');
+    let plain = !padded && !looks_quoted;
     Ok(match style {
         IniStyle::Plain if plain => Splice::inside(v.as_bytes().to_vec()),
         IniStyle::Plain => Splice::inside(format!("\"{v}\"").into_bytes()),

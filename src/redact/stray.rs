@@ -144,7 +144,12 @@ mod tests {
     #[test]
     fn finds_raw_and_escaped_forms_outside_skipped_ranges() {
         let input = br#"abcd"efgh and "abcd\"efgh" and abcd"efgh"#;
-        let hits = find(input, &known("abcd\"efgh"), Some(Format::Json), &[0..9]);
+        let hits = find(
+            input,
+            &known("abcd\"efgh"),
+            Some(Format::Json),
+            &[Range { start: 0, end: 9 }],
+        );
         let got: Vec<(&[u8], &Context)> = hits
             .iter()
             .map(|h| (&input[h.range.clone()], &h.context))

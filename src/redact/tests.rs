@@ -277,3 +277,20 @@ fn existing_placeholder_text_is_left_alone() {
     let red = round_trip(".env", input, &[], &known);
     assert!(red.replacements.is_empty());
 }
+
+#[test]
+fn yaml_anchors_and_tags_stay_and_aliases_are_refused() {
+    let input = "a: &p !!str secret-value-1\nb: *p\n";
+    let rules = [rule(Locator::Yaml("/a".into()), "env:A")];
+    let red = round_trip("c.yaml", input, &rules, &[]);
+    assert_eq!(red.output, b"a: &p !!str +agentbak:env:A+\nb: *p\n");
+    let alias = [rule(Locator::Yaml("/b".into()), "env:A")];
+    let e = redact_file("c.yaml", input.as_bytes(), &alias, &[]).unwrap_err();
+    assert!(matches!(
+        e,
+        RedactError::NotAString {
+            found: "an alias",
+            ..
+        }
+    ));
+}

@@ -144,7 +144,10 @@ fn site(
                 return None;
             }
             let typed = looks_typed(value);
-            (span, YamlStyle::Plain { flow, typed })
+            (
+                skip_properties(text, span),
+                YamlStyle::Plain { flow, typed },
+            )
         }
         ScalarStyle::SingleQuoted | ScalarStyle::DoubleQuoted => {
             let quote = if style == ScalarStyle::SingleQuoted {
@@ -174,6 +177,19 @@ fn site(
         value: Secret::from_slice(value.as_bytes()),
         context: Context::Yaml(style),
     })
+}
+
+/// A plain scalar's span without its anchor (`&a`) and tag (`!t`), which stay in the file.
+fn skip_properties(text: &str, span: std::ops::Range<usize>) -> std::ops::Range<usize> {
+    let mut start = span.start;
+    while start < span.end && text[start..].starts_with(['&', '!']) {
+        let token = text[start..span.end]
+            .find([' ', '\t', '\n'])
+            .unwrap_or(span.end - start);
+        start += token;
+        start += text[start..span.end].len() - text[start..span.end].trim_start().len();
+    }
+    start..span.end
 }
 
 /// The closing quote of a quoted scalar whose body starts at `i`: in single quotes `''` is a
@@ -490,12 +506,12 @@ fn fits_plain(v: &str, flow: bool) -> bool {
     } else {
         !INDICATORS.contains(&first)
     };
-    lead_ok
-        && !v.starts_with([' ', '\t'])
-        && !v.ends_with([' ', '\t', ':'])
-        && ![": ", ":\t", " #", "\t#"].iter().any(|p| v.contains(p))
-        && !v.chars().any(|c| c == '\n' || c == '\r' || needs_escape(c))
-        && !(flow && v.contains(FLOW))
+    let breaks_plain = v.starts_with([' ', '\t'])
+        || v.ends_with([' ', '\t', ':'])
+        || [": ", ":\t", " #", "\t#"].iter().any(|p| v.contains(p))
+        || v.chars().any(|c| c == '\n' || c == '\r' || needs_escape(c))
+        || (flow && v.contains(FLOW));
+    lead_ok && !breaks_plain
 }
 
 /// The body of a block scalar holding `v`, if `v` fits the block as it was.
@@ -571,7 +587,7 @@ mod tests {
 
     #[test]
     fn finds_bodies_in_every_style() {
-        let doc = "a: plain v\nb: 'it''s'\nc: &x \"d\\\"q\"\nd: |\n  l1\n  l2\n\ne: [x, y]\n";
+        let doc = "a: &p !t plain v\nb: 'it''s'\nc: &x \"d\\\"q\"\nd: |\n  l1\n  l2\n\ne: [x, y]\nf: *p\n";
         for (pointer, body, value) in [
             ("/a", "plain v", "plain v"),
             ("/b", "it''s", "it's"),
