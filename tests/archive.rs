@@ -52,7 +52,7 @@ fn info() -> SnapshotInfo {
 fn secret_location() -> SecretLocation {
     SecretLocation {
         file: "state/config/credentials.json".into(),
-        locator: Locator::Json("/openai/api_key".into()),
+        locator: Some(Locator::Json("/openai/api_key".into())),
         handle: Handle::parse("vault:agents/kevin/openai#api_key").unwrap(),
         store_version: Some(2),
         ephemeral: false,

@@ -114,8 +114,10 @@ pub struct IndexEntry {
 pub struct SecretLocation {
     /// The file inside the archive (`state/...`).
     pub file: String,
-    /// Where the value sat in the file.
-    pub locator: Locator,
+    /// Where the value sat in the file; absent for a stray occurrence of a known value
+    /// (SPEC "Snapshot" point 2), which no declared rule located.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub locator: Option<Locator>,
     /// The handle the value maps to.
     pub handle: Handle,
     /// The store version seen at snapshot time, when the store was reachable and versioned.
@@ -198,7 +200,7 @@ mod tests {
     fn secret_location_round_trips_with_its_locator_and_context() {
         let loc = SecretLocation {
             file: "state/.env".into(),
-            locator: Locator::Env("GITHUB_TOKEN".into()),
+            locator: Some(Locator::Env("GITHUB_TOKEN".into())),
             handle: Handle::parse("vault:agents/kevin/github#token").unwrap(),
             store_version: Some(3),
             ephemeral: false,
