@@ -9,6 +9,7 @@ mod logging;
 mod prune;
 mod scan;
 mod secrets;
+mod verify;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -311,7 +312,7 @@ fn dispatch(cli: &Cli) -> Result<ExitCode> {
         Command::Snapshot(_) => not_yet(cli, "snapshot"),
         Command::List => list::list(cli),
         Command::Restore(_) => not_yet(cli, "restore"),
-        Command::Verify(_) => not_yet(cli, "verify"),
+        Command::Verify(args) => verify::verify(cli, args),
         Command::Prune(args) => prune::prune(cli, args),
         Command::Secrets(cmd) => secrets::run(cli, cmd),
     }
