@@ -15,7 +15,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Serialize;
 
-use super::archive::{leak_check, missing_handles, scan_archive};
+use super::archive::{leak_check, mask_names, missing_handles, scan_archive};
 use super::{Check, KnownSummary, SnapshotReport, Verified, VerifyOptions};
 use crate::archive::Sidecar;
 use crate::detect::{Detector, FindingKind, KnownValues};
@@ -214,7 +214,10 @@ pub(super) fn against_store(
         let second = Detector::new(&only_values, Some(KnownValues::new(values)))
             .expect("a detector without rules always builds");
         match scan_archive(ctx.repo, sidecar, &second, ctx.options.identity) {
-            Ok(scanned) => report.findings.extend(scanned.findings),
+            Ok(scanned) => {
+                report.findings.extend(scanned.findings);
+                mask_names(report, &scanned.masks);
+            }
             Err(e) => {
                 report.checks.push(Check::with_code(
                     "against-store",
