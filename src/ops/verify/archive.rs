@@ -147,31 +147,42 @@ pub(super) fn scan_archive(
         identity,
         max_bytes: None,
     };
-    let mut findings = Vec::new();
     let mut names = Vec::new();
-    let mut buf = vec![0u8; SCAN_BUF];
-    let mut visit = |entry: &ArchiveEntry, data: &mut dyn Read| -> Result<()> {
-        names.push(entry.path.clone());
-        if let Some(link) = &entry.link {
-            names.push(format!("{} -> {link}", entry.path));
-        }
-        if entry.kind == EntryKind::File {
-            let mut stream = detector.stream(&entry.path);
+    // The scan runs on its own thread, fed through a small bounded queue, so that it overlaps
+    // decryption, decompression and hashing instead of adding to them.
+    let (read, mut findings) = std::thread::scope(|scope| {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Piece>(QUEUE);
+        let scanner = scope.spawn(move || scan_pieces(detector, rx));
+        let mut visit = |entry: &ArchiveEntry, data: &mut dyn Read| -> Result<()> {
+            names.push(entry.path.clone());
+            if let Some(link) = &entry.link {
+                names.push(format!("{} -> {link}", entry.path));
+            }
+            if entry.kind != EntryKind::File {
+                return Ok(());
+            }
+            // A closed queue means the scanner is gone (it panicked): join reports that.
+            let _ = tx.send(Piece::Start(entry.path.clone()));
             loop {
+                let mut buf = vec![0u8; SCAN_BUF];
                 let n = match data.read(&mut buf) {
                     Ok(0) => break,
                     Ok(n) => n,
                     Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
                     Err(e) => return Err(Error::io(&entry.path, e)),
                 };
-                std::io::Write::write_all(&mut stream, &buf[..n])
-                    .map_err(|e| Error::io(&entry.path, e))?;
+                buf.truncate(n);
+                let _ = tx.send(Piece::Data(buf));
             }
-            findings.extend(stream.finish());
-        }
-        Ok(())
-    };
-    let read = read_archive(file, &options, &mut visit)?;
+            Ok(())
+        };
+        let read = read_archive(file, &options, &mut visit);
+        drop(visit);
+        drop(tx);
+        let findings = scanner.join().expect("the scanner thread does not panic");
+        (read, findings)
+    });
+    let read = read?;
     let (in_names, masks) = scan_names(detector, &names);
     findings.extend(in_names);
     let mut index_json = serde_json::to_vec_pretty(&read.index).expect("a parsed index serializes");
@@ -183,6 +194,40 @@ pub(super) fn scan_archive(
         index: read.index,
         findings,
     })
+}
+
+/// What the reader hands the scanner thread: the start of an entry, or its next bytes.
+enum Piece {
+    Start(String),
+    Data(Vec<u8>),
+}
+
+/// Pieces in flight at most: with [`SCAN_BUF`]-sized pieces, 2 MiB per snapshot.
+const QUEUE: usize = 8;
+
+/// The scanner thread: one stream scan per entry, findings in archive order.
+fn scan_pieces(detector: &Detector, rx: std::sync::mpsc::Receiver<Piece>) -> Vec<Finding> {
+    let mut findings = Vec::new();
+    let mut current = None;
+    for piece in rx {
+        match piece {
+            Piece::Start(path) => {
+                if let Some(done) = current.replace(detector.stream(&path)) {
+                    findings.extend(done.finish());
+                }
+            }
+            Piece::Data(bytes) => {
+                if let Some(stream) = current.as_mut() {
+                    // A stream scan's write only buffers and scans: it cannot fail.
+                    let _ = std::io::Write::write_all(stream, &bytes);
+                }
+            }
+        }
+    }
+    if let Some(done) = current {
+        findings.extend(done.finish());
+    }
+    findings
 }
 
 /// Scans entry names and link targets as one text, one per line; a finding names its entry.
