@@ -177,7 +177,6 @@ pub(super) fn scan_archive(
             Ok(())
         };
         let read = read_archive(file, &options, &mut visit);
-        drop(visit);
         drop(tx);
         let findings = scanner.join().expect("the scanner thread does not panic");
         (read, findings)
