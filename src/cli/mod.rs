@@ -9,6 +9,7 @@ mod logging;
 mod prune;
 mod scan;
 mod secrets;
+mod snapshot;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -308,7 +309,7 @@ fn dispatch(cli: &Cli) -> Result<ExitCode> {
         Command::Man => completions::man(),
         Command::Init(_) => Err(Error::NotImplemented("init")),
         Command::Scan(args) => scan::scan(cli, args),
-        Command::Snapshot(_) => not_yet(cli, "snapshot"),
+        Command::Snapshot(args) => snapshot::snapshot(cli, args),
         Command::List => list::list(cli),
         Command::Restore(_) => not_yet(cli, "restore"),
         Command::Verify(_) => not_yet(cli, "verify"),
