@@ -262,6 +262,7 @@ pub fn snapshot(m: &Manifest, opts: &SnapshotOptions) -> Result<SnapshotReport> 
     for name in &view.unreachable {
         report.degraded.push(format!("store-unreachable:{name}"));
     }
+    report.warnings.extend(view.problems.iter().cloned());
     let versions = sync_check(&stores, &view, &rules, &declared, opts, &mut report)?;
 
     let mut known: Vec<(Handle, Secret)> = declared;

@@ -20,6 +20,8 @@ pub struct StoreView {
     versions: BTreeMap<Handle, Held>,
     /// Stores that could not be reached: the snapshot runs degraded.
     pub unreachable: Vec<String>,
+    /// Handles a store refused or failed on (403, a missing token): each needs attention.
+    pub problems: Vec<String>,
 }
 
 #[derive(Debug, Default)]
@@ -71,6 +73,10 @@ impl StoreView {
                     if !view.unreachable.contains(&now.handle.store) =>
                 {
                     view.unreachable.push(now.handle.store.clone());
+                }
+                (Status::Forbidden { message } | Status::Other { message }, _) => {
+                    view.problems
+                        .push(format!("{}: cannot check it: {message}", now.handle));
                 }
                 _ => {}
             }
