@@ -6,7 +6,9 @@
 //! byte for byte before it counts. Each hit opens a window around it for its rules; windows
 //! of one rule that touch are merged, so a dense run of keywords costs one regex pass, not one
 //! per hit. Invariant: a window spans from [`BEFORE`] bytes before the keyword to the rule's
-//! reach after it, which covers every match that contains the keyword.
+//! reach after it, which covers every match that contains the keyword; a rule whose matches
+//! start at their keyword gets one range per hit instead, starting at the keyword, and runs
+//! anchored there.
 
 use std::ops::Range;
 
@@ -65,8 +67,9 @@ impl Prefilter {
         }
     }
 
-    /// The merged search windows of each rule in `hay[range]`: for rule `i`, `out[i]` holds
-    /// ranges of `hay` to run its regex over.
+    /// The search windows of each rule for the keyword hits in `hay[range]`: for rule `i`,
+    /// `out[i]` holds ranges of `hay` to run its regex over: merged windows for windowed
+    /// rules, and for anchored rules one range per hit that starts at the keyword.
     pub(crate) fn windows(
         &self,
         rules: &[Compiled],
@@ -82,9 +85,17 @@ impl Prefilter {
                 if sensitive && !keyword_exact(rules, rule, &hay[m.start()..m.end()]) {
                     continue;
                 }
+                let windows = &mut out[rule];
+                if rules[rule].anchored {
+                    // The match starts at the keyword: one anchored try per position.
+                    let end = (m.start() + rules[rule].reach + 2).min(hay.len());
+                    if windows.last().is_none_or(|w| w.start != m.start()) {
+                        windows.push(m.start()..end);
+                    }
+                    continue;
+                }
                 let start = m.start().saturating_sub(BEFORE);
                 let end = (m.start() + rules[rule].reach + 2).min(hay.len());
-                let windows = &mut out[rule];
                 match windows.last_mut() {
                     Some(last) if start <= last.end => {
                         last.start = last.start.min(start);
