@@ -126,19 +126,19 @@ impl Detector {
             if rule.anchored {
                 input = input.anchored(Anchored::Yes);
             }
-            let (whole, secret) = match rule.group {
+            // Most keyword hits do not match: find the match with the fast engines first, and
+            // resolve capture groups only inside a match.
+            let Some(m) = rule.regex.search(&input) else {
+                break;
+            };
+            let whole = m.range();
+            let secret = match rule.group {
                 Some(g) => {
-                    rule.regex.search_captures(&input, caps);
-                    let Some(m) = caps.get_match() else { break };
-                    let secret = caps.get_group(g).map_or(m.range(), |s| s.range());
-                    (m.range(), secret)
+                    let exact = input.clone().range(whole.clone()).anchored(Anchored::Yes);
+                    rule.regex.search_captures(&exact, caps);
+                    caps.get_group(g).map_or(whole.clone(), |s| s.range())
                 }
-                None => {
-                    let Some(m) = rule.regex.search(&input) else {
-                        break;
-                    };
-                    (m.range(), m.range())
-                }
+                None => whole.clone(),
             };
             if !secret.is_empty() {
                 out.push(secret);

@@ -23,6 +23,7 @@ use crate::secret::Secret;
 /// Bits of the prefix filter: 2^20 bits (128 KiB) keep false hits rare for tens of thousands
 /// of patterns while the filter stays in cache.
 const FILTER_BITS: u32 = 20;
+const FILTER_WORDS: usize = (1 << FILTER_BITS) / 64;
 
 /// Shortest value (in bytes) that a search can prove absent.
 pub const MIN_KNOWN_LEN: usize = 8;
@@ -95,7 +96,7 @@ impl KnownValues {
         }
         let max_len = forms_out.iter().map(|f| f.pattern.len()).max().unwrap_or(0);
         let mut prefixes = Zeroizing::new(Vec::with_capacity(forms_out.len()));
-        let mut filter = Zeroizing::new(vec![0u64; (1 << FILTER_BITS) / 64]);
+        let mut filter = Zeroizing::new(vec![0u64; FILTER_WORDS]);
         for (index, form) in forms_out.iter().enumerate() {
             let head: [u8; 8] = form.pattern.expose()[..MIN_KNOWN_LEN]
                 .try_into()
@@ -103,7 +104,7 @@ impl KnownValues {
             let prefix = u64::from_le_bytes(head);
             prefixes.push((prefix, index as u32));
             let slot = filter_slot(prefix);
-            filter[slot / 64] |= 1 << (slot % 64);
+            filter[slot >> 6] |= 1 << (slot & 63);
         }
         prefixes.sort_unstable();
         KnownValues {
@@ -155,20 +156,19 @@ impl KnownValues {
         if self.forms.is_empty() || hay.len() < from + MIN_KNOWN_LEN {
             return out;
         }
-        // The window holds hay[i - 7..=i]; byte i enters at the top, so as a little-endian
-        // u64 it reads like the 8 bytes starting at i - 7.
+        // The window holds the 8 bytes that end at the current one, read as a little-endian
+        // u64, i.e. as the 8 bytes starting 7 positions back.
+        let text = &hay[from..];
         let mut window = 0u64;
-        for (i, &b) in hay.iter().enumerate().skip(from) {
+        for &b in &text[..MIN_KNOWN_LEN - 1] {
             window = (window >> 8) | (u64::from(b) << 56);
-            if i < from + MIN_KNOWN_LEN - 1 {
-                continue;
-            }
+        }
+        for (start, &b) in text[MIN_KNOWN_LEN - 1..].iter().enumerate() {
+            window = (window >> 8) | (u64::from(b) << 56);
             let slot = filter_slot(window);
-            if self.filter[slot / 64] & (1 << (slot % 64)) == 0 {
-                continue;
+            if self.filter[slot >> 6] & (1 << (slot & 63)) != 0 {
+                self.confirm(hay, from + start, window, new_from, &mut out);
             }
-            let start = i + 1 - MIN_KNOWN_LEN;
-            self.confirm(hay, start, window, new_from, &mut out);
         }
         out
     }
