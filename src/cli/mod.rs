@@ -7,6 +7,7 @@ mod completions;
 mod list;
 mod logging;
 mod prune;
+mod restore;
 mod scan;
 mod secrets;
 
@@ -310,7 +311,7 @@ fn dispatch(cli: &Cli) -> Result<ExitCode> {
         Command::Scan(args) => scan::scan(cli, args),
         Command::Snapshot(_) => not_yet(cli, "snapshot"),
         Command::List => list::list(cli),
-        Command::Restore(_) => not_yet(cli, "restore"),
+        Command::Restore(args) => restore::restore(cli, args),
         Command::Verify(_) => not_yet(cli, "verify"),
         Command::Prune(args) => prune::prune(cli, args),
         Command::Secrets(cmd) => secrets::run(cli, cmd),

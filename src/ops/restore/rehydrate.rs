@@ -36,7 +36,8 @@ pub enum Versions {
     Current,
     /// The version recorded at snapshot time (`--pin`).
     Pinned,
-    /// The version before the current one (`--previous`, a rotation grace period).
+    /// The version before the current one (`--previous`, a rotation grace period); a secret
+    /// that has only one version restores it.
     Previous,
 }
 
@@ -131,7 +132,8 @@ impl HandleReport {
 pub(crate) type Values = HashMap<Handle, Secret>;
 
 /// Resolves every handle of the plan: one report per handle, and the values when all are
-/// usable. Env handles always take the current variable (they have no versions).
+/// usable. Env handles always take the current variable (they have no versions); with
+/// [`Versions::Previous`], a handle without a previous version takes its current one.
 pub(crate) fn resolve(
     plan: &Plan,
     stores: &Stores,
@@ -158,14 +160,25 @@ pub(crate) fn resolve(
             ..base.clone()
         },
     );
-    resolutions.extend(resolve_handles(
-        stores,
-        &env,
-        &ResolveOptions {
-            version: VersionChoice::Current,
-            ..base.clone()
-        },
-    ));
+    let current = ResolveOptions {
+        version: VersionChoice::Current,
+        ..base.clone()
+    };
+    if versions == Versions::Previous {
+        // A secret never rotated has no previous version: its current one is the only valid
+        // credential, so it is what the grace period restores.
+        let unrotated: Vec<usize> = (0..resolutions.len())
+            .filter(|&i| matches!(resolutions[i].status, Status::Missing { .. }))
+            .collect();
+        let again: Vec<Handle> = unrotated.iter().map(|&i| kv[i].clone()).collect();
+        let fallback = resolve_handles(stores, &again, &current);
+        for (i, r) in unrotated.into_iter().zip(fallback) {
+            if r.status.is_resolved() {
+                resolutions[i] = r;
+            }
+        }
+    }
+    resolutions.extend(resolve_handles(stores, &env, &current));
     let mut reports = Vec::new();
     let mut values = Values::new();
     for r in resolutions {
