@@ -73,7 +73,11 @@ fn project() -> Project {
         format!("the key is {OPENAI} (do not share)\n").as_bytes(),
     );
     p.file("bin/run.sh", 0o755, b"#!/bin/sh\necho hi\n");
-    p.file("blob.bin", 0o644, &(0..5000u32).map(|i| (i % 251) as u8).collect::<Vec<_>>());
+    p.file(
+        "blob.bin",
+        0o644,
+        &(0..5000u32).map(|i| (i % 251) as u8).collect::<Vec<_>>(),
+    );
     std::os::unix::fs::symlink("../config.yaml", p.state().join("memory/current")).unwrap();
     for (h, v) in [
         ("local:agents/kevin/openai#api_key", OPENAI),
@@ -206,7 +210,10 @@ fn rotation_restores_the_current_value_everywhere_and_pin_the_old_one() {
             .unwrap();
         assert_eq!(out.status.code(), Some(0), "{flag}: {}", all_output(&out));
         let creds = fs::read_to_string(p.path().join(dir).join("config/credentials.json")).unwrap();
-        assert!(creds.contains(OPENAI), "{flag} restores the version of the snapshot");
+        assert!(
+            creds.contains(OPENAI),
+            "{flag} restores the version of the snapshot"
+        );
     }
 }
 
@@ -220,7 +227,14 @@ fn a_missing_handle_writes_nothing_and_exits_6_with_a_report() {
     p.set("local:anthropic#key", ANTHROPIC, &[]);
     let out = p
         .agentbak()
-        .args(["--json", "restore", &id, "--target", "restored", "--rehydrate"])
+        .args([
+            "--json",
+            "restore",
+            &id,
+            "--target",
+            "restored",
+            "--rehydrate",
+        ])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(6), "{}", all_output(&out));
@@ -234,7 +248,10 @@ fn a_missing_handle_writes_nothing_and_exits_6_with_a_report() {
         .iter()
         .map(|h| h["status"].as_str().unwrap())
         .collect();
-    assert!(statuses.contains(&"missing") && statuses.contains(&"resolved"), "{statuses:?}");
+    assert!(
+        statuses.contains(&"missing") && statuses.contains(&"resolved"),
+        "{statuses:?}"
+    );
     assert_no_value(&all_output(&out));
 }
 
@@ -256,10 +273,24 @@ fn target_rules_dry_run_and_force() {
 
     let out = p
         .agentbak()
-        .args(["--json", "restore", &id, "--target", "busy", "--force", "--dry-run", "--rehydrate"])
+        .args([
+            "--json",
+            "restore",
+            &id,
+            "--target",
+            "busy",
+            "--force",
+            "--dry-run",
+            "--rehydrate",
+        ])
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(3), "ephemeral unset: {}", all_output(&out));
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "ephemeral unset: {}",
+        all_output(&out)
+    );
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(report["outcome"], "dry_run");
     assert_eq!(report["handles"].as_array().unwrap().len(), 6);
@@ -292,7 +323,10 @@ fn an_unset_ephemeral_value_is_left_empty_with_a_warning() {
     let env = fs::read_to_string(p.path().join("restored/.env")).unwrap();
     assert!(env.contains("SESSION=\"\"\n"), "{env}");
     assert!(env.contains(GITHUB));
-    let mode = fs::metadata(p.path().join("restored/.env")).unwrap().permissions().mode();
+    let mode = fs::metadata(p.path().join("restored/.env"))
+        .unwrap()
+        .permissions()
+        .mode();
     assert_eq!(mode & 0o777, 0o600);
 }
 
@@ -313,7 +347,11 @@ fn links_that_leave_the_tree_are_skipped_with_a_warning() {
         .unwrap();
     assert_eq!(out.status.code(), Some(3), "{}", all_output(&out));
     let restored = p.path().join("restored");
-    assert!(fs::symlink_metadata(restored.join("in")).unwrap().is_symlink());
+    assert!(
+        fs::symlink_metadata(restored.join("in"))
+            .unwrap()
+            .is_symlink()
+    );
     assert!(fs::symlink_metadata(restored.join("out")).is_err());
     assert!(fs::symlink_metadata(restored.join("abs")).is_err());
     let text = all_output(&out);

@@ -90,7 +90,11 @@ fn restore_raw(tar: &[u8], bytes: u64) -> (Project, std::process::Output) {
 fn assert_refused(p: &Project, out: &std::process::Output) {
     assert_eq!(out.status.code(), Some(5), "{}", all_output(out));
     assert!(!p.path().join("restored").exists());
-    assert!(p.leftovers().is_empty(), "partial folder left: {:?}", p.leftovers());
+    assert!(
+        p.leftovers().is_empty(),
+        "partial folder left: {:?}",
+        p.leftovers()
+    );
     assert_eq!(fs::read_dir(p.path().join("victim")).unwrap().count(), 0);
     assert!(!p.path().join("evil.txt").exists());
 }
@@ -149,7 +153,11 @@ fn hard_links_are_refused() {
 
 #[test]
 fn devices_and_fifos_are_refused() {
-    for kind in [tar::EntryType::Fifo, tar::EntryType::Char, tar::EntryType::Block] {
+    for kind in [
+        tar::EntryType::Fifo,
+        tar::EntryType::Char,
+        tar::EntryType::Block,
+    ] {
         let tar = raw_tar(&[Raw {
             path: "state/dev",
             kind,

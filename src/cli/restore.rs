@@ -138,7 +138,11 @@ fn human(r: &RestoreReport) -> String {
         let _ = writeln!(out, "  {}  {}", h.handle, handle_line(h));
     }
     for l in &r.skipped_links {
-        let _ = writeln!(out, "  skipped link {} -> {}: {}", l.path, l.target, l.reason);
+        let _ = writeln!(
+            out,
+            "  skipped link {} -> {}: {}",
+            l.path, l.target, l.reason
+        );
     }
     out
 }

@@ -11,8 +11,8 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 
 use agentbak::archive::{
-    ArchiveWriter, Counts, EntryMeta, SIDECAR_FORMAT, SecretLocation, Sidecar, SnapshotInfo,
-    WriterOptions,
+    ArchiveWriter, Counts, EntryMeta, Recipients, SIDECAR_FORMAT, SecretLocation, Sidecar,
+    SnapshotInfo, WriterOptions,
 };
 use agentbak::handle::Handle;
 use agentbak::manifest::Manifest;
@@ -81,6 +81,16 @@ impl Project {
     /// Makes a snapshot of `state/` as the snapshot pipeline does: declared values redacted,
     /// stray copies of them too, `versions` recorded as the store versions seen.
     pub fn snapshot(&self, id: &str, versions: &BTreeMap<String, u64>) -> String {
+        self.snapshot_with(id, versions, None)
+    }
+
+    /// Like [`Project::snapshot`], encrypted to `recipients` when given.
+    pub fn snapshot_with(
+        &self,
+        id: &str,
+        versions: &BTreeMap<String, u64>,
+        recipients: Option<&Recipients>,
+    ) -> String {
         let manifest = Manifest::load(&self.path().join("agentbak.json")).unwrap();
         let rules = rules_by_file(&manifest);
         let walk = state_entries(&self.state());
@@ -95,6 +105,7 @@ impl Project {
         }
         let opts = WriterOptions {
             threads: 1,
+            recipients,
             ..WriterOptions::default()
         };
         let mut writer = ArchiveWriter::new(Vec::new(), &opts, None).unwrap();
@@ -116,7 +127,10 @@ impl Project {
                 let declared = rules.get(rel).cloned().unwrap_or_default();
                 let plain: Vec<Rule> = declared.iter().map(|(r, _)| r.clone()).collect();
                 let red = redact_file(rel, &bytes, &plain, &known).unwrap();
-                assert!(red.blockers.is_empty(), "{rel}: a known value in a binary file");
+                assert!(
+                    red.blockers.is_empty(),
+                    "{rel}: a known value in a binary file"
+                );
                 for rep in &red.replacements {
                     let ephemeral = match &rep.source {
                         Source::Rule(l) => declared.iter().any(|(r, e)| &r.locator == l && *e),
@@ -145,12 +159,20 @@ impl Project {
             created_at: chrono::Utc::now(),
         };
         let written = writer.finish(info, secrets).unwrap();
-        self.commit(id, &written.sink, written.counts)
+        self.commit_as(id, &written.sink, written.counts, recipients.is_some())
     }
 
     /// Puts archive bytes and a matching sidecar into the repository.
     pub fn commit(&self, id: &str, archive: &[u8], counts: Counts) -> String {
-        let name = format!("{id}.tar.zst");
+        self.commit_as(id, archive, counts, false)
+    }
+
+    fn commit_as(&self, id: &str, archive: &[u8], counts: Counts, encrypted: bool) -> String {
+        let name = if encrypted {
+            format!("{id}.tar.zst.age")
+        } else {
+            format!("{id}.tar.zst")
+        };
         let snapshots = self.path().join("backups/snapshots");
         fs::write(snapshots.join(&name), archive).unwrap();
         let sidecar = Sidecar {
@@ -165,7 +187,7 @@ impl Project {
             size: archive.len() as u64,
             blake3: blake3::hash(archive).to_hex().to_string(),
             counts,
-            encrypted: false,
+            encrypted,
             degraded: vec![],
         };
         fs::write(snapshots.join(format!("{id}.json")), sidecar.to_json()).unwrap();

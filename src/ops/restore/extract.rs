@@ -207,11 +207,7 @@ impl EntryVisitor for Extractor {
         if rel.as_os_str().is_empty() && entry.kind != EntryKind::Dir {
             return Err(self.refuse(&entry.path, "the state folder itself is not a folder"));
         }
-        if rel
-            .ancestors()
-            .skip(1)
-            .any(|a| self.links.contains_key(a))
-        {
+        if rel.ancestors().skip(1).any(|a| self.links.contains_key(a)) {
             return Err(self.refuse(&entry.path, "it lies below a symlink of the archive"));
         }
         let meta = Meta {
@@ -256,5 +252,8 @@ impl EntryVisitor for Extractor {
 /// Creates a folder (and missing parents) `0700`; an existing folder is fine. No link exists
 /// below the root during extraction, so the recursive creation cannot be redirected.
 fn make_dir(path: &Path) -> io::Result<()> {
-    fs::DirBuilder::new().recursive(true).mode(0o700).create(path)
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(path)
 }

@@ -193,6 +193,3 @@ pub fn restore_archive(
     out.outcome = Outcome::Restored;
     Ok(out)
 }
-
-#[cfg(test)]
-mod tests;

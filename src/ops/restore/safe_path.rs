@@ -121,7 +121,10 @@ mod tests {
     fn maps_state_paths_below_the_root() {
         assert_eq!(relative("state").unwrap(), PathBuf::new());
         assert_eq!(relative("state/a/b.json").unwrap(), Path::new("a/b.json"));
-        assert_eq!(relative("agentbak/index.json"), Err(PathRefusal::NotUnderState));
+        assert_eq!(
+            relative("agentbak/index.json"),
+            Err(PathRefusal::NotUnderState)
+        );
         assert_eq!(relative("state/../x"), Err(PathRefusal::NotUnderState));
         assert_eq!(relative("state//etc"), Err(PathRefusal::NotUnderState));
     }
@@ -141,7 +144,12 @@ mod tests {
         let none = HashMap::new();
         let at = Path::new("config/link");
         // `state/` is not part of the restored tree: `../../state/x` leaves it.
-        for bad in ["../../state/x", "../../../etc", "/etc/passwd", "a/../../../x"] {
+        for bad in [
+            "../../state/x",
+            "../../../etc",
+            "/etc/passwd",
+            "a/../../../x",
+        ] {
             assert_eq!(
                 check_link(at, Path::new(bad), &none),
                 Err(PathRefusal::EscapingLink),

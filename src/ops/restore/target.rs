@@ -153,7 +153,11 @@ fn remove_tree(path: &Path) {
     if fs::remove_dir_all(path).is_ok() {
         return;
     }
-    for entry in walkdir::WalkDir::new(path).follow_links(false).into_iter().flatten() {
+    for entry in walkdir::WalkDir::new(path)
+        .follow_links(false)
+        .into_iter()
+        .flatten()
+    {
         if entry.file_type().is_dir() {
             use std::os::unix::fs::PermissionsExt;
             let _ = fs::set_permissions(entry.path(), fs::Permissions::from_mode(0o700));
@@ -181,7 +185,8 @@ fn hidden_sibling(target: &Path, what: &str) -> Result<PathBuf> {
         })?
         .to_string_lossy();
     let mut random = [0u8; 6];
-    getrandom::fill(&mut random).map_err(|e| Error::io(target, std::io::Error::other(e.to_string())))?;
+    getrandom::fill(&mut random)
+        .map_err(|e| Error::io(target, std::io::Error::other(e.to_string())))?;
     let tag: String = random.iter().map(|b| format!("{b:02x}")).collect();
     Ok(parent_of(target).join(format!(".{name}.agentbak-{what}-{tag}")))
 }
