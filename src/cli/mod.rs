@@ -7,6 +7,7 @@ mod completions;
 mod list;
 mod logging;
 mod prune;
+mod restore;
 mod scan;
 mod secrets;
 mod snapshot;
@@ -311,7 +312,7 @@ fn dispatch(cli: &Cli) -> Result<ExitCode> {
         Command::Scan(args) => scan::scan(cli, args),
         Command::Snapshot(args) => snapshot::snapshot(cli, args),
         Command::List => list::list(cli),
-        Command::Restore(_) => not_yet(cli, "restore"),
+        Command::Restore(args) => restore::restore(cli, args),
         Command::Verify(_) => not_yet(cli, "verify"),
         Command::Prune(args) => prune::prune(cli, args),
         Command::Secrets(cmd) => secrets::run(cli, cmd),
