@@ -11,6 +11,7 @@ mod restore;
 mod scan;
 mod secrets;
 mod snapshot;
+mod verify;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -313,17 +314,10 @@ fn dispatch(cli: &Cli) -> Result<ExitCode> {
         Command::Snapshot(args) => snapshot::snapshot(cli, args),
         Command::List => list::list(cli),
         Command::Restore(args) => restore::restore(cli, args),
-        Command::Verify(_) => not_yet(cli, "verify"),
+        Command::Verify(args) => verify::verify(cli, args),
         Command::Prune(args) => prune::prune(cli, args),
         Command::Secrets(cmd) => secrets::run(cli, cmd),
     }
-}
-
-/// Loads the manifest so that its errors surface now, then reports the command as coming.
-fn not_yet(cli: &Cli, name: &'static str) -> Result<ExitCode> {
-    let manifest = load_manifest(cli.manifest.as_deref())?;
-    tracing::debug!(agent = %manifest.agent, "manifest loaded");
-    Err(Error::NotImplemented(name))
 }
 
 /// Finds and loads the manifest as `-m`, `AGENTBAK_MANIFEST` or `./agentbak.json` says.

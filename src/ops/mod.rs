@@ -4,3 +4,4 @@
 pub mod restore;
 pub mod scan;
 pub mod snapshot;
+pub mod verify;

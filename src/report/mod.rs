@@ -4,3 +4,4 @@
 //! shows only what a report holds, and reports hold masked previews, never values.
 
 pub mod scan;
+pub mod verify;

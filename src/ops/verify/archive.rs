@@ -1,0 +1,456 @@
+//! The checks of one snapshot's files: sidecar, archive digest, contents, index, leak scan.
+//!
+//! A deep check is one pass of [`read_archive`]: it hashes the raw archive against the sidecar,
+//! decrypts, decompresses and checks every entry against the index, while the visitor here
+//! streams each entry through the detector. Entry names, link targets and the index are
+//! scanned too, since a value in a file name leaks as surely as one in a file.
+//!
+//! Schemas are checked with the very files `schemas/` ships (embedded at build time), and
+//! their errors are reported by location only (`/entries/3/blake3: pattern`), never with the
+//! offending text: a forged index could hold a value.
+
+use std::io::Read;
+use std::sync::OnceLock;
+
+use serde_json::Value;
+
+use super::handles::IndexHandle;
+use super::{Check, SnapshotReport, Verified, blocks};
+use crate::archive::{
+    ArchiveEntry, EntryKind, Identity, Index, IntegrityError, IntegrityProblem, ReadOptions,
+    Sidecar, check_digest, read_archive,
+};
+use crate::detect::{Detector, Finding};
+use crate::error::{Error, ExitCode, Result};
+use crate::handle::Handle;
+use crate::repo::{ENCRYPTED_SUFFIX, Repository};
+
+const INDEX_SCHEMA: &str = include_str!("../../../schemas/index.schema.json");
+const SIDECAR_SCHEMA: &str = include_str!("../../../schemas/sidecar.schema.json");
+
+/// Bytes handed to the detector per write (its own chunk size).
+const SCAN_BUF: usize = 256 * 1024;
+
+/// Runs every file check of one snapshot; returns its report and the handles of its index.
+pub(super) fn verify_snapshot(
+    repo: &Repository,
+    sidecar: &Sidecar,
+    detector: &Detector,
+    identity: Option<&Identity>,
+) -> Verified {
+    let mut report = SnapshotReport::new(sidecar);
+    report.checks.push(check_sidecar(repo, sidecar));
+    if sidecar.encrypted && identity.is_none() {
+        report.checks.push(check_archive_digest(repo, sidecar));
+        for name in ["contents", "index", "leak-scan"] {
+            report.checks.push(Check::skipped(
+                name,
+                "the archive is encrypted: pass --identity (or AGENTBAK_IDENTITY) to read it",
+            ));
+        }
+        return (report, None);
+    }
+    report.deep = true;
+    match scan_archive(repo, sidecar, detector, identity) {
+        Err(e) => {
+            let digest = matches!(
+                &e,
+                Error::Integrity(IntegrityError {
+                    problem: IntegrityProblem::Digest { .. },
+                    ..
+                })
+            );
+            let detail = vec![e.to_string()];
+            if digest {
+                report
+                    .checks
+                    .push(Check::with_code("archive", e.exit_code(), detail));
+                report.checks.push(Check::skipped(
+                    "contents",
+                    "the archive does not match its sidecar",
+                ));
+            } else {
+                report.checks.push(Check::pass("archive"));
+                report
+                    .checks
+                    .push(Check::with_code("contents", e.exit_code(), detail));
+            }
+            for name in ["index", "leak-scan"] {
+                report
+                    .checks
+                    .push(Check::skipped(name, "the contents could not be read"));
+            }
+            (report, None)
+        }
+        Ok(scanned) => {
+            report.checks.push(Check::pass("archive"));
+            report.checks.push(if scanned.problems.is_empty() {
+                Check::pass("contents")
+            } else {
+                Check::with_code("contents", ExitCode::Integrity, scanned.problems)
+            });
+            report.checks.push(check_index(&scanned.index, sidecar));
+            report
+                .checks
+                .push(leak_check(&scanned.findings, "leak-scan"));
+            report.findings = scanned.findings;
+            mask_names(&mut report, &scanned.masks);
+            let handles = index_handles(&scanned.index);
+            (report, Some(handles))
+        }
+    }
+}
+
+/// The leak-scan check for `findings`: fails (4) on any blocking finding, warns on none.
+pub(super) fn leak_check(findings: &[Finding], name: &'static str) -> Check {
+    let errors: Vec<String> = findings
+        .iter()
+        .filter(|f| blocks(f))
+        .map(|f| {
+            format!(
+                "{}:{}:{} {} {}",
+                f.path, f.line, f.column, f.rule, f.preview
+            )
+        })
+        .collect();
+    if errors.is_empty() {
+        Check::pass(name)
+    } else {
+        Check::with_code(name, ExitCode::SecretsFound, errors)
+    }
+}
+
+/// What a deep read found.
+pub(super) struct Scanned {
+    /// The archive's index.
+    pub index: Index,
+    /// Differences between the entries and the index.
+    pub problems: Vec<String>,
+    /// Leak-scan findings in entries, names and the index.
+    pub findings: Vec<Finding>,
+    /// Entry names that hold a secret, and their masked forms (see [`mask_names`]).
+    pub masks: Vec<(String, String)>,
+}
+
+/// Reads the whole archive once, checking it against the sidecar and the index and scanning
+/// every entry, every name and the index with `detector`.
+pub(super) fn scan_archive(
+    repo: &Repository,
+    sidecar: &Sidecar,
+    detector: &Detector,
+    identity: Option<&Identity>,
+) -> Result<Scanned> {
+    let file = repo.open_archive(sidecar)?;
+    let options = ReadOptions {
+        name: sidecar.id.clone(),
+        expected: Some(sidecar.digest()),
+        identity,
+        max_bytes: None,
+    };
+    let mut names = Vec::new();
+    // The scan runs on its own thread, fed through a small bounded queue, so that it overlaps
+    // decryption, decompression and hashing instead of adding to them.
+    let (read, mut findings) = std::thread::scope(|scope| {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Piece>(QUEUE);
+        let scanner = scope.spawn(move || scan_pieces(detector, rx));
+        let mut visit = |entry: &ArchiveEntry, data: &mut dyn Read| -> Result<()> {
+            names.push(entry.path.clone());
+            if let Some(link) = &entry.link {
+                names.push(format!("{} -> {link}", entry.path));
+            }
+            if entry.kind != EntryKind::File {
+                return Ok(());
+            }
+            // A closed queue means the scanner is gone (it panicked): join reports that.
+            let _ = tx.send(Piece::Start(entry.path.clone()));
+            loop {
+                let mut buf = vec![0u8; SCAN_BUF];
+                let n = match data.read(&mut buf) {
+                    Ok(0) => break,
+                    Ok(n) => n,
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                    Err(e) => return Err(Error::io(&entry.path, e)),
+                };
+                buf.truncate(n);
+                let _ = tx.send(Piece::Data(buf));
+            }
+            Ok(())
+        };
+        let read = read_archive(file, &options, &mut visit);
+        drop(tx);
+        let findings = scanner.join().expect("the scanner thread does not panic");
+        (read, findings)
+    });
+    let read = read?;
+    let (in_names, masks) = scan_names(detector, &names);
+    findings.extend(in_names);
+    let mut index_json = serde_json::to_vec_pretty(&read.index).expect("a parsed index serializes");
+    index_json.push(b'\n');
+    findings.extend(detector.scan_bytes(crate::archive::INDEX_PATH, &index_json));
+    Ok(Scanned {
+        masks,
+        problems: read.problems.iter().map(ToString::to_string).collect(),
+        index: read.index,
+        findings,
+    })
+}
+
+/// What the reader hands the scanner thread: the start of an entry, or its next bytes.
+enum Piece {
+    Start(String),
+    Data(Vec<u8>),
+}
+
+/// Pieces in flight at most: with [`SCAN_BUF`]-sized pieces, 2 MiB per snapshot.
+const QUEUE: usize = 8;
+
+/// The scanner thread: one stream scan per entry, findings in archive order.
+fn scan_pieces(detector: &Detector, rx: std::sync::mpsc::Receiver<Piece>) -> Vec<Finding> {
+    let mut findings = Vec::new();
+    let mut current = None;
+    for piece in rx {
+        match piece {
+            Piece::Start(path) => {
+                if let Some(done) = current.replace(detector.stream(&path)) {
+                    findings.extend(done.finish());
+                }
+            }
+            Piece::Data(bytes) => {
+                if let Some(stream) = current.as_mut() {
+                    // A stream scan's write only buffers and scans: it cannot fail.
+                    let _ = std::io::Write::write_all(stream, &bytes);
+                }
+            }
+        }
+    }
+    if let Some(done) = current {
+        findings.extend(done.finish());
+    }
+    findings
+}
+
+/// Scans entry names and link targets as one text, one per line; a finding names its entry.
+///
+/// A name that holds a secret must not be printed as is: the second result maps each such
+/// name to a copy with every match replaced by its masked preview.
+fn scan_names(detector: &Detector, names: &[String]) -> (Vec<Finding>, Vec<(String, String)>) {
+    let text = names.join("\n");
+    let mut found = detector.scan_bytes("<entry names>", text.as_bytes());
+    let mut starts = Vec::with_capacity(names.len());
+    let mut at = 0u64;
+    for n in names {
+        starts.push(at);
+        at += n.len() as u64 + 1;
+    }
+    let mut masked: Vec<Option<String>> = vec![None; names.len()];
+    // Right to left, so that earlier byte ranges stay valid while later ones are replaced.
+    found.sort_by_key(|f| std::cmp::Reverse(f.offset));
+    for f in &found {
+        let line = f.line.saturating_sub(1);
+        let Some(name) = names.get(line) else {
+            continue;
+        };
+        let m = masked[line].get_or_insert_with(|| name.clone());
+        let start = (f.offset - starts[line]) as usize;
+        let end = (start + f.length).min(m.len());
+        if m.is_char_boundary(start) && m.is_char_boundary(end) {
+            m.replace_range(start..end, &f.preview);
+        } else {
+            *m = format!("<a name of {} bytes>", name.len());
+        }
+    }
+    found.reverse();
+    let masks: Vec<(String, String)> = names
+        .iter()
+        .zip(masked)
+        .filter_map(|(n, m)| m.map(|m| (n.clone(), m)))
+        .collect();
+    for f in &mut found {
+        if let Some(name) = names.get(f.line.saturating_sub(1)) {
+            f.path = format!("{name} (entry name)");
+        }
+    }
+    (found, masks)
+}
+
+/// Replaces every name that holds a secret by its masked form, wherever the report shows it.
+pub(super) fn mask_names(report: &mut SnapshotReport, masks: &[(String, String)]) {
+    if masks.is_empty() {
+        return;
+    }
+    let apply = |text: &mut String| {
+        for (raw, masked) in masks {
+            if text.contains(raw.as_str()) {
+                *text = text.replace(raw.as_str(), masked);
+            }
+        }
+    };
+    for f in &mut report.findings {
+        apply(&mut f.path);
+    }
+    for c in &mut report.checks {
+        c.detail.iter_mut().for_each(apply);
+    }
+}
+
+/// The key-less check: the archive's size and blake3 against the sidecar.
+fn check_archive_digest(repo: &Repository, sidecar: &Sidecar) -> Check {
+    let result = repo
+        .open_archive(sidecar)
+        .and_then(|file| check_digest(file, &sidecar.digest(), &sidecar.id));
+    match result {
+        Ok(()) => Check::pass("archive"),
+        Err(e) => Check::with_code("archive", e.exit_code(), vec![e.to_string()]),
+    }
+}
+
+/// The sidecar file against `schemas/sidecar.schema.json`, and its name against its flag.
+fn check_sidecar(repo: &Repository, sidecar: &Sidecar) -> Check {
+    let path = repo.sidecar_path(&sidecar.id);
+    let mut problems = match std::fs::read(&path) {
+        Ok(bytes) => match serde_json::from_slice::<Value>(&bytes) {
+            Ok(value) => schema_errors(sidecar_schema(), &value),
+            Err(e) => vec![format!("not JSON: {e}")],
+        },
+        Err(e) => vec![format!("{}: {e}", path.display())],
+    };
+    if sidecar.archive.ends_with(ENCRYPTED_SUFFIX) != sidecar.encrypted {
+        problems.push(format!(
+            "`encrypted` is {} but the archive is named `{}`",
+            sidecar.encrypted, sidecar.archive
+        ));
+    }
+    if problems.is_empty() {
+        Check::pass("sidecar")
+    } else {
+        Check::with_code("sidecar", ExitCode::Integrity, problems)
+    }
+}
+
+/// The index against `schemas/index.schema.json` and against the sidecar's summary of it.
+fn check_index(index: &Index, sidecar: &Sidecar) -> Check {
+    let value = serde_json::to_value(index).expect("a parsed index serializes");
+    let mut problems = schema_errors(index_schema(), &value);
+    let mut differs = |field: &str, indexed: String, sidecar: String| {
+        if indexed != sidecar {
+            problems.push(format!(
+                "{field} is {indexed} in the index, {sidecar} in the sidecar"
+            ));
+        }
+    };
+    differs("snapshot id", index.snapshot_id.clone(), sidecar.id.clone());
+    differs("agent", index.agent.clone(), sidecar.agent.clone());
+    differs(
+        "created_at",
+        index.created_at.to_rfc3339(),
+        sidecar.created_at.to_rfc3339(),
+    );
+    let count = |kind: EntryKind| index.entries.iter().filter(|e| e.kind == kind).count() as u64;
+    differs(
+        "files",
+        count(EntryKind::File).to_string(),
+        sidecar.counts.files.to_string(),
+    );
+    differs(
+        "bytes",
+        index.file_bytes().to_string(),
+        sidecar.counts.bytes.to_string(),
+    );
+    differs(
+        "secrets",
+        index.secrets.len().to_string(),
+        sidecar.counts.secrets.to_string(),
+    );
+    if problems.is_empty() {
+        Check::pass("index")
+    } else {
+        Check::with_code("index", ExitCode::Integrity, problems)
+    }
+}
+
+fn index_schema() -> &'static jsonschema::Validator {
+    static V: OnceLock<jsonschema::Validator> = OnceLock::new();
+    V.get_or_init(|| compile(INDEX_SCHEMA))
+}
+
+fn sidecar_schema() -> &'static jsonschema::Validator {
+    static V: OnceLock<jsonschema::Validator> = OnceLock::new();
+    V.get_or_init(|| compile(SIDECAR_SCHEMA))
+}
+
+fn compile(text: &str) -> jsonschema::Validator {
+    let schema: Value = serde_json::from_str(text).expect("shipped schemas are JSON");
+    jsonschema::draft202012::new(&schema).expect("shipped schemas compile")
+}
+
+/// Where `value` breaks the schema: instance location and schema keyword, never the text.
+fn schema_errors(validator: &jsonschema::Validator, value: &Value) -> Vec<String> {
+    validator
+        .iter_errors(value)
+        .take(20)
+        .map(|e| {
+            let at = e.instance_path().to_string();
+            let rule = e.schema_path().to_string();
+            let keyword = rule.rsplit('/').next().unwrap_or_default().to_string();
+            format!(
+                "{}: breaks `{keyword}` ({rule})",
+                if at.is_empty() { "/" } else { &at }
+            )
+        })
+        .collect()
+}
+
+/// Each handle of an index once, with the newest version recorded and whether every location
+/// of it was ephemeral.
+fn index_handles(index: &Index) -> Vec<IndexHandle> {
+    let mut out: Vec<IndexHandle> = Vec::new();
+    for s in &index.secrets {
+        match out.iter_mut().find(|h| h.handle == s.handle) {
+            Some(h) => {
+                h.store_version = h.store_version.max(s.store_version);
+                h.ephemeral &= s.ephemeral;
+            }
+            None => out.push(IndexHandle {
+                handle: s.handle.clone(),
+                store_version: s.store_version,
+                ephemeral: s.ephemeral,
+            }),
+        }
+    }
+    out
+}
+
+/// Handles of an index that the detector was not built with.
+pub(super) fn missing_handles<'h>(
+    index_handles: &'h [Handle],
+    searched: &std::collections::BTreeSet<Handle>,
+) -> Vec<&'h Handle> {
+    index_handles
+        .iter()
+        .filter(|h| !searched.contains(*h))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn schema_errors_name_the_place_not_the_text() {
+        let value = serde_json::json!({
+            "format": 1, "id": "20261128T225501Z-3f9a2c1b", "agent": "kevin", "host": "h",
+            "created_at": "2026-11-28T22:55:01Z", "tags": [], "tool_version": "0.1.0",
+            "archive": "20261128T225501Z-3f9a2c1b.tar.zst", "size": 1,
+            "blake3": "sk-live-not-a-digest-but-a-secret-value",
+            "counts": {"files": 0, "dirs": 0, "symlinks": 0, "bytes": 0, "secrets": 0},
+            "encrypted": false, "degraded": []
+        });
+        let errors = schema_errors(sidecar_schema(), &value);
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert!(
+            errors[0].starts_with("/blake3: breaks `pattern`"),
+            "{errors:?}"
+        );
+        assert!(!errors[0].contains("sk-live"), "{errors:?}");
+    }
+}

@@ -1,0 +1,382 @@
+//! The store side of verify: which values the leak scan searches for (`--against-store`), and
+//! how each handle stands today (`--check-handles`).
+//!
+//! Known values: with `--against-store`, the current and previous version of every handle the
+//! manifest declares, fetched once for the whole run; a snapshot whose index names other
+//! handles (an older manifest) gets a second pass with just those values. Without it, the
+//! values the manifest's state holds now, if the state folder is on this host (an audit host
+//! often has only the repository: then rules only, and the report says so).
+//!
+//! Handle status reuses [`handle_status`] (one resolution for the union of every snapshot's
+//! handles) and adds what only a snapshot knows: the version it recorded, and whether the
+//! location was ephemeral (then a missing value is a warning, as on restore).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::Serialize;
+
+use super::archive::{leak_check, mask_names, missing_handles, scan_archive};
+use super::{Check, KnownSummary, SnapshotReport, Verified, VerifyOptions};
+use crate::archive::Sidecar;
+use crate::detect::{Detector, FindingKind, KnownValues};
+use crate::error::ExitCode;
+use crate::handle::Handle;
+use crate::manifest::{Detect, EntropyAction, Manifest};
+use crate::repo::Repository;
+use crate::secret::Secret;
+use crate::store::status::{HandleStatus, Rotation, handle_status};
+use crate::store::{ResolveOptions, Status, Stores, VersionChoice, resolve};
+
+/// What a snapshot's index says about one handle.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct IndexHandle {
+    /// The handle (with `{agent}` filled at snapshot time).
+    pub handle: Handle,
+    /// The newest store version a location of it recorded.
+    pub store_version: Option<u64>,
+    /// Whether every location of it was ephemeral.
+    pub ephemeral: bool,
+}
+
+/// One handle of one snapshot, as it stands now. Holds no value.
+#[derive(Debug, Clone, Serialize)]
+pub struct HandleCheck {
+    /// Resolution now, age and rotation state (`handle`, `status`, `version` or `message`,
+    /// `age_days`, `rotation`, `max_age_days`).
+    #[serde(flatten)]
+    pub now: HandleStatus,
+    /// The store version the snapshot recorded, if the store was reachable then.
+    pub version_at_snapshot: Option<u64>,
+    /// Whether the current version differs from the one at snapshot time (a rotation since).
+    pub rotated_since: Option<bool>,
+    /// Whether the snapshot dropped the value as ephemeral.
+    pub ephemeral: bool,
+    /// `index` when the snapshot's index named it; `manifest` when the index could not be
+    /// read (an encrypted archive without the identity).
+    pub source: &'static str,
+}
+
+impl HandleCheck {
+    /// The version resolved now, if any.
+    pub fn current_version(&self) -> Option<u64> {
+        match self.now.status {
+            Status::Resolved { version, .. } | Status::FromCache { version, .. } => Some(version),
+            _ => None,
+        }
+    }
+}
+
+/// Values to search for, and the handles whose current value could not be fetched.
+pub(super) struct Known {
+    pub values: KnownValues,
+    pub unresolved: Vec<Handle>,
+}
+
+/// The known values of the run (see the module documentation); `store_handles` is `Some` with
+/// `--against-store`.
+pub(super) fn known_values(
+    manifest: &Manifest,
+    stores: &Stores,
+    store_handles: Option<&[Handle]>,
+    summary: &mut KnownSummary,
+) -> Known {
+    if let Some(handles) = store_handles {
+        let (values, unresolved, source) = store_values(stores, handles);
+        summary.sources.push(source);
+        summary.notes.extend(unresolved_notes(&unresolved));
+        return Known {
+            values: KnownValues::new(values),
+            unresolved,
+        };
+    }
+    if !manifest.state.is_dir() {
+        summary.notes.push(format!(
+            "the state folder {} is not on this host: no known values from it (use \
+             --against-store to search for the stores' values)",
+            manifest.state.display()
+        ));
+        return Known {
+            values: KnownValues::new(Vec::new()),
+            unresolved: Vec::new(),
+        };
+    }
+    let found = crate::ops::scan::known_values(manifest);
+    summary
+        .sources
+        .push(format!("state: {} value(s)", found.values.len()));
+    summary.notes.extend(found.notes);
+    Known {
+        values: found.values,
+        unresolved: Vec::new(),
+    }
+}
+
+fn unresolved_notes(unresolved: &[Handle]) -> Vec<String> {
+    unresolved
+        .iter()
+        .map(|h| format!("{h}: the current value could not be fetched, so it is not proven absent"))
+        .collect()
+}
+
+/// The current and previous values of `handles`, labelled `HANDLE (current vN)`; the handles
+/// whose current value did not resolve; a one-line summary.
+fn store_values(
+    stores: &Stores,
+    handles: &[Handle],
+) -> (Vec<(String, Secret)>, Vec<Handle>, String) {
+    let mut values = Vec::new();
+    let mut unresolved = Vec::new();
+    let mut counts = [0usize; 2];
+    for (i, choice) in [VersionChoice::Current, VersionChoice::Previous]
+        .into_iter()
+        .enumerate()
+    {
+        // The env store has no versions: its "previous" would be its current value again.
+        let wanted: Vec<Handle> = handles
+            .iter()
+            .filter(|h| i == 0 || !h.is_env())
+            .cloned()
+            .collect();
+        let opts = ResolveOptions {
+            version: choice,
+            ..ResolveOptions::default()
+        };
+        for r in resolve(stores, &wanted, &opts) {
+            let which = if i == 0 { "current" } else { "previous" };
+            match (r.value, &r.status) {
+                (Some(value), Status::Resolved { version, .. })
+                | (Some(value), Status::FromCache { version, .. }) => {
+                    counts[i] += 1;
+                    values.push((format!("{} ({which} v{version})", r.handle), value));
+                }
+                // No previous version is normal for a secret never rotated.
+                _ if i == 1 => {}
+                _ => unresolved.push(r.handle),
+            }
+        }
+    }
+    let summary = format!(
+        "store: {} current, {} previous value(s) of {} handle(s)",
+        counts[0],
+        counts[1],
+        handles.len()
+    );
+    (values, unresolved, summary)
+}
+
+/// Everything `--against-store` needs beyond one snapshot.
+pub(super) struct StoreSearch<'a> {
+    pub repo: &'a Repository,
+    pub stores: &'a Stores,
+    pub options: &'a VerifyOptions<'a>,
+    /// Handles whose values the run's detector holds.
+    pub searched: &'a BTreeSet<Handle>,
+    /// Handles whose current value could not be fetched.
+    pub unresolved: &'a [Handle],
+}
+
+/// The `against-store` check of one snapshot: a second pass for handles of its index the
+/// first pass did not search for, then pass (4 if a store value was found, 6 if a current
+/// value could not be fetched).
+pub(super) fn against_store(
+    ctx: &StoreSearch<'_>,
+    sidecar: &Sidecar,
+    report: &mut SnapshotReport,
+    index: Option<&[IndexHandle]>,
+) {
+    let Some(index) = index else {
+        report.checks.push(Check::skipped(
+            "against-store",
+            "the contents were not read",
+        ));
+        return;
+    };
+    let handles: Vec<Handle> = index.iter().map(|h| h.handle.clone()).collect();
+    let extra: Vec<Handle> = missing_handles(&handles, ctx.searched)
+        .into_iter()
+        .cloned()
+        .collect();
+    let mut unresolved: Vec<Handle> = ctx
+        .unresolved
+        .iter()
+        .filter(|h| handles.contains(h))
+        .cloned()
+        .collect();
+    if !extra.is_empty() {
+        let (values, missing, _) = store_values(ctx.stores, &extra);
+        unresolved.extend(missing);
+        let only_values = Detect {
+            builtin: false,
+            entropy: EntropyAction::Off,
+            rules: Vec::new(),
+            allow: Vec::new(),
+        };
+        let second = Detector::new(&only_values, Some(KnownValues::new(values)))
+            .expect("a detector without rules always builds");
+        match scan_archive(ctx.repo, sidecar, &second, ctx.options.identity) {
+            Ok(scanned) => {
+                report.findings.extend(scanned.findings);
+                mask_names(report, &scanned.masks);
+            }
+            Err(e) => {
+                report.checks.push(Check::with_code(
+                    "against-store",
+                    e.exit_code(),
+                    vec![e.to_string()],
+                ));
+                return;
+            }
+        }
+        if let Some(leak) = report.checks.iter_mut().find(|c| c.name == "leak-scan") {
+            *leak = leak_check(&report.findings, "leak-scan");
+        }
+    }
+    let from_store: Vec<String> = report
+        .findings
+        .iter()
+        .filter_map(|f| match &f.kind {
+            FindingKind::KnownValue { label, encoding } if is_store_label(label) => Some(format!(
+                "{label} found as {} in {}:{}",
+                encoding.name(),
+                f.path,
+                f.line
+            )),
+            _ => None,
+        })
+        .collect();
+    report.checks.push(if !from_store.is_empty() {
+        Check::with_code("against-store", ExitCode::SecretsFound, from_store)
+    } else if !unresolved.is_empty() {
+        Check::with_code(
+            "against-store",
+            ExitCode::Unresolved,
+            unresolved_notes(&unresolved),
+        )
+    } else {
+        Check::with_code(
+            "against-store",
+            ExitCode::Success,
+            vec![format!(
+                "no current or previous value of {} handle(s) found",
+                handles.len()
+            )],
+        )
+    });
+}
+
+/// Whether a known-value label is one [`store_values`] made (`HANDLE (current v3)`).
+fn is_store_label(label: &str) -> bool {
+    label.ends_with(')') && (label.contains(" (current v") || label.contains(" (previous v"))
+}
+
+/// The `handles` and `rotation` checks of every snapshot, from one resolution of the union of
+/// their handles.
+pub(super) fn check_handles(
+    manifest: &Manifest,
+    stores: &Stores,
+    reports: &mut [Verified],
+    manifest_handles: &[Handle],
+    options: &VerifyOptions<'_>,
+) {
+    let from_manifest: Vec<IndexHandle> = manifest_handles
+        .iter()
+        .map(|h| IndexHandle {
+            handle: h.clone(),
+            store_version: None,
+            ephemeral: manifest
+                .secrets
+                .iter()
+                .filter(|r| r.handle.with_agent(&manifest.agent) == *h)
+                .all(|r| r.ephemeral),
+        })
+        .collect();
+    let union: Vec<Handle> = super::distinct(reports.iter().flat_map(|(_, index)| {
+        index
+            .as_deref()
+            .unwrap_or(&from_manifest)
+            .iter()
+            .map(|h| h.handle.clone())
+            .collect::<Vec<_>>()
+    }));
+    let opts = ResolveOptions::default();
+    let max_age = manifest.rotation.max_age_days;
+    let statuses: BTreeMap<Handle, HandleStatus> =
+        handle_status(stores, &union, max_age, &opts, options.now)
+            .into_iter()
+            .map(|s| (s.handle.clone(), s))
+            .collect();
+    for (report, index) in reports.iter_mut() {
+        let (list, source) = match index.as_deref() {
+            Some(list) => (list, "index"),
+            None => (from_manifest.as_slice(), "manifest"),
+        };
+        report.handles = list
+            .iter()
+            .filter_map(|h| {
+                let now = statuses.get(&h.handle)?.clone();
+                let mut check = HandleCheck {
+                    now,
+                    version_at_snapshot: h.store_version,
+                    rotated_since: None,
+                    ephemeral: h.ephemeral,
+                    source,
+                };
+                check.rotated_since = match (h.store_version, check.current_version()) {
+                    (Some(then), Some(now)) => Some(then != now),
+                    _ => None,
+                };
+                Some(check)
+            })
+            .collect();
+        report.checks.push(handles_check(&report.handles));
+        report.checks.push(rotation_check(&report.handles));
+    }
+}
+
+fn handles_check(handles: &[HandleCheck]) -> Check {
+    let mut code = ExitCode::Success;
+    let mut detail = Vec::new();
+    for h in handles {
+        let status = &h.now.status;
+        let this = match status {
+            Status::Resolved { .. } => ExitCode::Success,
+            Status::FromCache { .. } => ExitCode::Warnings,
+            _ if h.ephemeral => ExitCode::Warnings,
+            _ => ExitCode::Unresolved,
+        };
+        if this != ExitCode::Success {
+            let why = match status {
+                Status::Missing { message }
+                | Status::Forbidden { message }
+                | Status::Unreachable { message }
+                | Status::Other { message } => format!(": {message}"),
+                Status::FromCache { reason, .. } => format!(": {reason}"),
+                Status::Resolved { .. } => String::new(),
+            };
+            let eph = if h.ephemeral { " (ephemeral)" } else { "" };
+            detail.push(format!("{}{eph} {}{why}", h.now.handle, status.label()));
+        }
+        code = code.worst(this);
+    }
+    Check::with_code("handles", code, detail)
+}
+
+fn rotation_check(handles: &[HandleCheck]) -> Check {
+    let mut code = ExitCode::Success;
+    let mut detail = Vec::new();
+    for h in handles {
+        if matches!(h.now.rotation, Rotation::Due | Rotation::Overdue) {
+            let age = h.now.age_days.unwrap_or_default();
+            detail.push(format!(
+                "{} {}: current version is {age:.1} days old (max {})",
+                h.now.handle,
+                h.now.rotation.label(),
+                h.now.max_age_days
+            ));
+        }
+        if h.now.rotation == Rotation::Overdue {
+            code = ExitCode::Warnings;
+        }
+    }
+    Check::with_code("rotation", code, detail)
+}
