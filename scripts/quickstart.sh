@@ -12,7 +12,11 @@ work="${1:-$(mktemp -d)}"
 cargo build --quiet --manifest-path "$repo/Cargo.toml"
 bin="$repo/target/debug/agentbak"
 
-rand() { LC_ALL=C tr -dc 'A-Za-z0-9' </dev/urandom | head -c "$1"; }
+rand() {
+    local s=""
+    while [ "${#s}" -lt "$1" ]; do s+="$(head -c 64 /dev/urandom | LC_ALL=C tr -dc 'A-Za-z0-9')"; done
+    printf '%s' "${s:0:$1}"
+}
 mkdir -p "$work"
 cp -R "$repo/examples/quickstart/." "$work/"
 cd "$work"
