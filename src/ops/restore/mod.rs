@@ -3,7 +3,7 @@
 //! The pipeline (SPEC "Restore", issue 7):
 //! 1. Look at the target: a non-empty folder needs `force` (`target`).
 //! 2. Stream the archive through [`read_archive`]: its blake3 and size against the sidecar,
-//!    age, zstd, tar, with a decompression bound taken from the sidecar. The [`Extractor`]
+//!    age, zstd, tar, with a decompression bound taken from the sidecar. The `Extractor`
 //!    writes `state/…` into a fresh hidden folder beside the target (`extract`). Nothing in it
 //!    is trusted until the read returns `Ok` and every entry matched the index (exit 5 else).
 //! 3. With `rehydrate`: resolve **every** handle of the index first (`rehydrate`). One that is
