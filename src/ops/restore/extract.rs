@@ -55,7 +55,7 @@ pub struct Extracted {
     pub dirs: u64,
     /// Symbolic links created.
     pub symlinks: u64,
-    /// Content bytes written.
+    /// Content bytes of the files.
     pub bytes: u64,
 }
 
@@ -111,9 +111,9 @@ impl Extractor {
         self.counts
     }
 
-    fn write_file(&mut self, rel: &Path, data: &mut dyn Read) -> io::Result<u64> {
+    fn write_file(&mut self, rel: &Path, data: &mut dyn Read) -> io::Result<()> {
         let Some(root) = &self.root else {
-            return Ok(0);
+            return Ok(());
         };
         let path = root.join(rel);
         if let Some(parent) = path.parent() {
@@ -125,7 +125,6 @@ impl Extractor {
             .create_new(true)
             .mode(0o600)
             .open(&path)?;
-        let mut total = 0u64;
         loop {
             let n = match data.read(&mut self.buf) {
                 Ok(0) => break,
@@ -134,9 +133,8 @@ impl Extractor {
                 Err(e) => return Err(e),
             };
             file.write_all(&self.buf[..n])?;
-            total += n as u64;
         }
-        Ok(total)
+        Ok(())
     }
 
     /// Creates the links that stay inside the root; returns those skipped. Call only after
@@ -225,12 +223,13 @@ impl EntryVisitor for Extractor {
                 self.counts.dirs += 1;
             }
             EntryKind::File => {
-                let written = self.write_file(&rel, data).map_err(|e| {
+                self.write_file(&rel, data).map_err(|e| {
                     let at = self.root.as_deref().unwrap_or(Path::new("")).join(&rel);
                     Error::io(at, e)
                 })?;
                 self.counts.files += 1;
-                self.counts.bytes += written;
+                // The reader fails the whole read if the content is shorter than declared.
+                self.counts.bytes += entry.size;
             }
             EntryKind::Symlink => {
                 let below = self.seen.range(rel.clone()..).next();
