@@ -415,3 +415,84 @@ fn dry_run_reports_and_writes_nothing() {
     assert!(!a.repo().exists(), "a dry run creates no repository");
     assert_no_value("the dry-run report", &[out.stdout, out.stderr].concat());
 }
+
+/// Every file under `dir`, relative path -> bytes.
+fn tree(dir: &Path) -> std::collections::BTreeMap<String, Vec<u8>> {
+    let mut out = std::collections::BTreeMap::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                let rel = p.strip_prefix(dir).unwrap().to_string_lossy().to_string();
+                out.insert(rel, std::fs::read(&p).unwrap());
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn snapshot_then_restore_is_byte_identical_and_rotation_comes_back_fresh() {
+    let bao = common::OpenBao::start();
+    seed_vault(&bao);
+    let a = agent(&bao.addr, None);
+    let out = with_token(&a, &bao, &["snapshot"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let target = a.root.join("restored");
+    let target_arg = target.to_string_lossy().to_string();
+    let out = with_token(
+        &a,
+        &bao,
+        &["restore", "latest", "--target", &target_arg, "--rehydrate"],
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        tree(&a.state()),
+        tree(&target),
+        "the restore equals the original state"
+    );
+    assert_no_value("restore output", &[out.stdout, out.stderr].concat());
+
+    // Rotate the OpenAI key: the new value comes back at the declared place and the stray copy.
+    let rotated = "sk-proj-Rotated000Rotated111Rotated222Rotated333Rota";
+    bao.cli(&[
+        "kv",
+        "put",
+        "secret/agents/kevin/openai",
+        &format!("api_key={rotated}"),
+    ]);
+    let again = a.root.join("restored-rotated");
+    let again_arg = again.to_string_lossy().to_string();
+    let out = with_token(
+        &a,
+        &bao,
+        &["restore", "latest", "--target", &again_arg, "--rehydrate"],
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let files = tree(&again);
+    let creds = String::from_utf8(files["config/credentials.json"].clone()).unwrap();
+    assert!(creds.contains(rotated), "{creds}");
+    let notes = String::from_utf8(files["memory/notes.md"].clone()).unwrap();
+    assert!(notes.contains(rotated), "{notes}");
+    let all: Vec<u8> = files.values().flatten().copied().collect();
+    assert!(!contains(&all, OPENAI.as_bytes()), "the old key is nowhere");
+}
