@@ -167,6 +167,24 @@ pub enum Error {
     #[error("{0}")]
     Git(String),
 
+    /// A restore target that cannot be used as asked (not empty, not a folder).
+    #[error("restore target {path}: {reason}")]
+    Target {
+        /// The target folder.
+        path: PathBuf,
+        /// What is wrong and what to do.
+        reason: String,
+    },
+
+    /// A decryption identity named by a handle that could not be fetched.
+    #[error("identity {handle}: {status}; without it the archive cannot be decrypted")]
+    IdentityUnresolved {
+        /// The handle.
+        handle: String,
+        /// The resolver's status and detail (never a value).
+        status: String,
+    },
+
     /// A command that a later release implements.
     #[error("`agentbak {0}` is not implemented yet")]
     NotImplemented(&'static str),
@@ -193,7 +211,9 @@ impl Error {
             | Error::Git(_)
             | Error::Entry { .. }
             | Error::SnapshotNotFound { .. }
+            | Error::Target { .. }
             | Error::NotImplemented(_) => ExitCode::Error,
+            Error::IdentityUnresolved { .. } => ExitCode::Unresolved,
             Error::Integrity(_) => ExitCode::Integrity,
             Error::Locked { .. } => ExitCode::Locked,
             // A handle that cannot be fetched is "unresolved" (SPEC exit 6); a store that is

@@ -390,6 +390,23 @@ mod tests {
     }
 
     #[test]
+    fn finds_many_pointers_in_one_pass() {
+        let ptrs = ["/a/b/1/c", "/dup", "/nope", "/a/b/0", "/a/b/1/c"];
+        let spans = value_spans(DOC.as_bytes(), &ptrs).unwrap();
+        let got: Vec<Option<&str>> = spans.into_iter().map(|r| r.map(|r| &DOC[r])).collect();
+        assert_eq!(
+            got,
+            vec![
+                Some(r#""x\"y""#),
+                Some(r#""two""#),
+                None,
+                Some("10"),
+                Some(r#""x\"y""#)
+            ]
+        );
+    }
+
+    #[test]
     fn reports_bad_json() {
         assert!(value_span(b"{\"a\": }", "/a").is_err());
         assert!(value_span(b"[1, 2", "/0").is_err());

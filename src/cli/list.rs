@@ -58,18 +58,7 @@ fn table(snapshots: &[Sidecar]) -> String {
             if s.encrypted { "yes" } else { "no" }.into(),
         ]);
     }
-    let widths: Vec<usize> = (0..header.len())
-        .map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0))
-        .collect();
-    let mut out = String::new();
-    for row in &rows {
-        let line: Vec<String> = row
-            .iter()
-            .zip(&widths)
-            .map(|(cell, w)| format!("{cell:<w$}"))
-            .collect();
-        let _ = writeln!(out, "{}", line.join("  ").trim_end());
-    }
+    let mut out = crate::report::columns(&rows, "");
     let n = snapshots.len();
     let _ = writeln!(out, "{n} snapshot{}", if n == 1 { "" } else { "s" });
     out

@@ -7,8 +7,10 @@ mod completions;
 mod list;
 mod logging;
 mod prune;
+mod restore;
 mod scan;
 mod secrets;
+mod snapshot;
 mod verify;
 
 use std::io::Write;
@@ -309,20 +311,13 @@ fn dispatch(cli: &Cli) -> Result<ExitCode> {
         Command::Man => completions::man(),
         Command::Init(_) => Err(Error::NotImplemented("init")),
         Command::Scan(args) => scan::scan(cli, args),
-        Command::Snapshot(_) => not_yet(cli, "snapshot"),
+        Command::Snapshot(args) => snapshot::snapshot(cli, args),
         Command::List => list::list(cli),
-        Command::Restore(_) => not_yet(cli, "restore"),
+        Command::Restore(args) => restore::restore(cli, args),
         Command::Verify(args) => verify::verify(cli, args),
         Command::Prune(args) => prune::prune(cli, args),
         Command::Secrets(cmd) => secrets::run(cli, cmd),
     }
-}
-
-/// Loads the manifest so that its errors surface now, then reports the command as coming.
-fn not_yet(cli: &Cli, name: &'static str) -> Result<ExitCode> {
-    let manifest = load_manifest(cli.manifest.as_deref())?;
-    tracing::debug!(agent = %manifest.agent, "manifest loaded");
-    Err(Error::NotImplemented(name))
 }
 
 /// Finds and loads the manifest as `-m`, `AGENTBAK_MANIFEST` or `./agentbak.json` says.

@@ -13,6 +13,8 @@ use super::rules::{self, Gate, KNOWN_VALUE_RULE, MAX_REACH};
 use super::{Detector, Encoding, prefilter};
 use crate::handle::{PLACEHOLDER_PREFIX, find_placeholders};
 use crate::secret::mask;
+use regex_automata::util::captures::Captures;
+use regex_automata::{Anchored, Input};
 
 /// The part of a buffer to report on.
 pub(crate) struct Region<'a> {
@@ -82,8 +84,9 @@ impl Detector {
             if r.binary && matches!(gate, Gate::Assignment | Gate::Entropy) {
                 continue;
             }
+            let mut caps = self.rules[i].regex.create_captures();
             for w in rule_windows {
-                for span in self.rule_matches(i, r.hay, w.clone()) {
+                for span in self.rule_matches(i, r.hay, w.clone(), &mut caps) {
                     if span.start < r.rule_from || span.start >= r.rule_to {
                         continue;
                     }
@@ -106,38 +109,48 @@ impl Detector {
         hits
     }
 
-    /// The secret spans of rule `i`'s matches in `window` (context outside it stays visible to
-    /// look-behind, and the haystack ends at the window's end).
-    fn rule_matches(&self, i: usize, hay: &[u8], window: Range<usize>) -> Vec<Range<usize>> {
+    /// The secret spans of rule `i`'s matches in `window`. Look-around sees the whole
+    /// buffer; matches stay inside the window. An anchored rule is tried once, at the start.
+    fn rule_matches(
+        &self,
+        i: usize,
+        hay: &[u8],
+        window: Range<usize>,
+        caps: &mut Captures,
+    ) -> Vec<Range<usize>> {
         let rule = &self.rules[i];
-        let hay = &hay[..window.end];
         let mut out = Vec::new();
         let mut pos = window.start;
-        while pos <= hay.len() {
-            let (whole, secret) = match rule.group {
-                Some(g) => {
-                    let Some(c) = rule.regex.captures_at(hay, pos) else {
-                        break;
-                    };
-                    let whole = c.get(0).expect("group 0 is the match").range();
-                    let secret = c.get(g).map_or(whole.clone(), |m| m.range());
-                    (whole, secret)
-                }
-                None => {
-                    let Some(m) = rule.regex.find_at(hay, pos) else {
-                        break;
-                    };
-                    (m.range(), m.range())
-                }
+        while pos <= window.end {
+            let mut input = Input::new(hay).range(pos..window.end);
+            if rule.anchored {
+                input = input.anchored(Anchored::Yes);
+            }
+            // Most keyword hits do not match: find the match with the fast engines first, and
+            // resolve capture groups only inside a match.
+            let Some(m) = rule.regex.search(&input) else {
+                break;
             };
+            let whole = m.range();
+            let secret = match rule.group {
+                Some(g) => {
+                    let exact = input.clone().range(whole.clone()).anchored(Anchored::Yes);
+                    rule.regex.search_captures(&exact, caps);
+                    caps.get_group(g).map_or(whole.clone(), |s| s.range())
+                }
+                None => whole.clone(),
+            };
+            if !secret.is_empty() {
+                out.push(secret);
+            }
+            if rule.anchored {
+                break;
+            }
             pos = if whole.end > whole.start {
                 whole.end
             } else {
                 whole.end + 1
             };
-            if !secret.is_empty() {
-                out.push(secret);
-            }
         }
         out
     }

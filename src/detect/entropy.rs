@@ -6,6 +6,10 @@
 //! `YOUR_API_KEY`, `sk-xxxx…`, `changeme`, repeated or sequential characters, UUIDs and hex
 //! digests. They look at the candidate only, never print it.
 
+use std::sync::OnceLock;
+
+use aho_corasick::AhoCorasick;
+
 /// Shannon entropy of `s` in bits per byte.
 pub fn shannon(s: &[u8]) -> f64 {
     if s.is_empty() {
@@ -56,11 +60,14 @@ const PLACEHOLDER_WORDS: &[&str] = &[
 /// Whether `s` reads as a placeholder rather than a credential: a documentation marker, a
 /// variable reference, or a run of one repeated character.
 pub fn looks_placeholder(s: &[u8]) -> bool {
-    let lower = s.to_ascii_lowercase();
-    if PLACEHOLDER_WORDS
-        .iter()
-        .any(|w| contains(&lower, w.as_bytes()))
-    {
+    static WORDS: OnceLock<AhoCorasick> = OnceLock::new();
+    let words = WORDS.get_or_init(|| {
+        AhoCorasick::builder()
+            .ascii_case_insensitive(true)
+            .build(PLACEHOLDER_WORDS)
+            .expect("placeholder words build")
+    });
+    if words.is_match(s) {
         return true;
     }
     let wrapped = |a: u8, b: u8| s.first() == Some(&a) && s.last() == Some(&b);
@@ -77,10 +84,12 @@ pub fn looks_placeholder(s: &[u8]) -> bool {
 /// character classes of which one is a digit or a symbol, and 2.5 bits per byte. Both refuse
 /// placeholders, UUIDs, hex digests of common lengths, paths and plain words.
 pub fn looks_random(s: &[u8], strict: bool) -> bool {
-    if s.len() < 8 || looks_placeholder(s) || is_uuid(s) || is_digest(s) {
+    // Cheapest tests first: most candidates are short, digests, paths or identifiers.
+    let min = if strict { 16 } else { 8 };
+    if s.len() < min || is_uuid(s) || is_digest(s) || is_path(s) {
         return false;
     }
-    if is_path(s) || (strict && is_identifier(s)) {
+    if (strict && is_identifier(s)) || looks_placeholder(s) {
         return false;
     }
     let classes = classes(s);
@@ -172,10 +181,6 @@ fn distinct(s: &[u8]) -> usize {
     let mut seen = [false; 256];
     s.iter().for_each(|&b| seen[b as usize] = true);
     seen.iter().filter(|&&x| x).count()
-}
-
-fn contains(hay: &[u8], needle: &[u8]) -> bool {
-    memchr::memmem::find(hay, needle).is_some()
 }
 
 #[cfg(test)]

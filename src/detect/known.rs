@@ -1,18 +1,29 @@
-//! The known-value matcher: every form of every value the tool knows, in one Aho-Corasick
-//! automaton.
+//! The known-value matcher: every form of every value the tool knows, found in one pass.
 //!
-//! Invariants: values shorter than [`MIN_KNOWN_LEN`] bytes are not searched (they would match
-//! everywhere) and are listed by [`KnownValues::too_short`] so callers can say they could not
-//! be proven absent; the derived forms are held in [`Secret`]s and never printed; `Debug` shows
-//! only counts. The automaton runs with standard (overlapping) semantics so that one value
-//! inside another, or two values that overlap, are each reported.
+//! Every pattern is at least [`MIN_KNOWN_LEN`] (8) bytes long, so every occurrence starts with
+//! the pattern's first 8 bytes. The pass reads the text once, keeping the last 8 bytes in a
+//! `u64`; a 2^20-bit filter of hashed 8-byte prefixes rejects almost every position with one
+//! multiply and one bit test, and the rare survivors are looked up in a sorted table and
+//! compared in full. This runs at memory speed whatever the number of patterns (an
+//! Aho-Corasick automaton over thousands of random patterns has no usable prefilter), reports
+//! every occurrence including overlapping ones, and keeps all derived data in zeroized memory.
+//!
+//! Invariants: values shorter than 8 bytes are not searched (they would match everywhere) and
+//! are listed by [`KnownValues::too_short`] so callers can say they could not be proven absent;
+//! the derived forms are held in [`Secret`]s, the prefix table and the filter in `Zeroizing`
+//! buffers; `Debug` shows only counts.
 
 use std::fmt;
 
-use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
+use zeroize::Zeroizing;
 
 use super::encode::{Encoding, forms};
 use crate::secret::Secret;
+
+/// Bits of the prefix filter: 2^20 bits (128 KiB) keep false hits rare for tens of thousands
+/// of patterns while the filter stays in cache.
+const FILTER_BITS: u32 = 20;
+const FILTER_WORDS: usize = (1 << FILTER_BITS) / 64;
 
 /// Shortest value (in bytes) that a search can prove absent.
 pub const MIN_KNOWN_LEN: usize = 8;
@@ -29,8 +40,15 @@ pub struct KnownValues {
     labels: Vec<String>,
     forms: Vec<Form>,
     too_short: Vec<String>,
-    automaton: Option<AhoCorasick>,
+    /// (first 8 bytes of a form as a little-endian `u64`, form index), sorted.
+    prefixes: Zeroizing<Vec<(u64, u32)>>,
+    /// One bit per hashed prefix.
+    filter: Zeroizing<Vec<u64>>,
     max_len: usize,
+}
+
+fn filter_slot(prefix: u64) -> usize {
+    (prefix.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (64 - FILTER_BITS)) as usize
 }
 
 /// A known value found in a buffer.
@@ -77,21 +95,24 @@ impl KnownValues {
             seen.push(value);
         }
         let max_len = forms_out.iter().map(|f| f.pattern.len()).max().unwrap_or(0);
-        let automaton = if forms_out.is_empty() {
-            None
-        } else {
-            let built = AhoCorasickBuilder::new()
-                .match_kind(MatchKind::Standard)
-                .build(forms_out.iter().map(|f| f.pattern.expose()));
-            // Building fails only past the automaton's size limits (billions of states);
-            // that many values cannot come from a manifest, so this is a programming error.
-            Some(built.expect("known-value automaton within size limits"))
-        };
+        let mut prefixes = Zeroizing::new(Vec::with_capacity(forms_out.len()));
+        let mut filter = Zeroizing::new(vec![0u64; FILTER_WORDS]);
+        for (index, form) in forms_out.iter().enumerate() {
+            let head: [u8; 8] = form.pattern.expose()[..MIN_KNOWN_LEN]
+                .try_into()
+                .expect("every form is at least 8 bytes");
+            let prefix = u64::from_le_bytes(head);
+            prefixes.push((prefix, index as u32));
+            let slot = filter_slot(prefix);
+            filter[slot >> 6] |= 1 << (slot & 63);
+        }
+        prefixes.sort_unstable();
         KnownValues {
             labels,
             forms: forms_out,
             too_short,
-            automaton,
+            prefixes,
+            filter,
             max_len,
         }
     }
@@ -112,7 +133,7 @@ impl KnownValues {
         self.labels.len()
     }
 
-    /// Number of patterns (all forms of all values) in the automaton.
+    /// Number of patterns (all forms of all values) searched.
     pub fn pattern_count(&self) -> usize {
         self.forms.len()
     }
@@ -131,24 +152,53 @@ impl KnownValues {
     /// Every occurrence of every form in `hay[from..]`, reported only when it ends after
     /// `new_from`: the bytes before `new_from` were searched in an earlier chunk.
     pub(crate) fn search(&self, hay: &[u8], from: usize, new_from: usize) -> Vec<KnownHit> {
-        let Some(ac) = &self.automaton else {
-            return Vec::new();
-        };
-        let input = aho_corasick::Input::new(hay).span(from..hay.len());
         let mut out = Vec::new();
-        for m in ac.find_overlapping_iter(input) {
-            if m.end() <= new_from {
-                continue;
+        if self.forms.is_empty() || hay.len() < from + MIN_KNOWN_LEN {
+            return out;
+        }
+        // The window holds the 8 bytes that end at the current one, read as a little-endian
+        // u64, i.e. as the 8 bytes starting 7 positions back.
+        let text = &hay[from..];
+        let mut window = 0u64;
+        for &b in &text[..MIN_KNOWN_LEN - 1] {
+            window = (window >> 8) | (u64::from(b) << 56);
+        }
+        for (start, &b) in text[MIN_KNOWN_LEN - 1..].iter().enumerate() {
+            window = (window >> 8) | (u64::from(b) << 56);
+            let slot = filter_slot(window);
+            if self.filter[slot >> 6] & (1 << (slot & 63)) != 0 {
+                self.confirm(hay, from + start, window, new_from, &mut out);
             }
-            let form = &self.forms[m.pattern().as_usize()];
-            out.push(KnownHit {
-                value: form.value,
-                encoding: form.encoding,
-                start: m.start(),
-                end: m.end(),
-            });
         }
         out
+    }
+
+    /// Compares every form whose first 8 bytes are `prefix` with the text at `start`.
+    fn confirm(
+        &self,
+        hay: &[u8],
+        start: usize,
+        prefix: u64,
+        new_from: usize,
+        out: &mut Vec<KnownHit>,
+    ) {
+        let first = self.prefixes.partition_point(|&(p, _)| p < prefix);
+        for &(p, index) in &self.prefixes[first..] {
+            if p != prefix {
+                break;
+            }
+            let form = &self.forms[index as usize];
+            let pattern = form.pattern.expose();
+            let end = start + pattern.len();
+            if end > new_from && hay.get(start..end) == Some(pattern) {
+                out.push(KnownHit {
+                    value: form.value,
+                    encoding: form.encoding,
+                    start,
+                    end,
+                });
+            }
+        }
     }
 }
 

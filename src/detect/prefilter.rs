@@ -1,26 +1,42 @@
 //! The keyword prefilter: one Aho-Corasick pass over a buffer decides which rule regexes run,
 //! and where.
 //!
-//! Every rule lists literals that occur in each of its matches. The automaton holds all of
-//! them, ASCII case-insensitively; a hit on a keyword of a case-sensitive rule is confirmed
-//! byte for byte before it counts. Each hit opens a window around it for its rules; windows
-//! of one rule that touch are merged, so a dense run of keywords costs one regex pass, not one
-//! per hit. Invariant: a window spans from [`BEFORE`] bytes before the keyword to the rule's
-//! reach after it, which covers every match that contains the keyword.
+//! Every rule lists literals that occur in each of its matches. One automaton holds all of
+//! them, ASCII case-insensitively, and runs leftmost-longest without overlaps (the fast search
+//! mode: an overlapping search costs several times more). A keyword that occurs inside a longer
+//! one (`token` in `vault_token`, `key` in `api_key`) would then be hidden, so each keyword
+//! carries the rules of every keyword it contains, at their offsets. A hit on a keyword of a
+//! case-sensitive rule is confirmed byte for byte before it counts.
+//!
+//! A rule whose matches start at its keyword gets one range per hit, starting there, and its
+//! regex runs anchored. The few others get a window from [`BEFORE`] bytes before the keyword to
+//! the rule's reach after it; windows of one rule that touch are merged, so a dense run of
+//! keywords costs one regex pass, not one per hit.
 
 use std::ops::Range;
 
-use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
+use aho_corasick::{AhoCorasick, AhoCorasickBuilder, AhoCorasickKind, MatchKind};
 
 use super::rules::Compiled;
 
 /// How far before its keyword a match may start (assignment names, URL schemes, PEM dashes).
 pub const BEFORE: usize = 128;
 
-/// Which rules a keyword belongs to, and whether each compares case-sensitively.
+/// A rule to try when a keyword is found: the rule, whether it compares case-sensitively,
+/// and where (offset, length) its own keyword sits inside the found one.
+#[derive(Clone, Copy)]
+struct Target {
+    rule: usize,
+    sensitive: bool,
+    offset: usize,
+    len: usize,
+}
+
+/// One distinct keyword (lowercased) and the rules it triggers.
 struct Entry {
     keyword: Vec<u8>,
-    rules: Vec<(usize, bool)>,
+    own: Vec<(usize, bool)>,
+    targets: Vec<Target>,
 }
 
 /// The keyword automaton of a rule set.
@@ -41,20 +57,46 @@ impl Prefilter {
             }
             for keyword in &rule.keywords {
                 let lower = keyword.to_ascii_lowercase().into_bytes();
-                let sensitive = !rule.case_insensitive;
+                let own = (index, !rule.case_insensitive);
                 match entries.iter_mut().find(|e| e.keyword == lower) {
-                    Some(e) => e.rules.push((index, sensitive)),
+                    Some(e) => e.own.push(own),
                     None => entries.push(Entry {
                         keyword: lower,
-                        rules: vec![(index, sensitive)],
+                        own: vec![own],
+                        targets: Vec::new(),
                     }),
                 }
             }
         }
+        // Each keyword triggers its own rules and those of every keyword inside it.
+        let contained: Vec<Vec<Target>> = entries
+            .iter()
+            .map(|outer| {
+                let mut targets = Vec::new();
+                for inner in &entries {
+                    let k = &inner.keyword;
+                    for offset in 0..=outer.keyword.len().saturating_sub(k.len()) {
+                        if outer.keyword[offset..].starts_with(k) {
+                            targets.extend(inner.own.iter().map(|&(rule, sensitive)| Target {
+                                rule,
+                                sensitive,
+                                offset,
+                                len: k.len(),
+                            }));
+                        }
+                    }
+                }
+                targets
+            })
+            .collect();
+        for (entry, targets) in entries.iter_mut().zip(contained) {
+            entry.targets = targets;
+        }
         let automaton = (!entries.is_empty()).then(|| {
             AhoCorasickBuilder::new()
                 .ascii_case_insensitive(true)
-                .match_kind(MatchKind::Standard)
+                .match_kind(MatchKind::LeftmostLongest)
+                .kind(Some(AhoCorasickKind::DFA))
                 .build(entries.iter().map(|e| &e.keyword))
                 .expect("keyword automaton within size limits")
         });
@@ -65,8 +107,9 @@ impl Prefilter {
         }
     }
 
-    /// The merged search windows of each rule in `hay[range]`: for rule `i`, `out[i]` holds
-    /// ranges of `hay` to run its regex over.
+    /// The search ranges of each rule for the keyword hits in `hay[range]`: for rule `i`,
+    /// `out[i]` holds ranges of `hay` to run its regex over: merged windows for windowed
+    /// rules, and for anchored rules one range per hit that starts at the keyword.
     pub(crate) fn windows(
         &self,
         rules: &[Compiled],
@@ -76,15 +119,22 @@ impl Prefilter {
     ) {
         let Some(ac) = &self.automaton else { return };
         let input = aho_corasick::Input::new(hay).span(range);
-        for m in ac.find_overlapping_iter(input) {
-            let entry = &self.entries[m.pattern().as_usize()];
-            for &(rule, sensitive) in &entry.rules {
-                if sensitive && !keyword_exact(rules, rule, &hay[m.start()..m.end()]) {
+        for m in ac.find_iter(input) {
+            for t in &self.entries[m.pattern().as_usize()].targets {
+                let at = m.start() + t.offset;
+                if t.sensitive && !keyword_exact(rules, t.rule, &hay[at..at + t.len]) {
                     continue;
                 }
-                let start = m.start().saturating_sub(BEFORE);
-                let end = (m.start() + rules[rule].reach + 2).min(hay.len());
-                let windows = &mut out[rule];
+                let rule = &rules[t.rule];
+                let end = (at + rule.reach + 2).min(hay.len());
+                let windows = &mut out[t.rule];
+                if rule.anchored {
+                    if windows.last().is_none_or(|w| w.start != at) {
+                        windows.push(at..end);
+                    }
+                    continue;
+                }
+                let start = at.saturating_sub(BEFORE);
                 match windows.last_mut() {
                     Some(last) if start <= last.end => {
                         last.start = last.start.min(start);

@@ -560,3 +560,16 @@ fn verify(
     }
     Ok(())
 }
+
+/// The decoded values at `locator` in one file: what `scan` and `secrets push` need without
+/// redacting anything. One parser per format serves every command.
+pub fn values_at(path: &str, input: &[u8], locator: &Locator) -> Result<Vec<Secret>, RedactError> {
+    // Any handle will do: only the values are kept, the placeholders are thrown away.
+    let handle = Handle::parse("agentbak:values#at").expect("a valid handle");
+    let rule = Rule {
+        locator: locator.clone(),
+        handle,
+    };
+    let redacted = redact_file(path, input, std::slice::from_ref(&rule), &[])?;
+    Ok(redacted.values.into_iter().map(|(_, v)| v).collect())
+}

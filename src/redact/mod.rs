@@ -49,7 +49,7 @@ use crate::manifest::Locator;
 use crate::secret::Secret;
 
 pub use error::RedactError;
-pub use file::{is_binary, redact_file, rehydrate_file};
+pub use file::{is_binary, redact_file, rehydrate_file, values_at};
 pub use property::round_trip_property;
 pub use stray::MIN_STRAY_LEN;
 

@@ -164,16 +164,6 @@ fn handle_table(out: &mut String, handles: &[HandleCheck]) {
             format!("{} (max {})", h.now.rotation.label(), h.now.max_age_days),
         ]);
     }
-    let widths: Vec<usize> = (0..6)
-        .map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0))
-        .collect();
     let _ = writeln!(out, "  handles:");
-    for row in &rows {
-        let line: Vec<String> = row
-            .iter()
-            .zip(&widths)
-            .map(|(cell, w)| format!("{cell:<w$}"))
-            .collect();
-        let _ = writeln!(out, "    {}", line.join("  ").trim_end());
-    }
+    out.push_str(&super::columns(&rows, "    "));
 }

@@ -5,9 +5,8 @@
 //! state that still holds the previous value is mid-rotation, not out of sync). Ephemeral
 //! rules, env handles and pinned handles are never pushed.
 //!
-//! This carries a minimal reader for two locators, `whole_file` and dotenv `env`, until the
-//! redaction engine (`src/redact/`) offers extraction for every format; other locators are
-//! reported as skipped. Values are held in zeroized buffers and reported masked only.
+//! Values are read with the redaction engine's parsers (`redact::values_at`), so every locator
+//! works as in a snapshot. Values are held in zeroized buffers and reported masked only.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -80,11 +79,6 @@ pub fn push(manifest: &Manifest, stores: &Stores, dry_run: bool) -> Vec<PushItem
             items.push(skip(
                 "pinned handle: a new version would not be the one it names",
             ));
-        } else if !matches!(locator, Locator::WholeFile | Locator::Env(_)) {
-            items.push(skip(&format!(
-                "locator `{}` is not supported by push yet (whole_file and env are)",
-                locator.field()
-            )));
         } else {
             match read_values(&manifest.state, &rule.file, &locator) {
                 Ok(values) if values.is_empty() => {
@@ -195,100 +189,9 @@ fn read_values(
         }
         let bytes = super::sealed::read_zeroized(entry.path())
             .map_err(|e| format!("{}: {e}", entry.path().display()))?;
-        let value = match locator {
-            Locator::WholeFile => Some(Secret::from_slice(&bytes)),
-            Locator::Env(key) => dotenv_value(&bytes, key),
-            _ => None,
-        };
-        if let Some(v) = value {
-            out.push((rel.to_path_buf(), v));
-        }
+        let values = crate::redact::values_at(&rel.display().to_string(), &bytes, locator)
+            .map_err(|e| e.to_string())?;
+        out.extend(values.into_iter().map(|v| (rel.to_path_buf(), v)));
     }
     Ok(out)
-}
-
-/// The value of `key` in a dotenv file: `KEY=value`, `export KEY=value`, double-quoted (with
-/// `\n`, `\"`, `\\` escapes), single-quoted (literal), or unquoted (up to a ` #` comment). The
-/// last assignment wins, as when the file is sourced.
-pub fn dotenv_value(text: &[u8], key: &str) -> Option<Secret> {
-    let mut found = None;
-    for line in text.split(|b| *b == b'\n') {
-        let line = line.strip_suffix(b"\r").unwrap_or(line);
-        let line = trim_start(line);
-        let line = line
-            .strip_prefix(b"export ")
-            .map(trim_start)
-            .unwrap_or(line);
-        let Some(eq) = line.iter().position(|b| *b == b'=') else {
-            continue;
-        };
-        if line[..eq].trim_ascii_end() != key.as_bytes() {
-            continue;
-        }
-        found = Some(Secret::new(parse_value(trim_start(&line[eq + 1..]))));
-    }
-    found
-}
-
-fn trim_start(s: &[u8]) -> &[u8] {
-    s.trim_ascii_start()
-}
-
-fn parse_value(v: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(v.len());
-    match v.first() {
-        Some(b'"') => {
-            let mut i = 1;
-            while i < v.len() && v[i] != b'"' {
-                if v[i] == b'\\' && i + 1 < v.len() {
-                    i += 1;
-                    out.push(match v[i] {
-                        b'n' => b'\n',
-                        b't' => b'\t',
-                        b'r' => b'\r',
-                        other => other,
-                    });
-                } else {
-                    out.push(v[i]);
-                }
-                i += 1;
-            }
-        }
-        Some(b'\'') => {
-            let end = v[1..]
-                .iter()
-                .position(|b| *b == b'\'')
-                .map_or(v.len(), |p| p + 1);
-            out.extend_from_slice(&v[1..end]);
-        }
-        _ => {
-            let end = v
-                .windows(2)
-                .position(|w| w == b" #" || w == b"\t#")
-                .unwrap_or(v.len());
-            out.extend_from_slice(v[..end].trim_ascii_end());
-        }
-    }
-    out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn get(text: &str, key: &str) -> Option<String> {
-        dotenv_value(text.as_bytes(), key).map(|s| String::from_utf8(s.expose().to_vec()).unwrap())
-    }
-
-    #[test]
-    fn dotenv_forms() {
-        let text = "# c\nA=plain # comment\nexport B=\"quo\\\"ted\\n\"\nC='lit $x'\r\n D = spaced \nA2=x\n";
-        assert_eq!(get(text, "A").as_deref(), Some("plain"));
-        assert_eq!(get(text, "B").as_deref(), Some("quo\"ted\n"));
-        assert_eq!(get(text, "C").as_deref(), Some("lit $x"));
-        assert_eq!(get(text, "D").as_deref(), Some("spaced"));
-        assert_eq!(get(text, "E"), None);
-        assert_eq!(get("K=1\nK=2\n", "K").as_deref(), Some("2"));
-        assert_eq!(get("K=\n", "K").as_deref(), Some(""));
-    }
 }

@@ -1,0 +1,164 @@
+//! `agentbak restore`: picks the snapshot, finds the identity, calls `ops::restore`, renders.
+
+use std::fmt::Write as _;
+use std::path::Path;
+
+use super::{Cli, RestoreArgs, load_manifest, write_stdout};
+use crate::archive::Identity;
+use crate::error::{Error, ExitCode, Result};
+use crate::handle::Handle;
+use crate::ops::restore::{Outcome, RestoreOptions, RestoreReport, Versions, restore_archive};
+use crate::repo::Repository;
+use crate::store::{ResolveOptions, Status, Stores, resolve_one};
+
+pub(super) fn restore(cli: &Cli, args: &RestoreArgs) -> Result<ExitCode> {
+    let manifest = load_manifest(cli.manifest.as_deref())?;
+    let stores = Stores::from_manifest(&manifest)?;
+    let repo = Repository::open(&manifest.repository)?;
+    let listing = repo.list()?;
+    let sidecar = repo.resolve(&listing, &args.snapshot)?;
+    let identity = match (&args.identity, sidecar.encrypted) {
+        (Some(given), true) => Some(load_identity(given, &stores)?),
+        _ => None,
+    };
+    let options = RestoreOptions {
+        target: args.target.clone(),
+        rehydrate: args.rehydrate,
+        force: args.force,
+        dry_run: args.dry_run,
+        versions: match (args.pin, args.previous) {
+            (true, _) => Versions::Pinned,
+            (_, true) => Versions::Previous,
+            _ => Versions::Current,
+        },
+        identity: identity.as_ref(),
+        resolve: ResolveOptions::default(),
+    };
+    let report = restore_archive(repo.open_archive(sidecar)?, sidecar, &stores, &options)?;
+    warn(&report);
+    if cli.json {
+        let mut out = serde_json::to_vec_pretty(&report).expect("a restore report serializes");
+        out.push(b'\n');
+        write_stdout(&out)?;
+    } else {
+        write_stdout(human(&report).as_bytes())?;
+    }
+    Ok(report.exit_code())
+}
+
+/// `--identity` is a handle when it parses as one of a store the manifest names; else a file.
+fn load_identity(given: &str, stores: &Stores) -> Result<Identity> {
+    let handle = Handle::parse(given)
+        .ok()
+        .filter(|h| stores.get(&h.store).is_some());
+    let Some(handle) = handle else {
+        return Identity::from_file(Path::new(given));
+    };
+    let resolution = resolve_one(stores, &handle, &ResolveOptions::default());
+    match (&resolution.status, &resolution.value) {
+        (Status::Resolved { .. } | Status::FromCache { .. }, Some(value)) => {
+            Identity::parse(value, given)
+        }
+        (status, _) => Err(Error::IdentityUnresolved {
+            handle: given.to_string(),
+            status: status_detail(status),
+        }),
+    }
+}
+
+fn status_detail(status: &Status) -> String {
+    match status {
+        Status::Missing { message }
+        | Status::Forbidden { message }
+        | Status::Unreachable { message }
+        | Status::Other { message } => format!("{}: {message}", status.label()),
+        other => other.label().to_string(),
+    }
+}
+
+/// Warnings on stderr: what needs attention even though the restore went through.
+fn warn(report: &RestoreReport) {
+    for h in &report.handles {
+        match &h.status {
+            Status::FromCache { reason, .. } => {
+                tracing::warn!(handle = %h.handle, "value served from the cache: {reason}");
+            }
+            _ if h.left_empty => {
+                tracing::warn!(handle = %h.handle, "ephemeral value not set: restored as empty");
+            }
+            _ => {}
+        }
+    }
+    for link in &report.skipped_links {
+        tracing::warn!(
+            link = %link.path,
+            target = %link.target,
+            "symlink not restored: {}",
+            link.reason
+        );
+    }
+}
+
+/// The human report on stdout.
+fn human(r: &RestoreReport) -> String {
+    let mut out = String::new();
+    let c = &r.counts;
+    let what = format!(
+        "{} files, {} folders, {} links, {} bytes",
+        c.files, c.dirs, c.symlinks, c.bytes
+    );
+    let _ = match r.outcome {
+        Outcome::Restored => writeln!(
+            out,
+            "restored {} into {}: {what}",
+            r.snapshot,
+            r.target.display()
+        ),
+        Outcome::DryRun => writeln!(
+            out,
+            "dry run: {} would be restored into {}: {what}",
+            r.snapshot,
+            r.target.display()
+        ),
+        Outcome::Unresolved => writeln!(
+            out,
+            "nothing restored: {} of {} handles could not be resolved",
+            r.handles.iter().filter(|h| !h.usable()).count(),
+            r.handles.len()
+        ),
+    };
+    if !r.rehydrate {
+        let _ = writeln!(
+            out,
+            "{} files keep their placeholders (pass --rehydrate to fetch the values)",
+            r.secret_files
+        );
+    }
+    for h in &r.handles {
+        let _ = writeln!(out, "  {}  {}", h.handle, handle_line(h));
+    }
+    for l in &r.skipped_links {
+        let _ = writeln!(
+            out,
+            "  skipped link {} -> {}: {}",
+            l.path, l.target, l.reason
+        );
+    }
+    out
+}
+
+fn handle_line(h: &crate::ops::restore::HandleReport) -> String {
+    let version = |v: Option<u64>| v.map_or("-".to_string(), |v| format!("v{v}"));
+    let rotation = format!(
+        "(snapshot {}, restored {}{})",
+        version(h.snapshot_version),
+        version(h.restored_version),
+        if h.rotated { ", rotated" } else { "" }
+    );
+    match &h.status {
+        Status::Resolved { .. } => format!("resolved {rotation}"),
+        Status::FromCache { .. } => format!("from cache {rotation}"),
+        _ if h.left_empty => "left empty (ephemeral, variable not set)".to_string(),
+        other => status_detail(other),
+    }
+}

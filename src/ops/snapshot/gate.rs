@@ -1,0 +1,128 @@
+//! The leak gate: the exact tar byte stream, before compression, through the detection engine.
+//!
+//! The archive writer hands every byte it puts into the tar stream to an observer before
+//! compressing it (`archive::writer`). The gate is that observer: it feeds a streaming scan
+//! and remembers where each entry's content lies in the stream, so that a finding at a stream
+//! offset is reported with its entry and the byte offset inside the entry's content (SPEC
+//! "Snapshot" point 3: "file, line or offset, and rule"). Findings in tar headers (a secret in
+//! a file name) keep the entry's path and offset 0.
+
+use std::cell::RefCell;
+use std::io::Write;
+use std::rc::Rc;
+
+use crate::detect::{Detector, Finding, Severity, StreamScan};
+
+/// The name findings carry before they are mapped to an entry.
+const STREAM: &str = "<archive>";
+
+struct Inner<'d> {
+    scan: StreamScan<'d>,
+    /// (stream offset where the entry starts, where its content starts, entry path).
+    entries: Vec<(u64, u64, String)>,
+}
+
+/// A streaming scan of the tar byte stream, with the entry map. Cloning gives a second handle
+/// on the same gate: one goes to the archive writer as its observer, one stays with the caller.
+#[derive(Clone)]
+pub struct Gate<'d>(Rc<RefCell<Inner<'d>>>);
+
+/// Tar pads every entry's content to a 512-byte block.
+fn padding(size: u64) -> u64 {
+    (512 - size % 512) % 512
+}
+
+impl<'d> Gate<'d> {
+    /// A gate over `detector`.
+    pub fn new(detector: &'d Detector) -> Gate<'d> {
+        Gate(Rc::new(RefCell::new(Inner {
+            scan: detector.stream(STREAM),
+            entries: Vec::new(),
+        })))
+    }
+
+    /// Call before appending an entry.
+    pub fn begin_entry(&self, path: &str) {
+        let mut inner = self.0.borrow_mut();
+        let at = inner.scan.position();
+        inner.entries.push((at, at, path.to_string()));
+    }
+
+    /// Call after appending an entry with `size` bytes of content: the content is the `size`
+    /// bytes before the padding that ends the entry.
+    pub fn end_entry(&self, size: u64) {
+        let mut inner = self.0.borrow_mut();
+        let end = inner.scan.position();
+        if let Some(last) = inner.entries.last_mut() {
+            last.1 = end.saturating_sub(padding(size) + size).max(last.0);
+        }
+    }
+
+    /// The findings, split into blocking ones and warnings (entropy under `warn`), each named
+    /// after its entry with its offset inside the entry's content.
+    pub fn finish(self) -> (Vec<Finding>, Vec<Finding>) {
+        let inner = Rc::try_unwrap(self.0)
+            .ok()
+            .expect("the archive writer released its handle on the gate")
+            .into_inner();
+        let entries = inner.entries;
+        let mut blocking = Vec::new();
+        let mut warnings = Vec::new();
+        for mut f in inner.scan.finish() {
+            let at = entries.partition_point(|(start, _, _)| *start <= f.offset);
+            if at > 0 {
+                let (_, content, path) = &entries[at - 1];
+                f.path = path.clone();
+                f.offset = f.offset.saturating_sub(*content);
+                f.line = 0;
+                f.column = 0;
+            }
+            if f.severity == Severity::Error {
+                blocking.push(f);
+            } else {
+                warnings.push(f);
+            }
+        }
+        (blocking, warnings)
+    }
+}
+
+impl Write for Gate<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.borrow_mut().scan.write(buf)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.0.borrow_mut().scan.flush()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::manifest::Detect;
+
+    #[test]
+    fn findings_are_mapped_to_their_entry_and_content_offset() {
+        let detector = Detector::new(&Detect::default(), None).unwrap();
+        let gate = Gate::new(&detector);
+        let mut writer = gate.clone();
+        let token = b"ghp_abcdefghijklmnopqrstuvwxyz0123456789";
+        gate.begin_entry("state/a.txt");
+        writer.write_all(&[0u8; 512]).unwrap();
+        writer.write_all(b"clean text\n").unwrap();
+        writer.write_all(&[0u8; 512 - 11]).unwrap();
+        gate.end_entry(11);
+        gate.begin_entry("state/b.txt");
+        writer.write_all(&[0u8; 512]).unwrap();
+        let content = [b"token: ".as_slice(), token].concat();
+        writer.write_all(&content).unwrap();
+        writer.write_all(&vec![0u8; 512 - content.len()]).unwrap();
+        gate.end_entry(content.len() as u64);
+        drop(writer);
+        let (blocking, _) = gate.finish();
+        assert_eq!(blocking.len(), 1, "{blocking:?}");
+        assert_eq!(blocking[0].path, "state/b.txt");
+        assert_eq!(blocking[0].offset, 7);
+    }
+}

@@ -1,0 +1,151 @@
+//! `kill -9` at random moments during snapshots never leaves a listed snapshot that fails its
+//! hash check, nor a lock that blocks the next run (SPEC "Snapshot" point 6).
+
+use std::io::Write;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn agentbak(manifest: &Path) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_agentbak"));
+    cmd.arg("-m").arg(manifest).env_remove("AGENTBAK_MANIFEST");
+    cmd
+}
+
+/// A state of a few tens of MiB: enough that a snapshot takes a while on any machine.
+fn make_state(root: &Path) {
+    let mut seed: u64 = 0x9E37_79B9_7F4A_7C15;
+    for i in 0..16 {
+        let dir = root.join(format!("memory/d{}", i % 4));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut f = std::fs::File::create(dir.join(format!("f{i}.log"))).unwrap();
+        let mut buf = Vec::with_capacity(1 << 20);
+        for _ in 0..2 {
+            buf.clear();
+            while buf.len() < (1 << 20) {
+                seed ^= seed << 13;
+                seed ^= seed >> 7;
+                seed ^= seed << 17;
+                writeln!(buf, "step {seed:016x} observation {}", seed % 9973).unwrap();
+            }
+            f.write_all(&buf).unwrap();
+        }
+    }
+}
+
+/// Every listed snapshot's archive matches its sidecar's size and blake3.
+fn check_listed(repo: &Path) -> usize {
+    let dir = repo.join("snapshots");
+    let mut listed = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_none_or(|e| e != "json") {
+            continue;
+        }
+        let sidecar: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+        let archive = dir.join(sidecar["archive"].as_str().unwrap());
+        let bytes = std::fs::read(&archive).expect("a listed snapshot has its archive");
+        assert_eq!(bytes.len() as u64, sidecar["size"].as_u64().unwrap());
+        assert_eq!(
+            blake3::hash(&bytes).to_hex().to_string(),
+            sidecar["blake3"].as_str().unwrap(),
+            "{} does not match its sidecar",
+            archive.display()
+        );
+        listed += 1;
+    }
+    listed
+}
+
+#[test]
+fn kill_9_at_random_moments_leaves_only_complete_snapshots() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    make_state(&root.join("state"));
+    let manifest = root.join("agentbak.json");
+    std::fs::write(
+        &manifest,
+        r#"{ "version": 1, "agent": "crash", "state": "./state", "repository": "./backups" }"#,
+    )
+    .unwrap();
+
+    // How long one run takes here, to spread the kills over it.
+    let t = Instant::now();
+    let ok = agentbak(&manifest).arg("snapshot").output().unwrap();
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    let full = t.elapsed();
+
+    let trials = 8;
+    for trial in 0..trials {
+        let delay = full.mul_f64(trial as f64 / trials as f64 * 1.1);
+        let mut child = agentbak(&manifest)
+            .arg("snapshot")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(delay);
+        let _ = child.kill(); // SIGKILL
+        let _ = child.wait();
+        check_listed(&root.join("backups"));
+    }
+
+    // The next run is not blocked by a lock of a killed run, and cleans up what they left.
+    let next = agentbak(&manifest).arg("snapshot").output().unwrap();
+    assert!(
+        next.status.success(),
+        "{}",
+        String::from_utf8_lossy(&next.stderr)
+    );
+    let listed = check_listed(&root.join("backups"));
+    assert!(listed >= 2, "the first and the last run are listed");
+    let tmp = root.join("backups/tmp");
+    assert_eq!(
+        std::fs::read_dir(tmp).unwrap().count(),
+        0,
+        "leftovers of killed runs are gone"
+    );
+    let list = agentbak(&manifest).arg("list").output().unwrap();
+    assert!(list.status.success());
+}
+
+#[test]
+fn a_second_run_meets_the_lock_and_waits_for_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    std::fs::create_dir_all(root.join("state")).unwrap();
+    std::fs::write(root.join("state/notes.md"), "hello\n").unwrap();
+    let manifest = root.join("agentbak.json");
+    std::fs::write(
+        &manifest,
+        r#"{ "version": 1, "agent": "lock", "state": "./state", "repository": "./backups" }"#,
+    )
+    .unwrap();
+    // This test holds the repository lock, as a running snapshot would.
+    let repo = agentbak::repo::Repository::open_or_create(&root.join("backups")).unwrap();
+    let held = repo.lock(None, "test").unwrap();
+    let second = agentbak(&manifest).arg("snapshot").output().unwrap();
+    assert_eq!(
+        second.status.code(),
+        Some(7),
+        "{}",
+        String::from_utf8_lossy(&second.stderr)
+    );
+    assert!(String::from_utf8_lossy(&second.stderr).contains("locked"));
+    // With --wait, the run proceeds once the lock is released.
+    let waiting = agentbak(&manifest)
+        .args(["snapshot", "--wait", "30"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    drop(held);
+    let out = waiting.wait_with_output().unwrap();
+    assert!(out.status.success());
+    assert!(!out.stdout.is_empty(), "the waiting run printed its id");
+}
