@@ -1,15 +1,12 @@
 //! `agentbak restore`: picks the snapshot, finds the identity, calls `ops::restore`, renders.
 
 use std::fmt::Write as _;
-use std::path::Path;
 
 use super::{Cli, RestoreArgs, load_manifest, write_stdout};
-use crate::archive::Identity;
-use crate::error::{Error, ExitCode, Result};
-use crate::handle::Handle;
+use crate::error::{ExitCode, Result};
 use crate::ops::restore::{Outcome, RestoreOptions, RestoreReport, Versions, restore_archive};
 use crate::repo::Repository;
-use crate::store::{ResolveOptions, Status, Stores, resolve_one};
+use crate::store::{ResolveOptions, Status, Stores};
 
 pub(super) fn restore(cli: &Cli, args: &RestoreArgs) -> Result<ExitCode> {
     let manifest = load_manifest(cli.manifest.as_deref())?;
@@ -18,7 +15,7 @@ pub(super) fn restore(cli: &Cli, args: &RestoreArgs) -> Result<ExitCode> {
     let listing = repo.list()?;
     let sidecar = repo.resolve(&listing, &args.snapshot)?;
     let identity = match (&args.identity, sidecar.encrypted) {
-        (Some(given), true) => Some(load_identity(given, &stores)?),
+        (Some(given), true) => Some(crate::ops::identity::load_identity(given, &stores)?),
         _ => None,
     };
     let options = RestoreOptions {
@@ -47,35 +44,6 @@ pub(super) fn restore(cli: &Cli, args: &RestoreArgs) -> Result<ExitCode> {
 }
 
 /// `--identity` is a handle when it parses as one of a store the manifest names; else a file.
-fn load_identity(given: &str, stores: &Stores) -> Result<Identity> {
-    let handle = Handle::parse(given)
-        .ok()
-        .filter(|h| stores.get(&h.store).is_some());
-    let Some(handle) = handle else {
-        return Identity::from_file(Path::new(given));
-    };
-    let resolution = resolve_one(stores, &handle, &ResolveOptions::default());
-    match (&resolution.status, &resolution.value) {
-        (Status::Resolved { .. } | Status::FromCache { .. }, Some(value)) => {
-            Identity::parse(value, given)
-        }
-        (status, _) => Err(Error::IdentityUnresolved {
-            handle: given.to_string(),
-            status: status_detail(status),
-        }),
-    }
-}
-
-fn status_detail(status: &Status) -> String {
-    match status {
-        Status::Missing { message }
-        | Status::Forbidden { message }
-        | Status::Unreachable { message }
-        | Status::Other { message } => format!("{}: {message}", status.label()),
-        other => other.label().to_string(),
-    }
-}
-
 /// Warnings on stderr: what needs attention even though the restore went through.
 fn warn(report: &RestoreReport) {
     for h in &report.handles {
@@ -159,6 +127,6 @@ fn handle_line(h: &crate::ops::restore::HandleReport) -> String {
         Status::Resolved { .. } => format!("resolved {rotation}"),
         Status::FromCache { .. } => format!("from cache {rotation}"),
         _ if h.left_empty => "left empty (ephemeral, variable not set)".to_string(),
-        other => status_detail(other),
+        other => crate::ops::identity::status_detail(other),
     }
 }

@@ -39,11 +39,11 @@ use serde::Serialize;
 
 use crate::archive::{Identity, Sidecar};
 use crate::detect::{Detector, Finding, Severity};
-use crate::error::{Error, ExitCode, Result};
+use crate::error::{ExitCode, Result};
 use crate::handle::Handle;
 use crate::manifest::Manifest;
 use crate::repo::{Orphan, OrphanKind, Repository};
-use crate::store::{ResolveOptions, Stores, resolve_one};
+use crate::store::Stores;
 
 pub use handles::HandleCheck;
 
@@ -290,27 +290,7 @@ impl VerifyReport {
     }
 }
 
-/// The decryption identity named by `--identity`: a handle of one of `stores` (for example
-/// `vault:agents/kevin/backup-key#identity`), else a file path. The key is never quoted.
-pub fn load_identity(text: &str, stores: &Stores) -> Result<Identity> {
-    if let Ok(handle) = Handle::parse(text)
-        && stores.get(&handle.store).is_some()
-    {
-        let resolved = resolve_one(
-            stores,
-            &handle.with_agent(stores.agent()),
-            &ResolveOptions::default(),
-        );
-        return match resolved.value {
-            Some(value) => Identity::parse(&value, text),
-            None => Err(Error::Identity {
-                origin: text.to_string(),
-                reason: format!("the handle did not resolve ({})", resolved.status.label()),
-            }),
-        };
-    }
-    Identity::from_file(std::path::Path::new(text))
-}
+pub use crate::ops::identity::load_identity;
 
 /// The exit code an orphan implies: half a snapshot is an integrity failure, a foreign file a
 /// warning.
