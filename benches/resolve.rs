@@ -4,7 +4,7 @@
 //!
 //! Run with `scripts/bench-resolve.sh` (or `cargo bench --bench resolve`).
 
-#[path = "../tests/common/mod.rs"]
+#[path = "../tests/it/common/mod.rs"]
 mod common;
 
 use std::collections::BTreeMap;

@@ -7,7 +7,7 @@
 //!
 //! Invariant: the index never holds a secret value nor anything derived from one (no hash of a
 //! value). The only hashes are of file contents *after* redaction, which are what the archive
-//! stores anyway. `schemas/index.schema.json` describes this model; `tests/archive.rs`
+//! stores anyway. `schemas/index.schema.json` describes this model; `tests/it/archive.rs`
 //! validates a real index against it.
 
 use chrono::{DateTime, Utc};

@@ -5,7 +5,7 @@
 //! size, which catch bit rot and truncation without the decryption identity.
 //!
 //! Invariant: like the index, a sidecar never holds a secret value or a hash of one.
-//! `schemas/sidecar.schema.json` describes it; `tests/archive.rs` validates a real one.
+//! `schemas/sidecar.schema.json` describes it; `tests/it/archive.rs` validates a real one.
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};

@@ -1,7 +1,7 @@
 //! The manifest model: what `agentbak.json` may hold (SPEC.md "The manifest").
 //!
 //! Every struct denies unknown fields. `schemas/manifest.schema.json` describes the same model;
-//! `tests/schema.rs` proves the two accept the same field names at every level.
+//! `tests/it/schema.rs` proves the two accept the same field names at every level.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;

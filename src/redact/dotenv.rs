@@ -97,6 +97,13 @@ pub(crate) fn entries(text: &str) -> Result<Vec<Entry<'_>>, FormatError> {
                 let rest = &text[i..line_end];
                 let cut = comment_start(rest).unwrap_or(rest.len());
                 let value = rest[..cut].trim_end();
+                if value.is_empty() && cut == 0 && i == eq {
+                    // `KEY=#...`: the comment touches the `=`, so no value fits there without
+                    // turning the comment into part of it. An empty value hides nothing; the
+                    // key names no value.
+                    pos = line_end + 1;
+                    continue;
+                }
                 // An empty value sits right after `=`, so that a placeholder there does not
                 // swallow the space that makes the rest of the line a comment.
                 let start = if value.is_empty() { eq } else { i };
@@ -256,6 +263,22 @@ mod tests {
             ]
         );
         assert_eq!(&doc[sites[2][0].range.clone()], "l1\\nl\\\"2");
+    }
+
+    #[test]
+    fn a_comment_touching_the_equals_sign_names_no_value() {
+        // Regression (found by `redact_arbitrary`): `KEY=#` got a placeholder before the `#`,
+        // which made the comment part of the value and broke the round trip.
+        let sites = Dotenv.locate("KEY=#c\nB= #c\n", &["KEY", "B"]).unwrap();
+        assert!(sites[0].is_empty());
+        assert_eq!(sites[1].len(), 1);
+        assert_eq!(sites[1][0].range, 9..9);
+        let red = crate::redact::round_trip_property(
+            ".env",
+            b"KEY=#",
+            crate::manifest::Locator::Env("KEY".into()),
+        );
+        assert_eq!(red, Ok(()));
     }
 
     #[test]

@@ -1,5 +1,5 @@
 //! Driver tests: rules together, strays, binary files, records, errors. The per-format round
-//! trips over arbitrary values are property tests in `tests/redact_roundtrip.rs`.
+//! trips over arbitrary values are property tests in `tests/it/redact_roundtrip.rs`.
 
 use std::collections::HashMap;
 

@@ -2,12 +2,10 @@
 //! manifest's `retention` as default and flags that replace it, `--dry-run`, `--json`, the
 //! newest never removed, and removal leaving no orphan.
 
-mod repo_support;
-
+use crate::repo_support::{ids, make_snapshot, manifest};
 use agentbak::repo::Repository;
 use assert_cmd::Command;
 use predicates::prelude::*;
-use repo_support::{ids, make_snapshot, manifest};
 
 fn agentbak(dir: &std::path::Path) -> Command {
     let mut cmd = Command::cargo_bin("agentbak").unwrap();

@@ -1,7 +1,6 @@
 //! The snapshot pipeline end to end: a real OpenBao, the stock `zstd`, `tar` and `age` tools.
 
-mod common;
-
+use crate::common;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 

@@ -3,13 +3,11 @@
 //! rules, `--dry-run`, `--pin`/`--previous`, ephemeral values, links that leave the tree.
 //! Every test that plants a value asserts it appears in no output.
 
-mod restore_fixture;
-
 use std::collections::BTreeMap;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 
-use restore_fixture::{Project, all_bytes, all_output, contains, tree};
+use crate::restore_fixture::{Project, all_bytes, all_output, contains, tree};
 
 const MANIFEST: &str = r#"{
   "version": 1,

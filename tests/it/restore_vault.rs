@@ -4,15 +4,13 @@
 //! (exit 3) or stops the restore without one (exit 6), and an archive's identity can itself
 //! come from the vault. No planted value appears in any output.
 
-mod common;
-mod restore_fixture;
-
+use crate::common;
 use std::collections::BTreeMap;
 use std::fs;
 
+use crate::restore_fixture::{Project, all_bytes, all_output, tree};
 use age::secrecy::ExposeSecret;
 use agentbak::archive::Recipients;
-use restore_fixture::{Project, all_bytes, all_output, tree};
 
 const OPENAI: &str = "sk-proj-VaultPlantedOpenAi1234567890abcdefXYZ";
 const GITHUB: &str = "ghp_VaultPlantedGithubToken0123456789abcdef";

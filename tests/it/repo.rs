@@ -2,15 +2,13 @@
 //! leftovers, `latest`, the sidecar schema, and the lock as the binary sees it (exit 7, stale
 //! takeover).
 
-mod repo_support;
-
 use std::os::unix::fs::PermissionsExt;
 
+use crate::repo_support::{ids, make_snapshot, manifest};
 use agentbak::archive::{ReadOptions, read_archive};
 use agentbak::repo::{OrphanKind, Repository, SnapshotId};
 use assert_cmd::Command;
 use predicates::prelude::*;
-use repo_support::{ids, make_snapshot, manifest};
 
 fn agentbak(dir: &std::path::Path) -> Command {
     let mut cmd = Command::cargo_bin("agentbak").unwrap();
@@ -64,7 +62,7 @@ fn the_sidecar_validates_against_its_schema() {
     let text = std::fs::read(repo.sidecar_path(&sidecar.id)).unwrap();
     let value: serde_json::Value = serde_json::from_slice(&text).unwrap();
     let schema: serde_json::Value =
-        serde_json::from_str(include_str!("../schemas/sidecar.schema.json")).unwrap();
+        serde_json::from_str(include_str!("../../schemas/sidecar.schema.json")).unwrap();
     let validator = jsonschema::draft202012::new(&schema).unwrap();
     let errors: Vec<String> = validator
         .iter_errors(&value)

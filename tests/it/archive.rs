@@ -207,7 +207,7 @@ fn index_holds_every_entry_and_validates_against_its_schema() {
     assert!(paths.contains(&"state/config/current"));
     assert_eq!(index.secrets, vec![secret_location()]);
     let schema: serde_json::Value =
-        serde_json::from_str(include_str!("../schemas/index.schema.json")).unwrap();
+        serde_json::from_str(include_str!("../../schemas/index.schema.json")).unwrap();
     let validator = jsonschema::draft202012::new(&schema).unwrap();
     let value = serde_json::to_value(&index).unwrap();
     let errors: Vec<String> = validator

@@ -1,4 +1,4 @@
-//! Shared by tests/repo.rs and tests/prune.rs: real snapshots made through the library API
+//! Shared by tests/it/repo.rs and tests/it/prune.rs: real snapshots made through the library API
 //! (lock, begin, archive writer, commit), and a manifest pointing at the repository.
 
 #![allow(dead_code)]

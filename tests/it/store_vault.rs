@@ -2,12 +2,12 @@
 //! from a real condition (versions, deletes, policies, AppRole, namespaces, a KV v1 mount, a
 //! sealed or stopped server, and faults injected by a proxy).
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use crate::common::OpenBao;
+use crate::common::proxy::{Fault, Proxy};
 use agentbak::handle::Handle;
 use agentbak::manifest::{VaultAuth, VaultConfig};
 use agentbak::secret::Secret;
@@ -15,8 +15,6 @@ use agentbak::store::{
     Cache, ResolveOptions, RetryPolicy, SecretStore, Status, StoreErrorKind, Stores, VaultStore,
     VersionChoice, resolve, resolve_one,
 };
-use common::OpenBao;
-use common::proxy::{Fault, Proxy};
 
 fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
     let p = dir.join(name);

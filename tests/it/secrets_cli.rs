@@ -2,8 +2,7 @@
 //! a real OpenBao. Every test that plants a value asserts it appears in no output unless
 //! `--reveal` asked for it.
 
-mod common;
-
+use crate::common;
 use std::path::Path;
 use std::process::Output;
 

@@ -4,8 +4,7 @@
 //!
 //! Every test that plants a value asserts that it appears in no output.
 
-mod common;
-
+use crate::common;
 use std::path::{Path, PathBuf};
 use std::process::Output;
 

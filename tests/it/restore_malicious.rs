@@ -3,12 +3,10 @@
 //! differs from the index. Each must write nothing outside the target, leave no target and no
 //! partial folder, and exit non-zero (5: the archive cannot be trusted).
 
-mod restore_fixture;
-
 use std::fs;
 
+use crate::restore_fixture::{Project, all_output};
 use agentbak::archive::{Counts, EntryKind, INDEX_FORMAT, Index, IndexEntry};
-use restore_fixture::{Project, all_output};
 
 const MANIFEST: &str = r#"{ "version": 1, "agent": "kevin", "state": "./state",
   "repository": "./backups", "stores": { "env": { "kind": "env" } }, "secrets": [] }"#;

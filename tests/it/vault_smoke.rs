@@ -1,7 +1,6 @@
 //! Proves the OpenBao wiring: a real dev server, a KV v2 write and read through vaultrs.
 
-mod common;
-
+use crate::common;
 use std::collections::HashMap;
 
 use vaultrs::client::{VaultClient, VaultClientSettingsBuilder};

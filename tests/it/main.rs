@@ -1,0 +1,27 @@
+//! Every integration test in one binary: one link instead of twenty, which keeps a cold
+//! build fast and its disk use small. Each module is the test suite of one area.
+
+mod common;
+mod repo_support;
+mod restore_fixture;
+
+mod archive;
+mod cli;
+mod crash;
+mod detect_corpus;
+mod prune;
+mod redact_arbitrary;
+mod redact_roundtrip;
+mod repo;
+mod restore;
+mod restore_malicious;
+mod restore_vault;
+mod scan;
+mod schema;
+mod secrets_cli;
+mod snapshot;
+mod store_local;
+mod store_vault;
+mod vault_smoke;
+mod verify;
+mod verify_e2e;
