@@ -31,6 +31,14 @@ pub fn pointer_tokens(pointer: &str) -> Option<Vec<String>> {
     )
 }
 
+/// The JSON Pointer of `tokens` (`~` and `/` escaped): the inverse of [`pointer_tokens`].
+pub fn pointer(tokens: &[String]) -> String {
+    tokens
+        .iter()
+        .map(|t| format!("/{}", t.replace('~', "~0").replace('/', "~1")))
+        .collect()
+}
+
 /// The byte range of the value at `pointer`, or `None` when the pointer names nothing. With
 /// duplicate object keys, the last one wins, as in `serde_json`.
 pub fn value_span(doc: &[u8], pointer: &str) -> Result<Option<Range<usize>>, ScanError> {

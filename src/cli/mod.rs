@@ -4,6 +4,7 @@
 //! module prints, and only `main` exits.
 
 mod completions;
+mod init;
 mod list;
 mod logging;
 mod prune;
@@ -309,7 +310,7 @@ fn dispatch(cli: &Cli) -> Result<ExitCode> {
     match &cli.command {
         Command::Completions { shell } => completions::completions(*shell),
         Command::Man => completions::man(),
-        Command::Init(_) => Err(Error::NotImplemented("init")),
+        Command::Init(args) => init::init(cli, args),
         Command::Scan(args) => scan::scan(cli, args),
         Command::Snapshot(args) => snapshot::snapshot(cli, args),
         Command::List => list::list(cli),

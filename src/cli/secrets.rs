@@ -14,7 +14,7 @@ use crate::error::{Error, ExitCode, Result};
 use crate::handle::Handle;
 use crate::manifest::Manifest;
 use crate::secret::Secret;
-use crate::store::push::{PushOutcome, push};
+use crate::store::push::{PushItem, PushOutcome, push};
 use crate::store::status::{HandleStatus, Rotation, handle_status};
 use crate::store::{Address, ResolveOptions, Status, Stores, resolve_one};
 
@@ -276,43 +276,53 @@ fn status_table(report: &[HandleStatus]) -> String {
 
 fn push_cmd(cli: &Cli, m: &Manifest, stores: &Stores) -> Result<ExitCode> {
     let report = push(m, stores, false);
-    let failed = report
-        .iter()
-        .any(|i| matches!(i.outcome, PushOutcome::Failed { .. }));
     let out = if cli.json {
         format!(
             "{}\n",
             serde_json::to_string_pretty(&report).map_err(|e| Error::Usage(e.to_string()))?
         )
     } else {
-        report.iter().fold(String::new(), |mut acc, i| {
-            let files: Vec<String> = i.files.iter().map(|f| f.display().to_string()).collect();
-            let from = if files.is_empty() {
-                String::new()
-            } else {
-                format!(" (from {})", files.join(", "))
-            };
-            let line = match &i.outcome {
-                PushOutcome::Pushed { version, preview } => {
-                    format!(
-                        "pushed   {} as version {version}: {preview}{from}",
-                        i.handle
-                    )
-                }
-                PushOutcome::InStore { version } => {
-                    format!("in store {} at version {version}{from}", i.handle)
-                }
-                PushOutcome::Skipped { reason } => format!("skipped  {}: {reason}", i.handle),
-                PushOutcome::Failed { message } => format!("failed   {}: {message}", i.handle),
-            };
-            let _ = writeln!(acc, "{line}");
-            acc
-        })
+        push_lines(&report)
     };
     write_stdout(out.as_bytes())?;
-    Ok(if failed {
+    Ok(push_code(&report))
+}
+
+/// Exit 1 when any handle could not be pushed.
+pub(super) fn push_code(report: &[PushItem]) -> ExitCode {
+    if report
+        .iter()
+        .any(|i| matches!(i.outcome, PushOutcome::Failed { .. }))
+    {
         ExitCode::Error
     } else {
         ExitCode::Success
+    }
+}
+
+/// One line per handle: pushed, in store, skipped or failed, with a masked preview.
+pub(super) fn push_lines(report: &[PushItem]) -> String {
+    report.iter().fold(String::new(), |mut acc, i| {
+        let files: Vec<String> = i.files.iter().map(|f| f.display().to_string()).collect();
+        let from = if files.is_empty() {
+            String::new()
+        } else {
+            format!(" (from {})", files.join(", "))
+        };
+        let line = match &i.outcome {
+            PushOutcome::Pushed { version, preview } => {
+                format!(
+                    "pushed   {} as version {version}: {preview}{from}",
+                    i.handle
+                )
+            }
+            PushOutcome::InStore { version } => {
+                format!("in store {} at version {version}{from}", i.handle)
+            }
+            PushOutcome::Skipped { reason } => format!("skipped  {}: {reason}", i.handle),
+            PushOutcome::Failed { message } => format!("failed   {}: {message}", i.handle),
+        };
+        let _ = writeln!(acc, "{line}");
+        acc
     })
 }

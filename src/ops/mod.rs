@@ -2,6 +2,7 @@
 //! modules, and returns a report for `cli` to render. Nothing here prints or exits.
 
 pub mod identity;
+pub mod init;
 pub mod restore;
 pub mod scan;
 pub mod snapshot;

@@ -238,6 +238,16 @@ impl Redactor for Dotenv {
         }
         Ok(out)
     }
+
+    fn keys(&self, text: &str) -> Result<Vec<String>, FormatError> {
+        let mut out: Vec<String> = Vec::new();
+        for entry in entries(text)? {
+            if !out.iter().any(|k| k == entry.key) {
+                out.push(entry.key.to_string());
+            }
+        }
+        Ok(out)
+    }
 }
 
 #[cfg(test)]

@@ -128,6 +128,16 @@ impl Redactor for Ini {
         }
         Ok(out)
     }
+
+    fn keys(&self, text: &str) -> Result<Vec<String>, FormatError> {
+        let mut out: Vec<String> = Vec::new();
+        for entry in entries(text) {
+            if !out.contains(&entry.name) {
+                out.push(entry.name);
+            }
+        }
+        Ok(out)
+    }
 }
 
 #[cfg(test)]

@@ -148,6 +148,43 @@ impl Redactor for Json {
         }
         Ok(out)
     }
+
+    fn keys(&self, text: &str) -> Result<Vec<String>, FormatError> {
+        // The scanner reports syntax errors by position without quoting the text.
+        json_span::value_spans(text.as_bytes(), &[]).map_err(|e| parse_error(text, e))?;
+        let doc: serde_json::Value =
+            serde_json::from_str(text).map_err(|e| FormatError::Parse {
+                line: e.line(),
+                column: e.column(),
+                reason: "not valid JSON".into(),
+            })?;
+        let mut out = Vec::new();
+        strings(&doc, &mut Vec::new(), &mut out);
+        Ok(out)
+    }
+}
+
+/// Appends the pointer of every string under `value` (whose path is `path`) to `out`.
+fn strings(value: &serde_json::Value, path: &mut Vec<String>, out: &mut Vec<String>) {
+    let mut visit = |token: String, child, path: &mut Vec<String>| {
+        path.push(token);
+        strings(child, path, out);
+        path.pop();
+    };
+    match value {
+        serde_json::Value::Object(map) => {
+            for (k, v) in map {
+                visit(k.clone(), v, path);
+            }
+        }
+        serde_json::Value::Array(items) => {
+            for (i, v) in items.iter().enumerate() {
+                visit(i.to_string(), v, path);
+            }
+        }
+        serde_json::Value::String(_) => out.push(json_span::pointer(path)),
+        _ => {}
+    }
 }
 
 #[cfg(test)]

@@ -246,6 +246,10 @@ pub trait Redactor: Sync {
     /// format's syntax), every place its value sits, in file order. A locator that names
     /// nothing gets an empty list; one that names something other than a string is an error.
     fn locate(&self, text: &str, locators: &[&str]) -> Result<Vec<Vec<Site>>, FormatError>;
+
+    /// Every locator that names a string value in `text`, in file order, each once: what
+    /// `init --discover` offers to [`Redactor::locate`] to find secrets it has no rule for.
+    fn keys(&self, text: &str) -> Result<Vec<String>, FormatError>;
 }
 
 /// One place a value sits: the bytes to replace, the decoded value, and how it is written.

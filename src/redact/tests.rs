@@ -294,3 +294,42 @@ fn yaml_anchors_and_tags_stay_and_aliases_are_refused() {
         }
     ));
 }
+
+#[test]
+fn keys_name_every_string_and_locate_reads_them_back() {
+    let cases: [(Format, &str, &[&str]); 5] = [
+        (
+            Format::Json,
+            r#"{"a": {"k/x": "v1", "n": 3}, "l": ["v2", {"m": "v3"}], "t": true}"#,
+            &["/a/k~1x", "/l/0", "/l/1/m"],
+        ),
+        (
+            Format::Yaml,
+            "a:\n  k: v1\n  n: 3\nl:\n  - v2\n  - {m: \"v3\"}\nz: ~\n---\nb: |\n  v4\n",
+            &["/a/k", "/a/n", "/l/0", "/l/1/m", "/b"],
+        ),
+        (
+            Format::Toml,
+            "top = \"v0\"\n[a]\nk = 'v1'\nn = 3\nl = [\"v2\", { m = \"v3\" }]\n[[arr]]\nx = \"v4\"\n",
+            &["/top", "/a/k", "/a/l/0", "/a/l/1/m", "/arr/0/x"],
+        ),
+        (
+            Format::Dotenv,
+            "export A=v1\n# c\nB=\"v2\"\nA=v3\nC=#none\n",
+            &["A", "B"],
+        ),
+        (Format::Ini, "top = v0\n[s]\nk = v1\n[t]\nk = v2\n", &["top", "s.k", "t.k"]),
+    ];
+    for (format, doc, want) in cases {
+        let keys = format.redactor().keys(doc).unwrap();
+        let mut got = keys.clone();
+        got.sort();
+        let mut want: Vec<String> = want.iter().map(|s| s.to_string()).collect();
+        want.sort();
+        assert_eq!(got, want, "{format}");
+        let refs: Vec<&str> = keys.iter().map(String::as_str).collect();
+        let sites = format.redactor().locate(doc, &refs).unwrap();
+        assert!(sites.iter().all(|s| !s.is_empty()), "{format}: every key locates");
+    }
+    assert!(Format::Json.redactor().keys("{\"a\": ").is_err());
+}

@@ -67,14 +67,7 @@ impl Redactor for Toml {
     }
 
     fn locate(&self, text: &str, locators: &[&str]) -> Result<Vec<Vec<Site>>, FormatError> {
-        let doc = toml_edit::Document::parse(text).map_err(|e| {
-            let (line, column) = super::position(text, e.span().map_or(0, |s| s.start));
-            FormatError::Parse {
-                line,
-                column,
-                reason: super::scrub(e.message()),
-            }
-        })?;
+        let doc = parse(text)?;
         let mut out = Vec::with_capacity(locators.len());
         for (i, pointer) in locators.iter().enumerate() {
             let tokens = pointer_tokens(pointer).ok_or_else(|| FormatError::BadLocator {
@@ -120,6 +113,60 @@ impl Redactor for Toml {
             }]);
         }
         Ok(out)
+    }
+
+    fn keys(&self, text: &str) -> Result<Vec<String>, FormatError> {
+        let doc = parse(text)?;
+        let mut out = Vec::new();
+        strings(Node::Item(doc.as_item()), &mut Vec::new(), &mut out);
+        Ok(out)
+    }
+}
+
+fn parse(text: &str) -> Result<toml_edit::Document<&str>, FormatError> {
+    toml_edit::Document::parse(text).map_err(|e| {
+        let (line, column) = super::position(text, e.span().map_or(0, |s| s.start));
+        FormatError::Parse {
+            line,
+            column,
+            reason: super::scrub(e.message()),
+        }
+    })
+}
+
+/// Appends the pointer of every string under `node` (whose path is `path`) to `out`.
+fn strings(node: Node<'_>, path: &mut Vec<String>, out: &mut Vec<String>) {
+    let mut visit = |token: String, child: Node<'_>, path: &mut Vec<String>| {
+        path.push(token);
+        strings(child, path, out);
+        path.pop();
+    };
+    match node {
+        Node::Item(Item::Table(t)) | Node::Table(t) => {
+            for (k, item) in t.iter() {
+                visit(k.to_string(), Node::Item(item), path);
+            }
+        }
+        Node::Item(Item::ArrayOfTables(a)) => {
+            for (i, t) in a.iter().enumerate() {
+                visit(i.to_string(), Node::Table(t), path);
+            }
+        }
+        Node::Item(Item::Value(v)) | Node::Value(v) => match v {
+            Value::InlineTable(t) => {
+                for (k, v) in t.iter() {
+                    visit(k.to_string(), Node::Value(v), path);
+                }
+            }
+            Value::Array(a) => {
+                for (i, v) in a.iter().enumerate() {
+                    visit(i.to_string(), Node::Value(v), path);
+                }
+            }
+            Value::String(_) => out.push(crate::json_span::pointer(path)),
+            _ => {}
+        },
+        Node::Item(Item::None) => {}
     }
 }
 

@@ -74,45 +74,18 @@ impl Redactor for Yaml {
             })?;
             wanted.entry(tokens).or_default().push(i);
         }
-        let lines = LineIndex::new(text);
-        let mut walk = Walk::default();
         let mut out: Vec<Vec<Site>> = locators.iter().map(|_| Vec::new()).collect();
-        for event in Parser::new_from_str(text) {
-            let (event, span) = event.map_err(|e| {
-                let m = e.marker();
-                FormatError::Parse {
-                    line: m.line(),
-                    column: m.col() + 1,
-                    reason: super::scrub(e.info()),
-                }
-            })?;
-            let start = lines.byte(text, span.start);
-            match event {
-                Event::DocumentStart(_) => walk = Walk::default(),
-                Event::MappingStart(..) | Event::SequenceStart(..) => {
-                    let flow = matches!(text.as_bytes().get(start), Some(b'[' | b'{'));
-                    let map = matches!(event, Event::MappingStart(..));
-                    walk.open(map, flow);
-                }
-                Event::MappingEnd | Event::SequenceEnd => walk.close(),
-                Event::Alias(_) => {
-                    if let Some(i) = walk.value_path().and_then(|p| wanted.get(&p)) {
-                        return Err(FormatError::NotAString {
-                            locator: i[0],
-                            found: "an alias",
-                        });
-                    }
-                }
-                Event::Scalar(value, style, ..) => {
-                    let flow = walk.in_flow();
-                    let Some(path) = walk.scalar(&value) else {
-                        continue;
-                    };
-                    let Some(hits) = wanted.get(&path) else {
-                        continue;
-                    };
-                    let end = lines.byte(text, span.end);
-                    if let Some(site) = site(text, &lines, &value, style, start..end, flow) {
+        leaves(
+            text,
+            |path| wanted.contains_key(path),
+            |path, leaf| {
+                let hits = &wanted[path];
+                match leaf {
+                    Leaf::Alias => Err(FormatError::NotAString {
+                        locator: hits[0],
+                        found: "an alias",
+                    }),
+                    Leaf::Scalar(site) => {
                         for i in hits {
                             out[*i].push(Site {
                                 range: site.range.clone(),
@@ -120,13 +93,87 @@ impl Redactor for Yaml {
                                 context: site.context.clone(),
                             });
                         }
+                        Ok(())
                     }
                 }
-                _ => {}
-            }
-        }
+            },
+        )?;
         Ok(out)
     }
+
+    fn keys(&self, text: &str) -> Result<Vec<String>, FormatError> {
+        let mut out = Vec::new();
+        leaves(
+            text,
+            |path| !path.iter().any(|t| t == COMPLEX_KEY),
+            |path, leaf| {
+                if let Leaf::Scalar(_) = leaf {
+                    let pointer = crate::json_span::pointer(path);
+                    if !out.contains(&pointer) {
+                        out.push(pointer);
+                    }
+                }
+                Ok(())
+            },
+        )?;
+        Ok(out)
+    }
+}
+
+/// What sits at a path in value position.
+enum Leaf {
+    /// An alias: no string a placeholder could replace.
+    Alias,
+    /// A scalar other than null.
+    Scalar(Site),
+}
+
+/// Walks every document of `text` and calls `visit` with each value-position scalar or alias
+/// whose path `want` accepts, in file order.
+fn leaves(
+    text: &str,
+    want: impl Fn(&[String]) -> bool,
+    mut visit: impl FnMut(&[String], Leaf) -> Result<(), FormatError>,
+) -> Result<(), FormatError> {
+    let lines = LineIndex::new(text);
+    let mut walk = Walk::default();
+    for event in Parser::new_from_str(text) {
+        let (event, span) = event.map_err(|e| {
+            let m = e.marker();
+            FormatError::Parse {
+                line: m.line(),
+                column: m.col() + 1,
+                reason: super::scrub(e.info()),
+            }
+        })?;
+        let start = lines.byte(text, span.start);
+        match event {
+            Event::DocumentStart(_) => walk = Walk::default(),
+            Event::MappingStart(..) | Event::SequenceStart(..) => {
+                let flow = matches!(text.as_bytes().get(start), Some(b'[' | b'{'));
+                let map = matches!(event, Event::MappingStart(..));
+                walk.open(map, flow);
+            }
+            Event::MappingEnd | Event::SequenceEnd => walk.close(),
+            Event::Alias(_) => {
+                if let Some(path) = walk.value_path().filter(|p| want(p)) {
+                    visit(&path, Leaf::Alias)?;
+                }
+            }
+            Event::Scalar(value, style, ..) => {
+                let flow = walk.in_flow();
+                let Some(path) = walk.scalar(&value).filter(|p| want(p)) else {
+                    continue;
+                };
+                let end = lines.byte(text, span.end);
+                if let Some(site) = site(text, &lines, &value, style, start..end, flow) {
+                    visit(&path, Leaf::Scalar(site))?;
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 /// Builds the site of a scalar whose span is `span` (in bytes); `None` for a null.

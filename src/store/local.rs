@@ -74,6 +74,28 @@ impl LocalStore {
         }
     }
 
+    /// Creates the identity (`0600`) and an empty store when they do not exist yet; an
+    /// existing store is left as it is. Returns whether the store file was created.
+    pub fn create(&self) -> Result<bool, StoreError> {
+        self.file
+            .update(|plain| match plain {
+                Some(_) => Ok((None, false)),
+                None => {
+                    let doc = Doc {
+                        format: FORMAT,
+                        ..Doc::default()
+                    };
+                    Ok((Some(to_plain(&doc)?), true))
+                }
+            })
+            .map_err(|e| self.err("", StoreErrorKind::Other, e))
+    }
+
+    /// The store file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
     fn err(&self, path: &str, kind: StoreErrorKind, message: impl Into<String>) -> StoreError {
         StoreError::new(&self.name, path, kind, message)
     }
@@ -247,6 +269,25 @@ mod tests {
 
     fn s(v: &str) -> Secret {
         Secret::from(v.to_string())
+    }
+
+    #[test]
+    fn create_makes_identity_and_empty_store_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalStore::open(
+            "local",
+            &dir.path().join("s.age"),
+            &dir.path().join("k"),
+            10,
+        );
+        assert!(store.create().unwrap());
+        assert!(dir.path().join("k").exists());
+        assert_eq!(store.list("").unwrap(), Vec::<String>::new());
+        store
+            .put("a", "f", &Secret::from_slice(b"value-1234"), None)
+            .unwrap();
+        assert!(!store.create().unwrap(), "an existing store is kept");
+        assert_eq!(store.list("").unwrap(), vec!["a".to_string()]);
     }
 
     #[test]

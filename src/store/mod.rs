@@ -19,7 +19,7 @@ mod env;
 mod local;
 pub mod push;
 mod resolver;
-mod sealed;
+pub(crate) mod sealed;
 pub mod status;
 mod vault;
 

@@ -143,7 +143,7 @@ fn create_identity(path: &Path) -> Result<age::x25519::Identity, SealError> {
             f.write_all(text.as_bytes())
                 .and_then(|()| f.sync_all())
                 .map_err(|e| format!("{}: {e}", path.display()))?;
-            sync_dir(path)?;
+            sync_parent(path).map_err(|e| format!("{}: {e}", path.display()))?;
             Ok(identity)
         }
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
@@ -174,6 +174,13 @@ use std::os::unix::fs::DirBuilderExt;
 /// Temp file (exclusive, `0600`) + fsync + rename + fsync of the folder.
 pub(super) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), SealError> {
     ensure_parent(path)?;
+    write_file_atomic(path, bytes, 0o600).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// Writes `bytes` to `path` through a temporary file in the same folder (created exclusively
+/// with `mode`), fsync, rename over `path`, and fsync of the folder: readers see the old file
+/// or the new one, never a part.
+pub(crate) fn write_file_atomic(path: &Path, bytes: &[u8], mode: u32) -> std::io::Result<()> {
     let file_name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
@@ -187,7 +194,7 @@ pub(super) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), SealError> {
         let mut f = OpenOptions::new()
             .write(true)
             .create_new(true)
-            .mode(0o600)
+            .mode(mode)
             .open(&tmp)?;
         f.write_all(bytes)?;
         f.sync_all()?;
@@ -195,19 +202,18 @@ pub(super) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), SealError> {
     })();
     if let Err(e) = result {
         let _ = fs::remove_file(&tmp);
-        return Err(format!("{}: {e}", path.display()));
+        return Err(e);
     }
-    sync_dir(path)
+    sync_parent(path)
 }
 
-fn sync_dir(path: &Path) -> Result<(), SealError> {
+/// Fsyncs the folder that holds `path`, so a rename or a new file in it survives a crash.
+fn sync_parent(path: &Path) -> std::io::Result<()> {
     let dir = path
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|e| format!("{}: {e}", dir.display()))
+    File::open(dir).and_then(|d| d.sync_all())
 }
 
 /// A [`Secret`] that serializes as base64 inside the sealed document, so values keep every byte.

@@ -9,6 +9,7 @@ mod archive;
 mod cli;
 mod crash;
 mod detect_corpus;
+mod init;
 mod prune;
 mod redact_arbitrary;
 mod redact_roundtrip;
