@@ -318,7 +318,11 @@ fn keys_name_every_string_and_locate_reads_them_back() {
             "export A=v1\n# c\nB=\"v2\"\nA=v3\nC=#none\n",
             &["A", "B"],
         ),
-        (Format::Ini, "top = v0\n[s]\nk = v1\n[t]\nk = v2\n", &["top", "s.k", "t.k"]),
+        (
+            Format::Ini,
+            "top = v0\n[s]\nk = v1\n[t]\nk = v2\n",
+            &["top", "s.k", "t.k"],
+        ),
     ];
     for (format, doc, want) in cases {
         let keys = format.redactor().keys(doc).unwrap();
@@ -329,7 +333,10 @@ fn keys_name_every_string_and_locate_reads_them_back() {
         assert_eq!(got, want, "{format}");
         let refs: Vec<&str> = keys.iter().map(String::as_str).collect();
         let sites = format.redactor().locate(doc, &refs).unwrap();
-        assert!(sites.iter().all(|s| !s.is_empty()), "{format}: every key locates");
+        assert!(
+            sites.iter().all(|s| !s.is_empty()),
+            "{format}: every key locates"
+        );
     }
     assert!(Format::Json.redactor().keys("{\"a\": ").is_err());
 }

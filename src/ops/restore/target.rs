@@ -77,6 +77,7 @@ impl Staging {
             .mode(0o700)
             .create(&parent)
             .map_err(|e| Error::io(&parent, e))?;
+        remove_stale(target);
         let path = hidden_sibling(target, "restore")?;
         fs::DirBuilder::new()
             .mode(0o700)
@@ -175,7 +176,46 @@ fn parent_of(target: &Path) -> PathBuf {
     }
 }
 
-/// `<parent>/.<name>.agentbak-<what>-<random>`.
+/// Removes the hidden folders that killed restores of `target` left beside it (a `kill -9`
+/// runs no destructor): a partial tree, perhaps with rehydrated values, or an old tree swapped
+/// out. A folder is stale when the process named in it no longer runs; folders of live runs
+/// and names that do not parse are left alone.
+fn remove_stale(target: &Path) {
+    let Some(name) = target.file_name().map(|n| n.to_string_lossy().into_owned()) else {
+        return;
+    };
+    let prefix = format!(".{name}.agentbak-");
+    let Ok(entries) = fs::read_dir(parent_of(target)) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let file_name = entry.file_name().to_string_lossy().into_owned();
+        let Some(rest) = file_name.strip_prefix(&prefix) else {
+            continue;
+        };
+        // `<what>-<pid>-<random>`
+        let mut parts = rest.splitn(3, '-');
+        let (Some("restore" | "old"), Some(pid), Some(_)) =
+            (parts.next(), parts.next(), parts.next())
+        else {
+            continue;
+        };
+        let Ok(pid) = pid.parse::<u32>() else {
+            continue;
+        };
+        if pid == std::process::id() || Path::new("/proc").join(pid.to_string()).exists() {
+            continue;
+        }
+        tracing::warn!(
+            path = %entry.path().display(),
+            "removing what a killed restore (pid {pid}) left beside the target"
+        );
+        remove_tree(&entry.path());
+    }
+}
+
+/// `<parent>/.<name>.agentbak-<what>-<pid>-<random>`: the pid lets a later run tell a folder
+/// of a killed run from one of a run in progress.
 fn hidden_sibling(target: &Path, what: &str) -> Result<PathBuf> {
     let name = target
         .file_name()
@@ -188,7 +228,10 @@ fn hidden_sibling(target: &Path, what: &str) -> Result<PathBuf> {
     getrandom::fill(&mut random)
         .map_err(|e| Error::io(target, std::io::Error::other(e.to_string())))?;
     let tag: String = random.iter().map(|b| format!("{b:02x}")).collect();
-    Ok(parent_of(target).join(format!(".{name}.agentbak-{what}-{tag}")))
+    Ok(parent_of(target).join(format!(
+        ".{name}.agentbak-{what}-{}-{tag}",
+        std::process::id()
+    )))
 }
 
 fn sync_dir(dir: &Path) -> Result<()> {
@@ -200,6 +243,30 @@ fn sync_dir(dir: &Path) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn folders_of_killed_runs_are_removed_and_live_ones_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("agent");
+        // pid 0 never names a user process; our own pid is alive.
+        let dead = dir.path().join(".agent.agentbak-restore-0-abc");
+        let old = dir.path().join(".agent.agentbak-old-0-abc");
+        let live = dir.path().join(format!(
+            ".agent.agentbak-restore-{}-abc",
+            std::process::id()
+        ));
+        let other = dir.path().join(".other.agentbak-restore-0-abc");
+        for d in [&dead, &old, &live, &other] {
+            fs::create_dir_all(d.join("sub")).unwrap();
+        }
+        let staging = Staging::create(&target).unwrap();
+        assert!(!dead.exists() && !old.exists(), "stale folders are gone");
+        assert!(
+            live.exists() && other.exists(),
+            "a live run's and another target's stay"
+        );
+        drop(staging);
+    }
 
     #[test]
     fn staging_is_removed_unless_committed() {
