@@ -120,6 +120,13 @@ impl Detector {
     ) -> Vec<Range<usize>> {
         let rule = &self.rules[i];
         let mut out = Vec::new();
+        if rule.anchored
+            && matches!(rule.gate, Gate::Entropy | Gate::Assignment)
+            && !assignment_follows(hay, window.start)
+        {
+            // Most hits of `key` or `token` are prose or a name without a value.
+            return out;
+        }
         let mut pos = window.start;
         while pos <= window.end {
             let mut input = Input::new(hay).range(pos..window.end);
@@ -132,7 +139,11 @@ impl Detector {
                 break;
             };
             let whole = m.range();
+            let assignment = matches!(rule.gate, Gate::Entropy | Gate::Assignment);
             let secret = match rule.group {
+                // The value of an assignment is what follows its operator: found by reading a
+                // few bytes instead of resolving capture groups (most matches fail the gate).
+                Some(_) if assignment && let Some(value) = assignment_value(hay, &whole) => value,
                 Some(g) => {
                     let exact = input.clone().range(whole.clone()).anchored(Anchored::Yes);
                     rule.regex.search_captures(&exact, caps);
@@ -220,6 +231,65 @@ impl Detector {
     }
 }
 
+/// Whether an assignment operator follows the name that starts at `at`: the name's characters
+/// (`[A-Za-z0-9_.-]`), an optional closing quote, up to four spaces, then `:`, `=` or `=>`. A
+/// necessary condition of the assignment and entropy rules' regexes, checked in a few bytes
+/// before the regex runs.
+fn assignment_follows(hay: &[u8], at: usize) -> bool {
+    const MAX_NAME: usize = 64;
+    let rest = &hay[at.min(hay.len())..];
+    let mut i = rest
+        .iter()
+        .take(MAX_NAME + 1)
+        .position(|b| !(b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-')))
+        .unwrap_or(rest.len().min(MAX_NAME + 1));
+    if i > MAX_NAME {
+        return false;
+    }
+    if matches!(rest.get(i), Some(b'"' | b'\'')) {
+        i += 1;
+    }
+    let spaces = rest[i.min(rest.len())..]
+        .iter()
+        .take(5)
+        .take_while(|b| b.is_ascii_whitespace() || **b == 0x0b)
+        .count();
+    matches!(rest.get(i + spaces), Some(b':' | b'='))
+}
+
+/// The value of an assignment match `whole` (`name["']? op ["'`]?value`, the shape of the
+/// assignment and entropy rules): the bytes after the name, quote, operator (`:=`, `=>`, `:`,
+/// `=`), spaces and opening quote, up to the match's end. Those pieces are greedy and each
+/// starts with bytes the one before cannot hold, so this is the span the rule's `secret`
+/// group takes. `None` when the match has another shape.
+fn assignment_value(hay: &[u8], whole: &Range<usize>) -> Option<Range<usize>> {
+    let m = &hay[whole.clone()];
+    let mut i = m
+        .iter()
+        .position(|b| !(b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-')))?;
+    if matches!(m.get(i), Some(b'"' | b'\'')) {
+        i += 1;
+    }
+    let space = |m: &[u8], i: usize| {
+        m[i..]
+            .iter()
+            .take(4)
+            .take_while(|b| b.is_ascii_whitespace() || **b == 0x0b)
+            .count()
+    };
+    i += space(m, i);
+    i += match m.get(i..i + 2) {
+        Some(b":=" | b"=>") => 2,
+        _ if matches!(m.get(i), Some(b':' | b'=')) => 1,
+        _ => return None,
+    };
+    i += space(m, i);
+    if matches!(m.get(i), Some(b'"' | b'\'' | b'`')) {
+        i += 1;
+    }
+    (i < m.len()).then(|| whole.start + i..whole.end)
+}
+
 /// Whether `span` overlaps a range already taken. Taken ranges from rules never overlap each
 /// other, so the neighbours on each side decide.
 fn overlaps(taken: &BTreeMap<usize, usize>, span: &Range<usize>) -> bool {
@@ -244,4 +314,50 @@ fn in_placeholder(hay: &[u8], start: usize, end: usize) -> bool {
             .first()
             .is_some_and(|m| m.range.start == 0 && at + m.range.end > start)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The hand-read value of an assignment equals the regex's `secret` group, for every
+    /// shape the two assignment rules accept.
+    #[test]
+    fn assignment_value_is_the_secret_group() {
+        let detector = Detector::builtin();
+        let samples = [
+            "api_key = \"pT8wL2vQ9xZr4sY7uB3nK6mJ1hG5fD0c\"",
+            "session_cookie='Qm9vZ2xlLWJhc2UtNjQtc2Vzc2lvbi1jb29raWU9eHl6'",
+            "\"signing_key\": \"pT8wL2vQ9xZr4sY7uB3nK6mJ1hG5fD0c\"",
+            "token:=abcDEF123456ghiJKL789",
+            "secret=>`abcDEF123456ghiJKL789`",
+            "password \t:  ==abc:DEF=123456ghi>JKL",
+            "DB_PASSWORD=h7#Kq2!vLx9abc",
+            "private-key: a=b:c>d123456789012345",
+            "auth\u{b}=\u{b}x1y2z3w4v5u6t7s8r9",
+        ];
+        let mut checked = 0;
+        for (i, rule) in detector.rules.iter().enumerate() {
+            if !matches!(rule.gate, Gate::Entropy | Gate::Assignment) {
+                continue;
+            }
+            let g = rule.group.expect("assignment rules have a secret group");
+            let mut caps = rule.regex.create_captures();
+            for s in samples {
+                let hay = s.as_bytes();
+                let Some(m) = rule.regex.search(&Input::new(hay)) else {
+                    continue;
+                };
+                let exact = Input::new(hay).range(m.range()).anchored(Anchored::Yes);
+                rule.regex.search_captures(&exact, &mut caps);
+                let want = caps.get_group(g).map(|s| s.range());
+                assert_eq!(assignment_value(hay, &m.range()), want, "rule {i} on {s:?}");
+                assert!(assignment_follows(hay, m.start()), "rule {i} on {s:?}");
+                checked += 1;
+            }
+        }
+        assert!(checked >= 12, "{checked} matches checked");
+        assert!(!assignment_follows(b"the token expired", 4));
+        assert!(!assignment_follows(b"token", 0));
+    }
 }
