@@ -108,7 +108,7 @@ pub enum Error {
 
     /// Another run holds the repository lock.
     #[error(
-        "repository {path} is locked by {holder}; wait for that run to finish, or pass --wait SECS"
+        "the repository is locked by {holder} (lock file {path}); wait for that run to finish (`snapshot --wait SECS` waits for it)"
     )]
     Locked {
         /// The lock file.

@@ -16,8 +16,28 @@ pub(super) fn init(verbose: u8, quiet: bool, format: LogFormat) {
         (false, _) => "trace",
     };
     // RUST_LOG refines the flags (e.g. `RUST_LOG=agentbak::store=debug`); it never silences -q.
+    // Other crates (the HTTP client, TLS) stay at `warn` whatever RUST_LOG says: their debug
+    // events may carry request bodies, and only agentbak's own events are audited for values.
     let filter = match std::env::var("RUST_LOG") {
-        Ok(spec) if !spec.is_empty() && !quiet => EnvFilter::new(spec),
+        Ok(spec) if !spec.is_empty() && !quiet => {
+            let ours: Vec<String> = spec
+                .split(',')
+                .map(str::trim)
+                .filter_map(|d| match d {
+                    "trace" | "debug" | "info" | "warn" | "error" | "off" => {
+                        Some(format!("agentbak={d}"))
+                    }
+                    d if d.starts_with("agentbak") => Some(d.to_string()),
+                    _ => None,
+                })
+                .collect();
+            let ours = if ours.is_empty() {
+                format!("agentbak={level}")
+            } else {
+                ours.join(",")
+            };
+            EnvFilter::new(format!("{ours},warn"))
+        }
         _ => EnvFilter::new(format!("agentbak={level},warn")),
     };
     let builder = tracing_subscriber::fmt()

@@ -203,7 +203,12 @@ fn ls(cli: &Cli, stores: &Stores, only: Option<&str>) -> Result<ExitCode> {
 }
 
 fn status(cli: &Cli, m: &Manifest, stores: &Stores) -> Result<ExitCode> {
-    let mut handles: Vec<Handle> = m.secrets.iter().map(|r| r.handle.clone()).collect();
+    // `{agent}` filled in, as snapshot and verify show handles.
+    let mut handles: Vec<Handle> = m
+        .secrets
+        .iter()
+        .map(|r| r.handle.with_agent(&m.agent))
+        .collect();
     handles.sort();
     handles.dedup();
     let report = handle_status(

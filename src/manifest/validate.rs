@@ -6,7 +6,7 @@ use std::path::Path;
 use std::str::FromStr;
 
 use super::load::locate;
-use super::{Locator, Manifest, ManifestError, Problem, StoreConfig};
+use super::{Locator, Manifest, ManifestError, Problem, StoreConfig, VaultAuth};
 use crate::handle::{self, Target};
 
 struct Collector<'a> {
@@ -301,6 +301,21 @@ impl Manifest {
                 StoreConfig::Vault(v) => {
                     if let Some(cache) = &v.cache {
                         files.push(("cache/path", &cache.path));
+                    }
+                    // A token or a secret id inside the state would be archived in plain text.
+                    match &v.auth {
+                        Some(VaultAuth::Token {
+                            token_file: Some(f),
+                        }) => files.push(("auth/token_file", f)),
+                        Some(VaultAuth::Approle {
+                            role_id_file,
+                            secret_id_file,
+                            ..
+                        }) => {
+                            files.extend(role_id_file.iter().map(|f| ("auth/role_id_file", f)));
+                            files.extend(secret_id_file.iter().map(|f| ("auth/secret_id_file", f)));
+                        }
+                        _ => {}
                     }
                 }
                 StoreConfig::Env(_) => {}

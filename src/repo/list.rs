@@ -17,7 +17,7 @@ use crate::error::{Error, Result};
 /// The snapshots of a repository, oldest first, and its orphans.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Listing {
-    /// Complete snapshots, oldest first (by id, which sorts by time).
+    /// Complete snapshots, oldest first (by creation time, then id).
     pub snapshots: Vec<Sidecar>,
     /// Files in `snapshots/` that are not part of a complete snapshot.
     pub orphans: Vec<Orphan>,
@@ -125,7 +125,10 @@ impl Repository {
                 kind: OrphanKind::ArchiveWithoutSidecar,
             });
         }
-        listing.snapshots.sort_by(|a, b| a.id.cmp(&b.id));
+        // By time, then id: two snapshots of one second have ids whose order is random.
+        listing
+            .snapshots
+            .sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
         listing.orphans.sort_by(|a, b| a.file.cmp(&b.file));
         Ok(listing)
     }

@@ -120,6 +120,27 @@ fn store_files_inside_the_state_are_refused() {
 }
 
 #[test]
+fn vault_credential_files_inside_the_state_are_refused() {
+    // A token or AppRole secret id inside the state would be archived in plain text.
+    let vault = r#""vault": { "kind": "vault", "mount": "secret", "auth": { "method": "approle", "role_id_file": "/etc/agentbak/role", "secret_id_file": "./state/secret-id" } }"#;
+    let text = GOOD.replace(r#""stores": { "#, &format!(r#""stores": {{ {vault}, "#));
+    let err = manifest_error(&text);
+    assert!(
+        err.contains("field `/stores/vault/auth/secret_id_file`"),
+        "{err}"
+    );
+    assert!(!err.contains("role_id_file"), "{err}");
+    let vault = r#""vault": { "kind": "vault", "mount": "secret", "auth": { "method": "token", "token_file": "./backups/t" } }"#;
+    let text = GOOD.replace(r#""stores": { "#, &format!(r#""stores": {{ {vault}, "#));
+    let err = manifest_error(&text);
+    assert!(
+        err.contains("field `/stores/vault/auth/token_file`"),
+        "{err}"
+    );
+    assert!(err.contains("inside the repository folder"), "{err}");
+}
+
+#[test]
 fn missing_manifest_is_a_usage_error_with_a_hint() {
     let dir = assert_fs::TempDir::new().unwrap();
     agentbak()

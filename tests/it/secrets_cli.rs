@@ -191,7 +191,8 @@ fn missing_handles_exit_6_and_status_reports_rotation() {
             .cloned()
             .unwrap()
     };
-    let openai = by_handle("local:agents/{agent}/openai#api_key");
+    // `{agent}` is filled in, as snapshot and verify show handles.
+    let openai = by_handle("local:agents/kevin/openai#api_key");
     assert_eq!(openai["status"], "resolved");
     assert_eq!(openai["version"], 1);
     assert_eq!(openai["rotation"], "ok");
