@@ -10,6 +10,7 @@
 # random, half repetitive text) and small files, written as agentbak writes an archive (GNU tar,
 # `state/...` then `agentbak/index.json` with each file's blake3, zstd level 3) plus a sidecar.
 # On a loaded machine the numbers are noisy: the load average is printed with them.
+# AGENTBAK_BIN: a binary to measure instead of a fresh release build.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SIZE_MIB="${1:-500}"
@@ -18,8 +19,12 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$(pwd)/target}"
 for tool in zstd tar b3sum python3; do
     command -v "$tool" >/dev/null || { echo "bench-restore: $tool is needed" >&2; exit 2; }
 done
-cargo build --release --quiet --bin agentbak
-BIN="$CARGO_TARGET_DIR/release/agentbak"
+if [ -n "${AGENTBAK_BIN:-}" ]; then
+    BIN="$AGENTBAK_BIN"
+else
+    cargo build --release --quiet --bin agentbak
+    BIN="$CARGO_TARGET_DIR/release/agentbak"
+fi
 
 WORK="$(mktemp -d)"
 trap 'rm -rf "$WORK"' EXIT

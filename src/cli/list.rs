@@ -11,7 +11,7 @@ pub(super) fn list(cli: &Cli) -> Result<ExitCode> {
     let manifest = load_manifest(cli.manifest.as_deref())?;
     // A repository that does not exist yet simply has no snapshots.
     let listing = if manifest.repository.join("snapshots").is_dir() {
-        Repository::open(&manifest.repository)?.list()?
+        Repository::open(&manifest.repository)?.list_for(&manifest.agent)?
     } else {
         tracing::info!(repository = %manifest.repository.display(), "no snapshots yet");
         Listing::default()

@@ -32,7 +32,7 @@ pub(super) fn prune(cli: &Cli, args: &PruneArgs) -> Result<ExitCode> {
         );
     }
     let repo = Repository::open(&manifest.repository)?;
-    let report = apply(&repo, &policy, args.dry_run, None)?;
+    let report = apply(&repo, &manifest.agent, &policy, args.dry_run, None)?;
     for orphan in &report.orphans {
         tracing::warn!(repository = %manifest.repository.display(), "orphan {orphan} (left as is)");
     }

@@ -12,7 +12,7 @@ pub(super) fn restore(cli: &Cli, args: &RestoreArgs) -> Result<ExitCode> {
     let manifest = load_manifest(cli.manifest.as_deref())?;
     let stores = Stores::from_manifest(&manifest)?;
     let repo = Repository::open(&manifest.repository)?;
-    let listing = repo.list()?;
+    let listing = repo.list_for(&manifest.agent)?;
     let sidecar = repo.resolve(&listing, &args.snapshot)?;
     let identity = match (&args.identity, sidecar.encrypted) {
         (Some(given), true) => Some(crate::ops::identity::load_identity(given, &stores)?),

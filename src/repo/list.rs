@@ -68,7 +68,17 @@ fn archive_stem(name: &str) -> Option<&str> {
 }
 
 impl Repository {
-    /// Lists complete snapshots (oldest first) and reports orphans.
+    /// Lists the complete snapshots of `agent` (oldest first) and every orphan. Agents of a
+    /// fleet share a repository (SPEC "Beyond one host"): `latest`, `list`, `verify --all`
+    /// and retention see only the snapshots of the manifest's agent. Orphans belong to no
+    /// agent, so all are reported.
+    pub fn list_for(&self, agent: &str) -> Result<Listing> {
+        let mut listing = self.list()?;
+        listing.snapshots.retain(|s| s.agent == agent);
+        Ok(listing)
+    }
+
+    /// Lists complete snapshots of every agent (oldest first) and reports orphans.
     pub fn list(&self) -> Result<Listing> {
         let dir = self.snapshots_dir();
         let mut archives = BTreeSet::new();

@@ -169,10 +169,11 @@ pub struct PruneReport {
     pub cleaned: Vec<String>,
 }
 
-/// Applies `policy` to the repository under its lock: cleans `tmp/`, removes every snapshot
+/// Applies `policy` to `agent`'s snapshots under the repository lock: cleans `tmp/`, removes every snapshot
 /// the policy does not keep (sidecar first, then archive), and reports.
 pub fn prune(
     repo: &Repository,
+    agent: &str,
     policy: &Policy,
     dry_run: bool,
     wait: Option<std::time::Duration>,
@@ -186,7 +187,8 @@ pub fn prune(
             .map(|p| p.display().to_string())
             .collect()
     };
-    let Listing { snapshots, orphans } = repo.list()?;
+    // Only this agent's snapshots: another agent's are never counted nor removed.
+    let Listing { snapshots, orphans } = repo.list_for(agent)?;
     let decisions = plan(&snapshots, policy);
     let mut removed = Vec::new();
     for decision in decisions.iter().filter(|d| !d.keep) {

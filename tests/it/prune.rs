@@ -161,3 +161,71 @@ fn prune_without_a_repository_is_an_error_not_a_usage_error() {
         .code(1)
         .stderr(predicate::str::contains("no repository here"));
 }
+
+/// Regression: with two agents in one repository (SPEC "Beyond one host"), `prune`, `list` and
+/// `restore latest` of one agent planned to delete, listed and restored the other's snapshots.
+#[test]
+fn agents_sharing_a_repository_see_and_prune_only_their_own() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    for agent in ["kevin", "bob"] {
+        std::fs::create_dir_all(root.join(agent)).unwrap();
+        std::fs::write(
+            root.join(agent).join("notes.md"),
+            format!("{agent}'s notes\n"),
+        )
+        .unwrap();
+        std::fs::write(
+            root.join(format!("{agent}.json")),
+            format!(
+                r#"{{ "version": 1, "agent": "{agent}", "state": "./{agent}", "repository": "./shared" }}"#
+            ),
+        )
+        .unwrap();
+    }
+    let run = |agent: &str, args: &[&str]| {
+        agentbak(root)
+            .arg("-m")
+            .arg(format!("{agent}.json"))
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    for agent in ["kevin", "kevin", "bob", "bob"] {
+        assert!(run(agent, &["snapshot"]).status.success());
+    }
+    let list = |agent: &str| {
+        let out = run(agent, &["list", "--json"]);
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        v["snapshots"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["agent"].as_str().unwrap().to_string())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(list("kevin"), ["kevin", "kevin"]);
+    assert_eq!(list("bob"), ["bob", "bob"]);
+    let out = run("bob", &["prune", "--keep-last", "1"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(list("bob"), ["bob"]);
+    assert_eq!(
+        list("kevin"),
+        ["kevin", "kevin"],
+        "kevin's snapshots are untouched"
+    );
+    let out = run("bob", &["restore", "latest", "--target", "restored-bob"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        std::fs::read_to_string(root.join("restored-bob/notes.md")).unwrap(),
+        "bob's notes\n"
+    );
+}

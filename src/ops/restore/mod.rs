@@ -118,7 +118,7 @@ pub fn restore(
     stores: &Stores,
     options: &RestoreOptions<'_>,
 ) -> Result<RestoreReport> {
-    let listing = repo.list()?;
+    let listing = repo.list_for(stores.agent())?;
     let sidecar = repo.resolve(&listing, wanted)?;
     let archive = repo.open_archive(sidecar)?;
     restore_archive(archive, sidecar, stores, options)

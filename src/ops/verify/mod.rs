@@ -313,7 +313,7 @@ pub fn verify(
 ) -> Result<VerifyReport> {
     let started_at = Utc::now();
     let repo = Repository::open(&manifest.repository)?;
-    let listing = repo.list()?;
+    let listing = repo.list_for(&manifest.agent)?;
     let selected: Vec<Sidecar> = match &options.selection {
         Selection::All => listing.snapshots.clone(),
         Selection::Latest if listing.snapshots.is_empty() && !listing.orphans.is_empty() => {
