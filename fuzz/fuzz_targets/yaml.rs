@@ -6,7 +6,11 @@ use agentbak::manifest::Locator;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    if let Err(broken) = agentbak::redact::round_trip_property("c.yaml", data, Locator::Yaml("/a/0/b".into())) {
-        panic!("{broken}");
+    for pointer in ["/a", "/a/0", "/b"] {
+        if let Err(broken) =
+            agentbak::redact::round_trip_property("c.yaml", data, Locator::Yaml(pointer.into()))
+        {
+            panic!("{broken}");
+        }
     }
 });
