@@ -473,3 +473,27 @@ fn a_secret_in_a_binary_file_needs_attention_exit_3() {
     assert!(text(&out).contains("model.bin"), "{}", text(&out));
     assert!(text(&out).contains("binary"), "{}", text(&out));
 }
+
+/// Regression: a `.json` file whose invalid UTF-8 comes after the first block panicked
+/// discovery (`is_binary` reads only the first block).
+#[test]
+fn invalid_utf8_late_in_a_structured_file_is_no_panic() {
+    let mut g = Gen::new();
+    let token = format!("ghp_{}", g.alnum(36));
+    let a = Agent {
+        root: tempfile::tempdir().unwrap(),
+        values: BTreeMap::from([("token", token.clone())]),
+    };
+    fs::create_dir_all(a.home()).unwrap();
+    fs::create_dir_all(a.state()).unwrap();
+    let mut doc = format!(
+        "{{\"note\": \"{}\", \"token\": \"{token}\"}}\n",
+        "x".repeat(70_000)
+    )
+    .into_bytes();
+    doc.extend_from_slice(b"\xff\xfe trailing\n");
+    fs::write(a.state().join("big.json"), doc).unwrap();
+    let out = a.run_clean(&["init", "--discover"]);
+    assert!(matches!(out.status.code(), Some(0 | 3)), "{}", text(&out));
+    assert!(text(&out).contains("big.json"), "{}", text(&out));
+}

@@ -257,7 +257,10 @@ fn structured(
     let Some(format) = Format::of_path(rel) else {
         return Ok(findings.to_vec());
     };
-    let text = std::str::from_utf8(bytes).expect("a text file is UTF-8");
+    // `is_binary` looks at the first block only: a later invalid byte makes it plain text.
+    let Ok(text) = std::str::from_utf8(bytes) else {
+        return Ok(findings.to_vec());
+    };
     let unparsed = |line, message: String| Attention {
         file: rel.to_string(),
         line,
