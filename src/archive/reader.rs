@@ -357,7 +357,20 @@ impl<'v, 'o> Walk<'v, 'o> {
             .take(MAX_INDEX_BYTES)
             .read_to_end(&mut bytes)
             .map_err(|e| integrity(name, IntegrityProblem::Stream(e.to_string())))?;
-        let index: Index = serde_json::from_slice(&bytes).map_err(|e| bad(e.to_string()))?;
+        // serde's messages quote the offending text (`invalid type: string "…"`, `unknown field
+        // `…``): a forged or damaged index could make an error print a secret. The kind and the
+        // position are enough to find it.
+        let index: Index = serde_json::from_slice(&bytes).map_err(|e| {
+            let kind = match e.classify() {
+                serde_json::error::Category::Syntax | serde_json::error::Category::Eof => {
+                    "not valid JSON"
+                }
+                serde_json::error::Category::Data | serde_json::error::Category::Io => {
+                    "not the index format"
+                }
+            };
+            bad(format!("{kind} at line {} column {}", e.line(), e.column()))
+        })?;
         if index.format != INDEX_FORMAT {
             return Err(bad(format!(
                 "format {} is not supported by this agentbak (it reads format {INDEX_FORMAT})",
@@ -487,6 +500,36 @@ mod tests {
             "stately",
         ] {
             assert!(clean_path(bad).is_err(), "{bad}");
+        }
+    }
+
+    /// Regression: a forged index made the error quote its text (serde's `invalid type:
+    /// string "…"`), which could print a value planted there.
+    #[test]
+    fn an_invalid_index_is_reported_by_position_without_its_text() {
+        let planted = "sk-live-PLANTED0123456789abcdef";
+        for index in [
+            format!(r#"{{"format": "{planted}"}}"#),
+            format!(r#"{{"format": 1, "{planted}": 2}}"#),
+            format!(r#"{{"format": 1, "entries": [{planted}]}}"#),
+        ] {
+            let mut tar = tar::Builder::new(Vec::new());
+            let mut header = tar::Header::new_gnu();
+            header.set_size(index.len() as u64);
+            header.set_mode(0o600);
+            header.set_cksum();
+            tar.append_data(&mut header, INDEX_PATH, index.as_bytes())
+                .unwrap();
+            let archive = zstd::encode_all(&tar.into_inner().unwrap()[..], 3).unwrap();
+            let options = ReadOptions {
+                name: "forged".into(),
+                ..ReadOptions::default()
+            };
+            let mut visit = |_: &ArchiveEntry, _: &mut dyn Read| Ok(());
+            let err = read_archive(&archive[..], &options, &mut visit).unwrap_err();
+            let text = err.to_string();
+            assert!(!text.contains("PLANTED"), "{text}");
+            assert!(text.contains("line 1 column"), "{text}");
         }
     }
 }

@@ -21,7 +21,19 @@ pub(super) fn prune(cli: &Cli, args: &PruneArgs) -> Result<ExitCode> {
         yearly: args.keep_yearly.unwrap_or(0),
         tags: args.keep_tags.iter().cloned().collect(),
     };
-    let policy = if flags.is_empty() {
+    // Flags replace the manifest's policy as soon as one is given, even `--keep-last 0`.
+    let given = [
+        args.keep_last,
+        args.keep_hourly,
+        args.keep_daily,
+        args.keep_weekly,
+        args.keep_monthly,
+        args.keep_yearly,
+    ]
+    .iter()
+    .any(Option::is_some)
+        || !args.keep_tags.is_empty();
+    let policy = if !given {
         Policy::from(&manifest.retention)
     } else {
         flags

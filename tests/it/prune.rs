@@ -98,6 +98,28 @@ fn the_manifest_retention_applies_unless_flags_replace_it() {
         })
         .collect();
     assert_eq!(reasons, ["daily", "daily", "tag release"]);
+    // Regression: `--keep-last 0` is a flag too (it used to fall back to the manifest's
+    // policy); an empty policy removes nothing.
+    let out = agentbak(dir.path())
+        .args(["prune", "--keep-last", "0", "--dry-run", "--json"])
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    let report: serde_json::Value = serde_json::from_slice(&out).unwrap();
+    assert!(
+        report["decisions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|d| d["reasons"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|r| r != "daily")),
+        "{report}"
+    );
     // Flags replace the manifest's policy whole: the tag no longer protects anything.
     agentbak(dir.path())
         .args(["prune", "--keep-last", "1"])

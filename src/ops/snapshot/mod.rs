@@ -203,10 +203,8 @@ pub fn snapshot(m: &Manifest, opts: &SnapshotOptions) -> Result<SnapshotReport> 
     };
     let lock = match &repo {
         Some(r) => {
+            // A stale lock taken over is logged by the lock itself.
             let lock = r.lock(opts.wait, "snapshot")?;
-            if let Some(stale) = &lock.took_over {
-                tracing::warn!("took over a stale lock of a dead run ({stale})");
-            }
             r.clean_tmp(&lock)?;
             Some(lock)
         }
