@@ -1,10 +1,11 @@
 //! The known-value matcher: every form of every value the tool knows, found in one pass.
 //!
 //! Every pattern is at least [`MIN_KNOWN_LEN`] (8) bytes long, so every occurrence starts with
-//! the pattern's first 8 bytes. The pass reads the text once, keeping the last 8 bytes in a
-//! `u64`; a 2^20-bit filter of hashed 8-byte prefixes rejects almost every position with one
-//! multiply and one bit test, and the rare survivors are looked up in a sorted table and
-//! compared in full. This runs at memory speed whatever the number of patterns (an
+//! the pattern's first 8 bytes. The pass reads the text's 8-byte words; a 2^20-bit filter of
+//! hashed keys rejects almost every position with one multiply and one bit test, and the rare
+//! survivors are looked up in a sorted table and compared in full. When every pattern is at
+//! least 9 bytes long, each enters the filter with its words at offsets 0 and 1 and only every
+//! second position is read: an occurrence starting anywhere meets one of them. This runs at memory speed whatever the number of patterns (an
 //! Aho-Corasick automaton over thousands of random patterns has no usable prefilter), reports
 //! every occurrence including overlapping ones, and keeps all derived data in zeroized memory.
 //!
@@ -40,11 +41,21 @@ pub struct KnownValues {
     labels: Vec<String>,
     forms: Vec<Form>,
     too_short: Vec<String>,
-    /// (first 8 bytes of a form as a little-endian `u64`, form index), sorted.
-    prefixes: Zeroizing<Vec<(u64, u32)>>,
+    /// (8 bytes of a form at `offset` as a little-endian `u64`, form index, offset), sorted.
+    prefixes: Zeroizing<Vec<(u64, u32, u8)>>,
+    /// Positions sampled: 2 when every form is at least 9 bytes long (each form is then
+    /// entered at offsets 0 and 1, so an occurrence at any position meets a sampled window),
+    /// else 1.
+    stride: usize,
     /// One bit per hashed prefix.
     filter: Zeroizing<Vec<u64>>,
     max_len: usize,
+}
+
+/// The 8 bytes of `bytes` at `at` as a little-endian `u64`, if there are 8.
+fn word(bytes: &[u8], at: usize) -> Option<u64> {
+    let eight: [u8; 8] = bytes.get(at..at + MIN_KNOWN_LEN)?.try_into().ok()?;
+    Some(u64::from_le_bytes(eight))
 }
 
 fn filter_slot(prefix: u64) -> usize {
@@ -95,16 +106,18 @@ impl KnownValues {
             seen.push(value);
         }
         let max_len = forms_out.iter().map(|f| f.pattern.len()).max().unwrap_or(0);
-        let mut prefixes = Zeroizing::new(Vec::with_capacity(forms_out.len()));
+        let min_len = forms_out.iter().map(|f| f.pattern.len()).min().unwrap_or(0);
+        let stride = if min_len > MIN_KNOWN_LEN { 2 } else { 1 };
+        let mut prefixes = Zeroizing::new(Vec::with_capacity(forms_out.len() * stride));
         let mut filter = Zeroizing::new(vec![0u64; FILTER_WORDS]);
         for (index, form) in forms_out.iter().enumerate() {
-            let head: [u8; 8] = form.pattern.expose()[..MIN_KNOWN_LEN]
-                .try_into()
-                .expect("every form is at least 8 bytes");
-            let prefix = u64::from_le_bytes(head);
-            prefixes.push((prefix, index as u32));
-            let slot = filter_slot(prefix);
-            filter[slot >> 6] |= 1 << (slot & 63);
+            for offset in 0..stride {
+                let key = word(form.pattern.expose(), offset)
+                    .expect("every form is long enough for its keys");
+                prefixes.push((key, index as u32, offset as u8));
+                let slot = filter_slot(key);
+                filter[slot >> 6] |= 1 << (slot & 63);
+            }
         }
         prefixes.sort_unstable();
         KnownValues {
@@ -112,6 +125,7 @@ impl KnownValues {
             forms: forms_out,
             too_short,
             prefixes,
+            stride,
             filter,
             max_len,
         }
@@ -156,37 +170,36 @@ impl KnownValues {
         if self.forms.is_empty() || hay.len() < from + MIN_KNOWN_LEN {
             return out;
         }
-        // The window holds the 8 bytes that end at the current one, read as a little-endian
-        // u64, i.e. as the 8 bytes starting 7 positions back.
-        let text = &hay[from..];
-        let mut window = 0u64;
-        for &b in &text[..MIN_KNOWN_LEN - 1] {
-            window = (window >> 8) | (u64::from(b) << 56);
-        }
-        for (start, &b) in text[MIN_KNOWN_LEN - 1..].iter().enumerate() {
-            window = (window >> 8) | (u64::from(b) << 56);
+        let mut p = from;
+        while let Some(window) = word(hay, p) {
             let slot = filter_slot(window);
             if self.filter[slot >> 6] & (1 << (slot & 63)) != 0 {
-                self.confirm(hay, from + start, window, new_from, &mut out);
+                self.confirm(hay, p, window, (from, new_from), &mut out);
             }
+            p += self.stride;
         }
         out
     }
 
-    /// Compares every form whose first 8 bytes are `prefix` with the text at `start`.
+    /// Compares every form with a key equal to `window` (the 8 bytes at `at`) with the text
+    /// where that form would start; occurrences must start at or after `from` and end after
+    /// `new_from`.
     fn confirm(
         &self,
         hay: &[u8],
-        start: usize,
-        prefix: u64,
-        new_from: usize,
+        at: usize,
+        window: u64,
+        (from, new_from): (usize, usize),
         out: &mut Vec<KnownHit>,
     ) {
-        let first = self.prefixes.partition_point(|&(p, _)| p < prefix);
-        for &(p, index) in &self.prefixes[first..] {
-            if p != prefix {
+        let first = self.prefixes.partition_point(|&(p, _, _)| p < window);
+        for &(p, index, offset) in &self.prefixes[first..] {
+            if p != window {
                 break;
             }
+            let Some(start) = at.checked_sub(usize::from(offset)).filter(|s| *s >= from) else {
+                continue;
+            };
             let form = &self.forms[index as usize];
             let pattern = form.pattern.expose();
             let end = start + pattern.len();
