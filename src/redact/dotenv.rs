@@ -97,6 +97,11 @@ pub(crate) fn entries(text: &str) -> Result<Vec<Entry<'_>>, FormatError> {
                 let rest = &text[i..line_end];
                 let cut = comment_start(rest).unwrap_or(rest.len());
                 let value = rest[..cut].trim_end();
+                if value.contains('\r') {
+                    // Loaders disagree on a carriage return inside a line (python-dotenv keeps
+                    // it, others end the line there): no value can be read back for certain.
+                    return Err(error(text, i, "a carriage return inside an unquoted value"));
+                }
                 if value.is_empty() && cut == 0 && i == eq {
                     // `KEY=#...`: the comment touches the `=`, so no value fits there without
                     // turning the comment into part of it. An empty value hides nothing; the
@@ -289,6 +294,15 @@ mod tests {
             crate::manifest::Locator::Env("KEY".into()),
         );
         assert_eq!(red, Ok(()));
+    }
+
+    #[test]
+    fn a_carriage_return_inside_an_unquoted_value_is_refused() {
+        // Regression (found by `redact_arbitrary`): `KEY=\rKEY\r  ` redacted, then failed to
+        // rehydrate. CRLF line ends stay fine.
+        assert!(Dotenv.locate("KEY=\rKEY\r  ", &["KEY"]).is_err());
+        let sites = Dotenv.locate("KEY=abc\r\nB=1\r\n", &["KEY"]).unwrap();
+        assert_eq!(sites[0][0].value.expose(), b"abc");
     }
 
     #[test]

@@ -83,8 +83,9 @@ fn continues(text: &str, line_end: usize) -> bool {
 
 pub(crate) fn encode(style: &IniStyle, value: &[u8]) -> Result<Splice, Unfit> {
     let v = utf8(value)?;
-    // A lone carriage return inside a line is text to INI readers; a line feed ends the value.
-    if v.contains('\n') || v.ends_with('\r') {
+    // A line feed ends the value. A carriage return is text to INI readers; at either end it
+    // would be trimmed as white space, so such a value is written quoted (below).
+    if v.contains('\n') {
         return Err(Unfit("an INI value cannot hold a line break"));
     }
     // The reader trims white space around a value, so a plain value may not start or end
@@ -143,6 +144,23 @@ impl Redactor for Ini {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_carriage_return_at_an_end_of_a_value_round_trips_quoted() {
+        // Regression (found by `redact_arbitrary`): `key = "\r"` was redacted, then refused on
+        // rehydration ("cannot hold a line break").
+        for doc in [&b"key = \"\r\""[..], b"key = \"a\r\"\r\nb = 1\r\n"] {
+            let r = crate::redact::round_trip_property(
+                "a.ini",
+                doc,
+                crate::manifest::Locator::Ini("key".into()),
+            );
+            assert_eq!(r, Ok(()));
+        }
+        let Splice { bytes, .. } = encode(&IniStyle::Plain, b"v\r").unwrap();
+        assert_eq!(&bytes[..], b"\"v\r\"");
+        assert!(encode(&IniStyle::Quoted, b"a\nb").is_err());
+    }
 
     #[test]
     fn finds_section_keys_and_quoted_values() {

@@ -549,7 +549,8 @@ fn fits_plain(v: &str, flow: bool) -> bool {
     };
     let second = v.chars().nth(1);
     let lead_ok = if matches!(first, '-' | '?' | ':') {
-        second.is_some_and(|c| c != ' ' && !(flow && FLOW.contains(&c)))
+        // `- `, `-\t` (and `? `, `: `) start a collection entry, not a scalar.
+        second.is_some_and(|c| c != ' ' && c != '\t' && !(flow && FLOW.contains(&c)))
     } else {
         !INDICATORS.contains(&first)
     };
@@ -557,8 +558,19 @@ fn fits_plain(v: &str, flow: bool) -> bool {
         || v.ends_with([' ', '\t', ':'])
         || [": ", ":\t", " #", "\t#"].iter().any(|p| v.contains(p))
         || v.chars().any(|c| c == '\n' || c == '\r' || needs_escape(c))
-        || (flow && v.contains(FLOW));
+        || (flow && v.contains(FLOW))
+        || (flow && word_indicator_at_end(v));
     lead_ok && !breaks_plain
+}
+
+/// Whether a word after a space starts with `-` or `?` and ends there: in a flow collection
+/// the next byte is `,`, `]` or `}`, which the parser reads as an indicator (`[a, x -, b]` is
+/// an error: found by `redact_roundtrip`).
+fn word_indicator_at_end(v: &str) -> bool {
+    let b = v.as_bytes();
+    (1..b.len()).any(|i| {
+        matches!(b[i - 1], b' ' | b'\t') && matches!(b[i], b'-' | b'?') && i + 1 == b.len()
+    })
 }
 
 /// The body of a block scalar holding `v`, if `v` fits the block as it was.
@@ -661,6 +673,18 @@ mod tests {
         assert_eq!(enc(" x"), b"\" x\"");
         assert_eq!(enc("a\tb"), b"a\tb");
         assert_eq!(enc("a\t#b"), b"\"a\\t#b\"");
+        // Regression: in a flow collection `x -` before `,` does not parse as a plain scalar.
+        let flow = YamlStyle::Plain {
+            flow: true,
+            typed: false,
+        };
+        let enc_flow = |v: &str| encode(&flow, v.as_bytes()).unwrap().bytes.to_vec();
+        assert_eq!(enc_flow("\\ -"), b"\"\\\\ -\"");
+        assert_eq!(enc_flow("x - y"), b"x - y");
+        assert_eq!(enc("\\ -"), b"\\ -");
+        // Regression: `-\t` starts a sequence entry.
+        assert_eq!(enc("-\tx"), b"\"-\\tx\"");
+        assert_eq!(enc("-x"), b"-x");
     }
 
     #[test]
