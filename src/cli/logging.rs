@@ -52,3 +52,42 @@ pub(super) fn init(verbose: u8, quiet: bool, format: LogFormat) {
         LogFormat::Json => builder.json().try_init(),
     };
 }
+
+/// Writes a command's report lines to stderr: as they are in text mode; with
+/// `--log-format json`, each line becomes one JSON object shaped like the log events
+/// (`timestamp`, `level`, `fields.message`), so that a log shipper can parse all of stderr.
+/// A line's level comes from its prefix (`agentbak: secret:` and `snapshot refused` are
+/// errors, `warning:` warnings, `note:` info), else `default` (e.g. `ERROR` for the final error
+/// line of a failed command).
+pub(super) fn report(format: LogFormat, default: &str, text: &str) {
+    use std::io::Write as _;
+    let mut err = std::io::stderr().lock();
+    if format == LogFormat::Text {
+        let _ = err.write_all(text.as_bytes());
+        return;
+    }
+    for line in text.lines().filter(|l| !l.is_empty()) {
+        let rest = line.strip_prefix("agentbak: ").unwrap_or(line);
+        let (level, message) = [
+            ("secret: ", "ERROR"),
+            ("warning: ", "WARN"),
+            ("note: ", "INFO"),
+        ]
+        .iter()
+        .find_map(|(p, level)| rest.strip_prefix(p).map(|m| (*level, m)))
+        .unwrap_or_else(|| {
+            let level = if rest.starts_with("snapshot refused") {
+                "ERROR"
+            } else {
+                default
+            };
+            (level, rest)
+        });
+        let event = serde_json::json!({
+            "timestamp": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+            "level": level,
+            "fields": { "message": message },
+        });
+        let _ = writeln!(err, "{event}");
+    }
+}

@@ -294,7 +294,7 @@ pub fn run() -> ExitCode {
         Ok(code) => code,
         Err(err) => {
             if !is_broken_pipe(&err) {
-                eprintln!("agentbak: {err}");
+                logging::report(cli.log_format, "ERROR", &format!("agentbak: {err}\n"));
                 return err.exit_code();
             }
             ExitCode::Success

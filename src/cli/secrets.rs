@@ -120,7 +120,11 @@ fn get(cli: &Cli, m: &Manifest, stores: &Stores, text: &str, reveal: bool) -> Re
             let doc = serde_json::json!({ "handle": handle.to_string(), "status": &r.status });
             write_stdout(format!("{doc}\n").as_bytes())?;
         } else {
-            eprintln!("agentbak: {handle}: {message}");
+            super::logging::report(
+                cli.log_format,
+                "ERROR",
+                &format!("agentbak: {handle}: {message}\n"),
+            );
         }
         return Ok(failure_code(&r.status));
     };

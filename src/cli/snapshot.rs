@@ -26,7 +26,7 @@ pub(super) fn snapshot(cli: &Cli, args: &SnapshotArgs) -> Result<ExitCode> {
         write_stdout(&out)?;
     } else {
         if !cli.quiet || report.exit_code() != ExitCode::Success {
-            eprint!("{}", human(&report));
+            super::logging::report(cli.log_format, "INFO", &human(&report));
         }
         if let Some(id) = &report.id {
             write_stdout(format!("{id}\n").as_bytes())?;

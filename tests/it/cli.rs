@@ -264,3 +264,68 @@ fn broken_pipe_exits_zero() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// Regression: with `--log-format json`, a command's report lines and its final error line
+/// were plain text among the JSON events; every stderr line is now one JSON object.
+#[test]
+fn log_format_json_makes_every_stderr_line_json() {
+    let dir = assert_fs::TempDir::new().unwrap();
+    let token = "ghp_Zq8vN3mT5wK1xR7pL2cY9bH4dF6gJ0sA1eU3";
+    dir.child("state/.env")
+        .write_str(&format!("GH={token}\n"))
+        .unwrap();
+    dir.child("agentbak.json")
+        .write_str(
+            r#"{ "version": 1, "agent": "k", "state": "./state", "repository": "./backups" }"#,
+        )
+        .unwrap();
+    let lines = |out: &std::process::Output| -> Vec<serde_json::Value> {
+        let stderr = String::from_utf8(out.stderr.clone()).unwrap();
+        assert!(!stderr.contains(token), "{stderr}");
+        stderr
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+            .collect()
+    };
+    let out = agentbak()
+        .current_dir(dir.path())
+        .args(["--log-format", "json", "snapshot"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(4));
+    let events = lines(&out);
+    assert!(events.iter().any(|e| {
+        e["level"] == "ERROR"
+            && e["fields"]["message"]
+                .as_str()
+                .unwrap()
+                .starts_with(".env at byte")
+    }));
+    assert!(events.iter().any(|e| {
+        e["level"] == "ERROR"
+            && e["fields"]["message"]
+                .as_str()
+                .unwrap()
+                .starts_with("snapshot refused")
+    }));
+    let out = agentbak()
+        .current_dir(dir.path())
+        .args(["--log-format", "json", "-m", "missing.json", "list"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let events = lines(&out);
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(events[0]["level"], "ERROR");
+    // Text mode is unchanged.
+    let out = agentbak()
+        .current_dir(dir.path())
+        .args(["-m", "missing.json", "list"])
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8(out.stderr)
+            .unwrap()
+            .starts_with("agentbak: ")
+    );
+}
