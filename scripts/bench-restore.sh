@@ -11,6 +11,9 @@
 # `state/...` then `agentbak/index.json` with each file's blake3, zstd level 3) plus a sidecar.
 # On a loaded machine the numbers are noisy: the load average is printed with them.
 # AGENTBAK_BIN: a binary to measure instead of a fresh release build.
+# TMPDIR on a tmpfs (mount -t tmpfs -o size=3g tmpfs /mnt/tmpfs) compares the work itself: both
+# sides then write to memory and the sync is free. On a disk, compare with the synced line:
+# agentbak syncs before its rename, plain `tar -x` leaves dirty pages behind.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SIZE_MIB="${1:-500}"
