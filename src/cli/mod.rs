@@ -78,6 +78,8 @@ pub enum Command {
     Scan(ScanArgs),
     /// Apply the retention policy: delete snapshots that no rule keeps.
     Prune(PruneArgs),
+    /// Delete the named snapshots (e.g. one that `verify` found holding a secret).
+    Forget(ForgetArgs),
     /// Manage secret values in the stores.
     #[command(subcommand)]
     Secrets(SecretsCommand),
@@ -255,6 +257,17 @@ pub struct PruneArgs {
     pub dry_run: bool,
 }
 
+/// `agentbak forget`.
+#[derive(Debug, Args)]
+pub struct ForgetArgs {
+    /// Snapshots to delete: ids, unique id prefixes, or `latest`.
+    #[arg(required = true, value_name = "ID")]
+    pub snapshots: Vec<String>,
+    /// Show what would be deleted; delete nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
 /// `agentbak secrets ...`.
 #[derive(Debug, Subcommand)]
 pub enum SecretsCommand {
@@ -317,6 +330,7 @@ fn dispatch(cli: &Cli) -> Result<ExitCode> {
         Command::Restore(args) => restore::restore(cli, args),
         Command::Verify(args) => verify::verify(cli, args),
         Command::Prune(args) => prune::prune(cli, args),
+        Command::Forget(args) => prune::forget(cli, args),
         Command::Secrets(cmd) => secrets::run(cli, cmd),
     }
 }

@@ -1,14 +1,15 @@
-//! `agentbak prune`: applies the retention policy (restic's `forget` semantics).
+//! `agentbak prune`: applies the retention policy (restic's `forget` semantics); and
+//! `agentbak forget ID...`: removes named snapshots.
 //!
 //! The policy is the manifest's `retention`, unless any `--keep-*` flag is given: then the
 //! flags alone are the policy, so `prune --keep-last 1` means exactly that.
 
 use std::fmt::Write as _;
 
-use super::{Cli, PruneArgs, load_manifest, write_stdout};
+use super::{Cli, ForgetArgs, PruneArgs, load_manifest, write_stdout};
 use crate::error::{ExitCode, Result};
 use crate::repo::Repository;
-use crate::repo::retention::{Policy, prune as apply};
+use crate::repo::retention::{Policy, forget as forget_ids, prune as apply};
 
 pub(super) fn prune(cli: &Cli, args: &PruneArgs) -> Result<ExitCode> {
     let manifest = load_manifest(cli.manifest.as_deref())?;
@@ -72,6 +73,26 @@ pub(super) fn prune(cli: &Cli, args: &PruneArgs) -> Result<ExitCode> {
         writeln!(out, "would remove {removed} of {total} snapshots (dry run)")
     } else {
         writeln!(out, "removed {removed} of {total} snapshots")
+    };
+    write_stdout(out.as_bytes())?;
+    Ok(ExitCode::Success)
+}
+
+/// `agentbak forget ID...`: prints each id removed (or that would be).
+pub(super) fn forget(cli: &Cli, args: &ForgetArgs) -> Result<ExitCode> {
+    let manifest = load_manifest(cli.manifest.as_deref())?;
+    let repo = Repository::open(&manifest.repository)?;
+    let ids = forget_ids(&repo, &manifest.agent, &args.snapshots, args.dry_run)?;
+    let out = if cli.json {
+        let doc = serde_json::json!({ "dry_run": args.dry_run, "removed": ids });
+        format!("{doc:#}\n")
+    } else {
+        let verb = if args.dry_run {
+            "would remove"
+        } else {
+            "removed"
+        };
+        ids.iter().map(|id| format!("{verb} {id}\n")).collect()
     };
     write_stdout(out.as_bytes())?;
     Ok(ExitCode::Success)

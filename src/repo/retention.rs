@@ -211,6 +211,35 @@ pub fn prune(
     })
 }
 
+/// Removes the named snapshots of `agent` (ids, unique id prefixes or `latest`) under the
+/// repository lock, sidecar first, then archive (restic's `forget ID`): for a snapshot that
+/// `verify` found holding a secret, or one made by mistake. Every name is resolved before
+/// anything is removed, so one unknown name removes nothing. Returns the ids, oldest first.
+pub fn forget(
+    repo: &Repository,
+    agent: &str,
+    wanted: &[String],
+    dry_run: bool,
+) -> Result<Vec<String>> {
+    let lock = repo.lock(None, "forget")?;
+    let listing = repo.list_for(agent)?;
+    let mut chosen: Vec<&Sidecar> = Vec::new();
+    for w in wanted {
+        let sidecar = repo.resolve(&listing, w)?;
+        if !chosen.iter().any(|c| c.id == sidecar.id) {
+            chosen.push(sidecar);
+        }
+    }
+    chosen.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
+    for sidecar in &chosen {
+        if !dry_run {
+            repo.remove(&lock, sidecar)?;
+            tracing::info!(id = %sidecar.id, "removed snapshot");
+        }
+    }
+    Ok(chosen.iter().map(|s| s.id.clone()).collect())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -223,7 +223,7 @@ fn man_page_is_roff_with_every_command() {
         &page[..80.min(page.len())]
     );
     for cmd in [
-        "init", "snapshot", "restore", "verify", "scan", "prune", "secrets",
+        "init", "snapshot", "restore", "verify", "scan", "prune", "forget", "secrets",
     ] {
         assert!(page.contains(cmd), "man page lacks {cmd}");
     }

@@ -251,3 +251,43 @@ fn agents_sharing_a_repository_see_and_prune_only_their_own() {
         "bob's notes\n"
     );
 }
+
+#[test]
+fn forget_removes_named_snapshots_all_or_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    manifest(dir.path(), "{}");
+    let (repo, made) = six(dir.path());
+    // One unknown name: nothing is removed, and the error names it.
+    let out = agentbak(dir.path())
+        .args(["forget", &made[1], "nosuch"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("nosuch"));
+    assert_eq!(ids(&repo), made);
+    // --dry-run reports and keeps.
+    agentbak(dir.path())
+        .args(["forget", "--dry-run", &made[1]])
+        .assert()
+        .success()
+        .stdout(format!("would remove {}\n", made[1]));
+    assert_eq!(ids(&repo), made);
+    // By id and by `latest`, each once even when named twice; files and sidecars are gone.
+    let out = agentbak(dir.path())
+        .args(["forget", "--json", &made[1], "latest", &made[1]])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["removed"], serde_json::json!([made[1], made[5]]));
+    let mut left = made.clone();
+    left.remove(5);
+    left.remove(1);
+    assert_eq!(ids(&repo), left);
+    let listing = repo.list().unwrap();
+    assert!(listing.orphans.is_empty(), "{:?}", listing.orphans);
+}
