@@ -292,7 +292,7 @@ pub fn snapshot(m: &Manifest, opts: &SnapshotOptions) -> Result<SnapshotReport> 
             |p| p.tmp_path().display().to_string(),
         ),
     };
-    let gate = gate::Gate::new(&detector);
+    let gate = gate::Gate::new(std::sync::Arc::new(detector));
     let mut observer = gate.clone();
     let mut nowhere = std::io::sink();
     let sink: &mut dyn Write = match pending.as_mut() {
