@@ -255,16 +255,26 @@ impl Locator {
     }
 }
 
-impl std::fmt::Display for Locator {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+impl Locator {
+    /// The pointer, key or pattern; `None` for `whole_file`.
+    pub fn text(&self) -> Option<&str> {
         match self {
             Locator::Json(s)
             | Locator::Yaml(s)
             | Locator::Toml(s)
             | Locator::Env(s)
             | Locator::Ini(s)
-            | Locator::Regex(s) => write!(f, "{} {s}", self.field()),
-            Locator::WholeFile => f.write_str("whole_file"),
+            | Locator::Regex(s) => Some(s),
+            Locator::WholeFile => None,
+        }
+    }
+}
+
+impl std::fmt::Display for Locator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.text() {
+            Some(s) => write!(f, "{} {s}", self.field()),
+            None => f.write_str("whole_file"),
         }
     }
 }

@@ -35,15 +35,7 @@ pub fn is_binary(input: &[u8]) -> bool {
 
 /// The locator's text in its format's syntax (a pointer, a key, `section.key`).
 fn locator_text(locator: &Locator) -> &str {
-    match locator {
-        Locator::Json(s)
-        | Locator::Yaml(s)
-        | Locator::Toml(s)
-        | Locator::Env(s)
-        | Locator::Ini(s)
-        | Locator::Regex(s) => s,
-        Locator::WholeFile => "",
-    }
+    locator.text().unwrap_or("")
 }
 
 /// A declared value about to be replaced.

@@ -26,7 +26,7 @@ use crate::detect::{Detector, Finding, looks_random};
 use crate::error::{Error, Result};
 use crate::handle::{AGENT_TEMPLATE, Handle};
 use crate::manifest::Locator;
-use crate::ops::snapshot::walk::{EntryKind, walk};
+use crate::ops::snapshot::walk::{Entry, EntryKind, walk};
 use crate::redact::{Format, is_binary, values_at};
 use crate::secret::Secret;
 
@@ -142,36 +142,8 @@ pub fn discover(state: &Path, store: &str, detector: &Detector) -> Result<Discov
     let mut candidates: Vec<Candidate> = Vec::new();
 
     for entry in &walked.entries {
-        let under_cache = cache_dirs
-            .iter()
-            .any(|d| entry.rel.starts_with(&format!("{d}/")));
-        if under_cache {
+        if !inspect(entry, &mut cache_dirs, &mut temp_globs, &mut out.attention) {
             continue;
-        }
-        let name = entry.rel.rsplit('/').next().unwrap_or(&entry.rel);
-        match entry.kind {
-            EntryKind::Dir if CACHE_DIRS.contains(&name) => {
-                cache_dirs.push(entry.rel.clone());
-                continue;
-            }
-            EntryKind::File { size } => {
-                if let Some(suffix) = TEMP_SUFFIXES.iter().find(|s| name.ends_with(**s)) {
-                    temp_globs.insert(format!("**/*{suffix}"));
-                    continue;
-                }
-                if size > MAX_FILE {
-                    out.attention.push(Attention {
-                        file: entry.rel.clone(),
-                        line: None,
-                        message: format!(
-                            "larger than {} MiB: not inspected (each snapshot's leak gate still scans it)",
-                            MAX_FILE >> 20
-                        ),
-                    });
-                    continue;
-                }
-            }
-            _ => continue,
         }
         let bytes = std::fs::read(&entry.path).map_err(|e| Error::io(&entry.path, e))?;
         out.files += 1;
@@ -222,6 +194,49 @@ pub fn discover(state: &Path, store: &str, detector: &Detector) -> Result<Discov
     out.exclude.extend(temp_globs);
     out.found = name_handles(candidates, store);
     Ok(out)
+}
+
+/// Whether discovery reads `entry`: a regular file of at most [`MAX_FILE`] bytes, outside
+/// cache folders, not a temporary file. Cache folders and temporary files found are noted for
+/// `exclude`; a file too large to read is noted for attention.
+fn inspect(
+    entry: &Entry,
+    cache_dirs: &mut Vec<String>,
+    temp_globs: &mut BTreeSet<String>,
+    attention: &mut Vec<Attention>,
+) -> bool {
+    if cache_dirs
+        .iter()
+        .any(|d| entry.rel.starts_with(&format!("{d}/")))
+    {
+        return false;
+    }
+    let name = entry.rel.rsplit('/').next().unwrap_or(&entry.rel);
+    match entry.kind {
+        EntryKind::Dir if CACHE_DIRS.contains(&name) => {
+            cache_dirs.push(entry.rel.clone());
+            false
+        }
+        EntryKind::File { size } => {
+            if let Some(suffix) = TEMP_SUFFIXES.iter().find(|s| name.ends_with(**s)) {
+                temp_globs.insert(format!("**/*{suffix}"));
+                return false;
+            }
+            if size > MAX_FILE {
+                attention.push(Attention {
+                    file: entry.rel.clone(),
+                    line: None,
+                    message: format!(
+                        "larger than {} MiB: not inspected (each snapshot's leak gate still scans it)",
+                        MAX_FILE >> 20
+                    ),
+                });
+                return false;
+            }
+            true
+        }
+        _ => false,
+    }
 }
 
 /// A PEM private key file: the whole file is the secret.

@@ -127,35 +127,7 @@ pub struct InitReport {
 /// Writes the manifest (and with `discover`, its rules), prepares the store, and with
 /// `import` stores the values found.
 pub fn init(opts: &InitOptions) -> Result<InitReport> {
-    let manifest_path = absolute(&opts.manifest)?;
-    if manifest_path.exists() && !opts.force {
-        return Err(Error::Usage(format!(
-            "{} exists; `init --force` replaces it",
-            manifest_path.display()
-        )));
-    }
-    let (base, name) = match (manifest_path.parent(), manifest_path.file_name()) {
-        (Some(dir), Some(name)) => (dir.canonicalize().ok().filter(|d| d.is_dir()), name),
-        _ => (None, std::ffi::OsStr::new("")),
-    };
-    let Some(base) = base else {
-        return Err(Error::Usage(format!(
-            "{}: the manifest's folder does not exist",
-            manifest_path.display()
-        )));
-    };
-    let manifest_path = base.join(name);
-    let state = opts
-        .state
-        .canonicalize()
-        .ok()
-        .filter(|p| p.is_dir())
-        .ok_or_else(|| {
-            Error::Usage(format!(
-                "{}: the state folder does not exist (--state DIR)",
-                opts.state.display()
-            ))
-        })?;
+    let (manifest_path, base, state) = places(opts)?;
     let agent = agent_name(opts.agent.as_deref(), &state)?;
     let repository = repository_for(&base, &state, &agent);
     let (store, store_json) = store_setup(opts.store, &agent, &state, &repository)?;
@@ -218,6 +190,40 @@ pub fn init(opts: &InitOptions) -> Result<InitReport> {
         attention: discovery.attention,
         imported,
     })
+}
+
+/// The manifest's path (its folder resolved), that folder, and the state folder; refuses an
+/// existing manifest without `force`, and folders that do not exist.
+fn places(opts: &InitOptions) -> Result<(PathBuf, PathBuf, PathBuf)> {
+    let manifest_path = absolute(&opts.manifest)?;
+    if manifest_path.exists() && !opts.force {
+        return Err(Error::Usage(format!(
+            "{} exists; `init --force` replaces it",
+            manifest_path.display()
+        )));
+    }
+    let (base, name) = match (manifest_path.parent(), manifest_path.file_name()) {
+        (Some(dir), Some(name)) => (dir.canonicalize().ok().filter(|d| d.is_dir()), name),
+        _ => (None, std::ffi::OsStr::new("")),
+    };
+    let Some(base) = base else {
+        return Err(Error::Usage(format!(
+            "{}: the manifest's folder does not exist",
+            manifest_path.display()
+        )));
+    };
+    let state = opts
+        .state
+        .canonicalize()
+        .ok()
+        .filter(|p| p.is_dir())
+        .ok_or_else(|| {
+            Error::Usage(format!(
+                "{}: the state folder does not exist (--state DIR)",
+                opts.state.display()
+            ))
+        })?;
+    Ok((base.join(name), base, state))
 }
 
 /// The agent's name: the one given (which must be a valid handle path segment), else the
@@ -390,20 +396,9 @@ fn manifest_text(p: &ManifestParts<'_>) -> String {
         .found
         .iter()
         .map(|d| {
-            let locator = match &d.locator {
-                crate::manifest::Locator::WholeFile => r#""whole_file": true"#.to_string(),
-                l => {
-                    let text = match l {
-                        crate::manifest::Locator::Json(s)
-                        | crate::manifest::Locator::Yaml(s)
-                        | crate::manifest::Locator::Toml(s)
-                        | crate::manifest::Locator::Env(s)
-                        | crate::manifest::Locator::Ini(s)
-                        | crate::manifest::Locator::Regex(s) => s,
-                        crate::manifest::Locator::WholeFile => unreachable!(),
-                    };
-                    format!("{}: {}", json_str(l.field()), json_str(text))
-                }
+            let locator = match d.locator.text() {
+                Some(text) => format!("{}: {}", json_str(d.locator.field()), json_str(text)),
+                None => r#""whole_file": true"#.to_string(),
             };
             let ephemeral = if d.ephemeral {
                 r#", "ephemeral": true"#
