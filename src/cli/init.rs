@@ -63,51 +63,7 @@ fn human(r: &InitReport, discover: bool) -> String {
         let _ = writeln!(out, "vault store at {address}, KV v2 mount `secret`");
     }
     if discover {
-        let files = r
-            .found
-            .iter()
-            .map(|f| f.file.as_str())
-            .collect::<std::collections::BTreeSet<_>>();
-        let _ = writeln!(
-            out,
-            "\nfound {} secret location(s) in {} of {} file(s) (values masked):",
-            r.found.len(),
-            files.len(),
-            r.files
-        );
-        let mut rows = vec![vec![
-            "FILE".to_string(),
-            "LOCATOR".into(),
-            "HANDLE".into(),
-            "FOUND BY".into(),
-            "PREVIEW".into(),
-        ]];
-        for f in &r.found {
-            let mut handle = f.handle.clone();
-            if f.shared {
-                handle.push_str(" (same value as above)");
-            }
-            if f.ephemeral {
-                handle.push_str(" (ephemeral: several values)");
-            }
-            rows.push(vec![
-                f.file.clone(),
-                f.locator.clone(),
-                handle,
-                f.reason.clone(),
-                f.preview.clone(),
-            ]);
-        }
-        if !r.found.is_empty() {
-            out.push_str(&columns(&rows, "  "));
-        }
-        if !r.exclude.is_empty() {
-            let _ = writeln!(
-                out,
-                "excluded (caches, temporary files): {}",
-                r.exclude.join(", ")
-            );
-        }
+        discovered(&mut out, r);
     }
     if !r.attention.is_empty() {
         let _ = writeln!(out, "\nneeds attention:");
@@ -133,4 +89,53 @@ fn human(r: &InitReport, discover: bool) -> String {
     }
     let _ = writeln!(out, "\nnext: agentbak snapshot");
     out
+}
+
+/// The table of secrets found, and the exclusions.
+fn discovered(out: &mut String, r: &InitReport) {
+    let files = r
+        .found
+        .iter()
+        .map(|f| f.file.as_str())
+        .collect::<std::collections::BTreeSet<_>>();
+    let _ = writeln!(
+        out,
+        "\nfound {} secret location(s) in {} of {} file(s) (values masked):",
+        r.found.len(),
+        files.len(),
+        r.files
+    );
+    let mut rows = vec![vec![
+        "FILE".to_string(),
+        "LOCATOR".into(),
+        "HANDLE".into(),
+        "FOUND BY".into(),
+        "PREVIEW".into(),
+    ]];
+    for f in &r.found {
+        let mut handle = f.handle.clone();
+        if f.shared {
+            handle.push_str(" (same value as above)");
+        }
+        if f.ephemeral {
+            handle.push_str(" (ephemeral: several values)");
+        }
+        rows.push(vec![
+            f.file.clone(),
+            f.locator.clone(),
+            handle,
+            f.reason.clone(),
+            f.preview.clone(),
+        ]);
+    }
+    if !r.found.is_empty() {
+        out.push_str(&columns(&rows, "  "));
+    }
+    if !r.exclude.is_empty() {
+        let _ = writeln!(
+            out,
+            "excluded (caches, temporary files): {}",
+            r.exclude.join(", ")
+        );
+    }
 }
