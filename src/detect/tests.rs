@@ -131,6 +131,28 @@ fn known_value_straddling_every_boundary_of_a_small_buffer_is_found() {
     }
 }
 
+/// Known values are read at every second position when all forms are 9 bytes or longer, and
+/// at every position when one is exactly 8: both kinds are found at odd and even offsets.
+#[test]
+fn known_values_are_found_at_every_parity_with_and_without_an_8_byte_form() {
+    for values in [
+        vec![("env:LONG", "kV7#pQ2-zR9!mW4x")],
+        vec![("env:SHORT", "Zq8#vN3!"), ("env:LONG", "kV7#pQ2-zR9!mW4x")],
+    ] {
+        let d = detector_with(&values);
+        for (_, value) in &values {
+            for offset in 0..6 {
+                let mut data = vec![b'.'; offset];
+                data.extend_from_slice(value.as_bytes());
+                data.extend_from_slice(b"....");
+                let found = d.scan_bytes("f", &data);
+                let offsets: Vec<u64> = found.iter().map(|f| f.offset).collect();
+                assert_eq!(offsets, vec![offset as u64], "{value} at {offset}");
+            }
+        }
+    }
+}
+
 #[test]
 fn rule_match_straddling_chunk_boundaries_is_found_once() {
     let token = "ghp_R4nd0mT0k3nV4lu3Abcdefghij0123456789";
