@@ -69,7 +69,7 @@ pub fn host_name() -> String {
 }
 
 /// Whether a process with this pid exists on this host.
-fn alive(pid: u32) -> bool {
+pub(crate) fn alive(pid: u32) -> bool {
     let Some(pid) = i32::try_from(pid)
         .ok()
         .and_then(rustix::process::Pid::from_raw)

@@ -31,6 +31,7 @@ use std::time::Duration;
 
 pub use id::SnapshotId;
 pub use list::{Listing, Orphan, OrphanKind};
+pub(crate) use lock::alive;
 pub use lock::{LockInfo, RepoLock, host_name};
 
 use crate::archive::Sidecar;

@@ -17,6 +17,7 @@ use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
+use crate::repo::{alive, host_name};
 
 /// What is at the target path now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -193,17 +194,19 @@ fn remove_stale(target: &Path) {
         let Some(rest) = file_name.strip_prefix(&prefix) else {
             continue;
         };
-        // `<what>-<pid>-<random>`
-        let mut parts = rest.splitn(3, '-');
-        let (Some("restore" | "old"), Some(pid), Some(_)) =
-            (parts.next(), parts.next(), parts.next())
+        // `<what>-<pid>@<host>-<random>`; a host name may hold `-`, the random tag does not.
+        let Some((owner, _random)) = rest
+            .strip_prefix("restore-")
+            .or_else(|| rest.strip_prefix("old-"))
+            .and_then(|r| r.rsplit_once('-'))
         else {
             continue;
         };
-        let Ok(pid) = pid.parse::<u32>() else {
+        let Some((Ok(pid), host)) = owner.split_once('@').map(|(p, h)| (p.parse::<u32>(), h))
+        else {
             continue;
         };
-        if pid == std::process::id() || Path::new("/proc").join(pid.to_string()).exists() {
+        if host != host_name() || pid == std::process::id() || alive(pid) {
             continue;
         }
         tracing::warn!(
@@ -214,8 +217,8 @@ fn remove_stale(target: &Path) {
     }
 }
 
-/// `<parent>/.<name>.agentbak-<what>-<pid>-<random>`: the pid lets a later run tell a folder
-/// of a killed run from one of a run in progress.
+/// `<parent>/.<name>.agentbak-<what>-<pid>@<host>-<random>`: the pid and host let a later
+/// run tell a folder of a killed run from one of a run in progress.
 fn hidden_sibling(target: &Path, what: &str) -> Result<PathBuf> {
     let name = target
         .file_name()
@@ -229,8 +232,9 @@ fn hidden_sibling(target: &Path, what: &str) -> Result<PathBuf> {
         .map_err(|e| Error::io(target, std::io::Error::other(e.to_string())))?;
     let tag: String = random.iter().map(|b| format!("{b:02x}")).collect();
     Ok(parent_of(target).join(format!(
-        ".{name}.agentbak-{what}-{}-{tag}",
-        std::process::id()
+        ".{name}.agentbak-{what}-{}@{}-{tag}",
+        std::process::id(),
+        host_name()
     )))
 }
 
@@ -249,21 +253,38 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let target = dir.path().join("agent");
         // pid 0 never names a user process; our own pid is alive.
-        let dead = dir.path().join(".agent.agentbak-restore-0-abc");
-        let old = dir.path().join(".agent.agentbak-old-0-abc");
-        let live = dir.path().join(format!(
-            ".agent.agentbak-restore-{}-abc",
-            std::process::id()
-        ));
-        let other = dir.path().join(".other.agentbak-restore-0-abc");
-        for d in [&dead, &old, &live, &other] {
+        let host = host_name();
+        let at = |what: &str, pid: u32, host: &str| {
+            dir.path()
+                .join(format!(".agent.agentbak-{what}-{pid}@{host}-a1b2"))
+        };
+        let dead = at("restore", 0, &host);
+        let old = at("old", 0, &host);
+        let live = at("restore", std::process::id(), &host);
+        let elsewhere = at("restore", 0, "another-host");
+        let other = dir
+            .path()
+            .join(format!(".other.agentbak-restore-0@{host}-a1b2"));
+        for d in [&dead, &old, &live, &elsewhere, &other] {
             fs::create_dir_all(d.join("sub")).unwrap();
         }
         let staging = Staging::create(&target).unwrap();
         assert!(!dead.exists() && !old.exists(), "stale folders are gone");
+        assert!(live.exists(), "a live run's folder stays");
         assert!(
-            live.exists() && other.exists(),
-            "a live run's and another target's stay"
+            elsewhere.exists(),
+            "another host's folder stays (its pid means nothing here)"
+        );
+        assert!(other.exists(), "another target's folder stays");
+        let name = staging
+            .path()
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .into_owned();
+        assert!(
+            name.contains(&format!("-{}@{host}-", std::process::id())),
+            "{name}"
         );
         drop(staging);
     }
