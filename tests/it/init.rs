@@ -497,3 +497,65 @@ fn invalid_utf8_late_in_a_structured_file_is_no_panic() {
     assert!(matches!(out.status.code(), Some(0 | 3)), "{}", text(&out));
     assert!(text(&out).contains("big.json"), "{}", text(&out));
 }
+
+/// `init --store vault --discover --import` against a real OpenBao dev server: the values go
+/// to KV v2 under the handles init wrote, a snapshot is in sync (exit 0), and a restore
+/// fetches them back byte for byte.
+#[test]
+fn vault_store_import_snapshot_restore_with_a_real_openbao() {
+    let bao = crate::common::OpenBao::start();
+    let a = agent();
+    let vault = |args: &[&str]| {
+        Command::cargo_bin("agentbak")
+            .unwrap()
+            .current_dir(a.dir())
+            .env("HOME", a.home())
+            .env("VAULT_ADDR", &bao.addr)
+            .env("VAULT_TOKEN", &bao.token)
+            .env_remove("AGENTBAK_MANIFEST")
+            .env_remove("RUST_LOG")
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let check = |out: &Output| {
+        let all = [out.stdout.as_slice(), out.stderr.as_slice()].concat();
+        a.assert_absent(&all, "output");
+    };
+    let out = vault(&["init", "--store", "vault", "--discover", "--import"]);
+    check(&out);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let m: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(a.dir().join("agentbak.json")).unwrap()).unwrap();
+    assert_eq!(m["stores"]["vault"]["address"], bao.addr.as_str());
+    assert!(
+        m["secrets"].as_array().unwrap().iter().all(|r| r["handle"]
+            .as_str()
+            .unwrap()
+            .starts_with("vault:agents/{agent}/")),
+        "{m}"
+    );
+    // The value is in OpenBao's KV v2, under the handle's path and field.
+    let (status, body) = crate::common::http_get_with_token(
+        &bao.addr,
+        "/v1/secret/data/agents/kevin/config/credentials",
+        &bao.token,
+    )
+    .unwrap();
+    assert_eq!(status, 200, "{body}");
+    let doc: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        doc["data"]["data"]["openai_api_key"],
+        a.values["openai"].as_str()
+    );
+
+    let out = vault(&["snapshot"]);
+    check(&out);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let out = vault(&["restore", "latest", "--target", "restored", "--rehydrate"]);
+    check(&out);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let mut original = tree(&a.state());
+    original.retain(|k, _| !k.starts_with("cache/"));
+    assert_eq!(tree(&a.dir().join("restored")), original);
+}

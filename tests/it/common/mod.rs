@@ -57,12 +57,26 @@ pub fn free_port() -> u16 {
 
 /// A plain HTTP/1.1 GET on loopback; returns (status, body).
 pub fn http_get(addr: &str, path: &str) -> std::io::Result<(u16, String)> {
+    get(addr, path, "HTTP/1.1", "")
+}
+
+/// A GET with a Vault token (HTTP/1.0, so that the body is not chunked); returns (status, body).
+pub fn http_get_with_token(addr: &str, path: &str, token: &str) -> std::io::Result<(u16, String)> {
+    get(
+        addr,
+        path,
+        "HTTP/1.0",
+        &format!("X-Vault-Token: {token}\r\n"),
+    )
+}
+
+fn get(addr: &str, path: &str, version: &str, headers: &str) -> std::io::Result<(u16, String)> {
     let host = addr.trim_start_matches("http://");
     let mut stream = TcpStream::connect(host)?;
     stream.set_read_timeout(Some(Duration::from_secs(5)))?;
     write!(
         stream,
-        "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+        "GET {path} {version}\r\nHost: {host}\r\n{headers}Connection: close\r\n\r\n"
     )?;
     let mut response = String::new();
     stream.read_to_string(&mut response)?;
