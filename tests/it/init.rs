@@ -559,3 +559,76 @@ fn vault_store_import_snapshot_restore_with_a_real_openbao() {
     original.retain(|k, _| !k.starts_with("cache/"));
     assert_eq!(tree(&a.dir().join("restored")), original);
 }
+
+/// The manifest elsewhere (`-m`), the state given by `--state`, the store under
+/// `XDG_DATA_HOME`/`XDG_CONFIG_HOME`: paths that cannot be written relative are absolute, and
+/// a store inside the state is refused before anything is written.
+#[test]
+fn paths_from_flags_and_xdg_dirs_are_written_so_later_commands_find_them() {
+    let a = agent();
+    let etc = a.root.path().join("etc");
+    let xdg = a.root.path().join("xdg");
+    fs::create_dir_all(&etc).unwrap();
+    let manifest = etc.join("kevin.json");
+    let run = |data: &Path, config: &Path, args: &[&str]| {
+        Command::cargo_bin("agentbak")
+            .unwrap()
+            .current_dir(a.root.path())
+            .env("HOME", a.home())
+            .env("XDG_DATA_HOME", data)
+            .env("XDG_CONFIG_HOME", config)
+            .env_remove("AGENTBAK_MANIFEST")
+            .env_remove("RUST_LOG")
+            .arg("-m")
+            .arg(&manifest)
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let state = a.state();
+    let state_arg = state.to_str().unwrap();
+    // A store inside the state is refused, and nothing is written.
+    let out = run(
+        &state.join("keys"),
+        &xdg,
+        &["init", "--state", state_arg, "--agent", "kev"],
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains("outside the state"), "{}", text(&out));
+    assert!(!manifest.exists());
+    // Elsewhere, every path is absolute and the next commands work from any folder.
+    let out = run(
+        &xdg,
+        &xdg,
+        &[
+            "init",
+            "--state",
+            state_arg,
+            "--agent",
+            "kev",
+            "--discover",
+            "--import",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    a.assert_absent(
+        &[out.stdout.as_slice(), out.stderr.as_slice()].concat(),
+        "output",
+    );
+    let m: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(&manifest).unwrap()).unwrap();
+    assert_eq!(m["state"], state_arg);
+    assert_eq!(m["agent"], "kev");
+    assert_eq!(
+        m["stores"]["local"]["path"],
+        xdg.join("agentbak/kev.store.age").to_str().unwrap()
+    );
+    assert!(xdg.join("agentbak/kev.store.key").is_file());
+    assert!(etc.join("agentbak.schema.json").is_file());
+    let out = run(&xdg, &xdg, &["snapshot"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(
+        etc.join("backups/snapshots").is_dir(),
+        "the repository is beside the manifest"
+    );
+}
