@@ -413,8 +413,10 @@ fn anchored_pattern(bytes: &[u8], start: usize, value: &[u8]) -> Option<(String,
         .trim_end_matches([' ', '\t', ':', '=', '"', '\''])
         .len();
     let word_start = before[..word_end]
-        .rfind(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '-'))
-        .map_or(0, |i| i + 1);
+        .char_indices()
+        .rev()
+        .find(|(_, c)| !(c.is_ascii_alphanumeric() || *c == '_' || *c == '-'))
+        .map_or(0, |(i, c)| i + c.len_utf8());
     let word = &before[word_start..word_end];
     if word.is_empty() || word.chars().all(|c| c.is_ascii_digit()) {
         return None;
@@ -683,6 +685,11 @@ mod tests {
                 .unwrap()
                 .is_match(b"monkey=s3cr3t-value")
         );
+        // Regression: a multi-byte character before the word (it used to slice inside it).
+        let line = "café·token=s3cr3t-value-0123".as_bytes();
+        let start = line.len() - "s3cr3t-value-0123".len();
+        let (word, _) = anchored_pattern(line, start, b"s3cr3t-value-0123").unwrap();
+        assert_eq!(word, "token");
         // No word before the value: no anchor.
         assert!(anchored_pattern(b"sk-abc", 0, b"sk-abc").is_none());
         assert!(anchored_pattern(b"2026 sk-abc", 5, b"sk-abc").is_none());
