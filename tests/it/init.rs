@@ -632,3 +632,33 @@ fn paths_from_flags_and_xdg_dirs_are_written_so_later_commands_find_them() {
         "the repository is beside the manifest"
     );
 }
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+
+    /// Discovery never panics, whatever the files hold: pieces of every format's syntax,
+    /// tokens, multi-byte characters and control bytes, under every structured name.
+    #[test]
+    fn discovery_never_panics(
+        files in proptest::collection::vec(
+            (0usize..7, proptest::collection::vec(0usize..24, 0..60)),
+            1..6,
+        )
+    ) {
+        const NAMES: [&str; 7] = ["a.json", "b.yaml", ".env", "c.ini", "d.toml", "e.log", "f.pem"];
+        const PIECES: [&str; 24] = [
+            "key", "token", "=", ": ", "\"", "'", "\n", "\r", " ", "#", "[s]", "{", "}", "-",
+            "ghp_Zq8vN3mT5wK1xR7pL2cY9bH4dF6gJ0sA1eU3", "é", "·", "→", "\u{0}", "Bearer ",
+            "-----BEGIN PRIVATE KEY-----\n", "sk-proj-", "passw0rd=Xy7#kQ2!mZ9v", "\\",
+        ];
+        let dir = tempfile::tempdir().unwrap();
+        for (name, pieces) in &files {
+            let text: String = pieces.iter().map(|p| PIECES[*p]).collect();
+            fs::write(dir.path().join(NAMES[*name]), text).unwrap();
+        }
+        let detector = agentbak::detect::Detector::new(&agentbak::manifest::Detect::default(), None).unwrap();
+        let mut found = agentbak::ops::init::discover::discover(dir.path(), "local", &detector).unwrap();
+        let rules = std::mem::take(&mut found.found);
+        agentbak::ops::init::discover::check(dir.path(), rules, &mut found.attention);
+    }
+}
