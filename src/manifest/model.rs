@@ -302,6 +302,39 @@ impl SecretRule {
         out
     }
 
+    /// The matcher of `file`, as every command applies it: a glob relative to the state folder
+    /// in which `*` and `?` stay inside one folder (`**` crosses folders).
+    pub fn file_matcher(&self) -> Result<globset::GlobMatcher, globset::Error> {
+        Ok(globset::GlobBuilder::new(&self.file)
+            .literal_separator(true)
+            .build()?
+            .compile_matcher())
+    }
+
+    /// The regular files under `state` that `file` names, in path order; links are not
+    /// followed. A walk error (a folder that cannot be read) is an error, never a silent gap.
+    pub fn files_in(&self, state: &std::path::Path) -> Result<Vec<PathBuf>, String> {
+        let matcher = self
+            .file_matcher()
+            .map_err(|e| format!("`{}`: {e}", self.file))?;
+        let mut out = Vec::new();
+        for entry in walkdir::WalkDir::new(state)
+            .follow_links(false)
+            .sort_by_file_name()
+        {
+            let entry = entry.map_err(|e| format!("{}: {e}", state.display()))?;
+            if entry.file_type().is_file()
+                && entry
+                    .path()
+                    .strip_prefix(state)
+                    .is_ok_and(|rel| matcher.is_match(rel))
+            {
+                out.push(entry.into_path());
+            }
+        }
+        Ok(out)
+    }
+
     /// The rule's one locator. Validation guarantees there is exactly one.
     pub fn locator(&self) -> Locator {
         self.locators()

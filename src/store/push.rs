@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 
 use super::{Address, StoreErrorKind, Stores};
 use crate::handle::Handle;
-use crate::manifest::{Locator, Manifest};
+use crate::manifest::{Manifest, SecretRule};
 use crate::secret::Secret;
 use serde::Serialize;
 
@@ -70,7 +70,6 @@ pub fn push(manifest: &Manifest, stores: &Stores, dry_run: bool) -> Vec<PushItem
                 reason: reason.into(),
             },
         };
-        let locator = rule.locator();
         if rule.ephemeral {
             items.push(skip("ephemeral: re-issued, never stored"));
         } else if handle.is_env() {
@@ -80,7 +79,7 @@ pub fn push(manifest: &Manifest, stores: &Stores, dry_run: bool) -> Vec<PushItem
                 "pinned handle: a new version would not be the one it names",
             ));
         } else {
-            match read_values(&manifest.state, &rule.file, &locator) {
+            match read_values(&manifest.state, rule) {
                 Ok(values) if values.is_empty() => {
                     items.push(skip("no value at the declared location in the state"));
                 }
@@ -165,33 +164,17 @@ fn push_one(stores: &Stores, handle: &Handle, values: &[Secret], dry_run: bool) 
     }
 }
 
-/// The values at a locator in every state file matching `file` (a path or a glob).
-fn read_values(
-    state: &Path,
-    file: &str,
-    locator: &Locator,
-) -> Result<Vec<(PathBuf, Secret)>, String> {
-    let glob = globset::Glob::new(file)
-        .map_err(|e| format!("`{file}`: {e}"))?
-        .compile_matcher();
+/// The values at the rule's locator in every state file its `file` names.
+fn read_values(state: &Path, rule: &SecretRule) -> Result<Vec<(PathBuf, Secret)>, String> {
+    let locator = rule.locator();
     let mut out = Vec::new();
-    for entry in walkdir::WalkDir::new(state)
-        .follow_links(false)
-        .sort_by_file_name()
-    {
-        let entry = entry.map_err(|e| format!("{}: {e}", state.display()))?;
-        if !entry.file_type().is_file() {
-            continue;
-        }
-        let rel = entry.path().strip_prefix(state).unwrap_or(entry.path());
-        if !glob.is_match(rel) {
-            continue;
-        }
-        let bytes = super::sealed::read_zeroized(entry.path())
-            .map_err(|e| format!("{}: {e}", entry.path().display()))?;
-        let values = crate::redact::values_at(&rel.display().to_string(), &bytes, locator)
+    for path in rule.files_in(state)? {
+        let rel = path.strip_prefix(state).unwrap_or(&path).to_path_buf();
+        let bytes = super::sealed::read_zeroized(&path)
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+        let values = crate::redact::values_at(&rel.display().to_string(), &bytes, &locator)
             .map_err(|e| e.to_string())?;
-        out.extend(values.into_iter().map(|v| (rel.to_path_buf(), v)));
+        out.extend(values.into_iter().map(|v| (rel.clone(), v)));
     }
     Ok(out)
 }

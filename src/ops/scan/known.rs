@@ -5,9 +5,8 @@
 //! report says what was not searched.
 //! Invariant: values go straight into [`Secret`]s and are labelled by their handle.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use globset::Glob;
 
 use crate::detect::KnownValues;
 use crate::manifest::{Locator, Manifest};
@@ -33,7 +32,7 @@ pub fn known_values(manifest: &Manifest) -> KnownFromManifest {
     for (index, rule) in manifest.secrets.iter().enumerate() {
         let label = rule.handle.with_agent(&manifest.agent).to_string();
         let locator = rule.locator();
-        let files = match matching_files(&manifest.state, &rule.file) {
+        let files = match rule.files_in(&manifest.state) {
             Ok(files) => files,
             Err(reason) => {
                 notes.push(format!("secrets[{index}] ({label}): {reason}"));
@@ -51,35 +50,6 @@ pub fn known_values(manifest: &Manifest) -> KnownFromManifest {
         values: KnownValues::new(values),
         notes,
     }
-}
-
-/// Files under `state` that `pattern` names (a path or a glob).
-fn matching_files(state: &Path, pattern: &str) -> Result<Vec<PathBuf>, String> {
-    if !pattern.contains(['*', '?', '[', '{']) {
-        let path = state.join(pattern);
-        return Ok(if path.is_file() {
-            vec![path]
-        } else {
-            Vec::new()
-        });
-    }
-    let glob = Glob::new(pattern)
-        .map_err(|e| format!("bad glob `{pattern}`: {e}"))?
-        .compile_matcher();
-    let mut out = Vec::new();
-    for entry in walkdir::WalkDir::new(state)
-        .follow_links(false)
-        .into_iter()
-        .flatten()
-    {
-        if entry.file_type().is_file()
-            && let Ok(rel) = entry.path().strip_prefix(state)
-            && glob.is_match(rel)
-        {
-            out.push(entry.into_path());
-        }
-    }
-    Ok(out)
 }
 
 fn read_values(path: &Path, locator: &Locator) -> std::io::Result<Vec<Secret>> {

@@ -26,7 +26,6 @@ use std::io::{Read, Write};
 use std::time::Duration;
 
 use chrono::Utc;
-use globset::GlobBuilder;
 
 use crate::archive::{
     ArchiveWriter, EntryMeta, INDEX_PATH, Recipients, SIDECAR_FORMAT, SecretLocation, Sidecar,
@@ -143,11 +142,9 @@ impl Rules {
     fn new(m: &Manifest) -> Result<Rules> {
         let mut rules = Vec::new();
         for rule in &m.secrets {
-            let glob = GlobBuilder::new(&rule.file)
-                .literal_separator(true)
-                .build()
-                .map_err(|e| Error::Usage(format!("secret rule file `{}`: {e}", rule.file)))?
-                .compile_matcher();
+            let glob = rule
+                .file_matcher()
+                .map_err(|e| Error::Usage(format!("secret rule file `{}`: {e}", rule.file)))?;
             rules.push((rule.clone(), rule.handle.with_agent(&m.agent), glob));
         }
         Ok(Rules { rules })
