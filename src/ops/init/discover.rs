@@ -367,16 +367,15 @@ fn from_text(
             continue;
         }
         let re = Regex::new(&pattern).expect("an escaped anchor and a class compile");
-        let captures: Vec<&[u8]> = re
-            .captures_iter(bytes)
-            .filter_map(|c| c.get(1))
-            .map(|m| m.as_bytes())
-            .collect();
-        if !re
-            .captures_iter(bytes)
-            .filter_map(|c| c.get(1))
-            .any(|m| m.start() == start && m.as_bytes() == value)
-        {
+        // One pass: the distinct values the rule would capture, and whether it captures exactly
+        // this finding.
+        let mut distinct: BTreeSet<&[u8]> = BTreeSet::new();
+        let mut exact = false;
+        for m in re.captures_iter(bytes).filter_map(|c| c.get(1)) {
+            exact |= m.start() == start && m.as_bytes() == value;
+            distinct.insert(m.as_bytes());
+        }
+        if !exact {
             attention.push(Attention {
                 file: rel.to_string(),
                 line: Some(f.line),
@@ -387,7 +386,6 @@ fn from_text(
             });
             continue;
         }
-        let distinct: BTreeSet<&[u8]> = captures.iter().copied().collect();
         patterns.push(pattern.clone());
         out.push(Candidate {
             file: rel.to_string(),
