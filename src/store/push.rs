@@ -170,8 +170,8 @@ fn read_values(state: &Path, rule: &SecretRule) -> Result<Vec<(PathBuf, Secret)>
     let mut out = Vec::new();
     for path in rule.files_in(state)? {
         let rel = path.strip_prefix(state).unwrap_or(&path).to_path_buf();
-        let bytes = super::sealed::read_zeroized(&path)
-            .map_err(|e| format!("{}: {e}", path.display()))?;
+        let bytes =
+            super::sealed::read_zeroized(&path).map_err(|e| format!("{}: {e}", path.display()))?;
         let values = crate::redact::values_at(&rel.display().to_string(), &bytes, &locator)
             .map_err(|e| e.to_string())?;
         out.extend(values.into_iter().map(|v| (rel.clone(), v)));

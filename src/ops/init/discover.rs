@@ -21,6 +21,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::path::Path;
 
 use regex::bytes::Regex;
+use zeroize::Zeroizing;
 
 use crate::detect::{Detector, Finding, looks_random};
 use crate::error::{Error, Result};
@@ -138,14 +139,16 @@ pub fn discover(state: &Path, store: &str, detector: &Detector) -> Result<Discov
     let mut out = Discovery::default();
     let mut cache_dirs: Vec<String> = Vec::new();
     let mut temp_globs: BTreeSet<String> = BTreeSet::new();
-    let mut texts: Vec<(String, Vec<u8>, Vec<Finding>)> = Vec::new();
+    let mut texts: Vec<(String, Zeroizing<Vec<u8>>, Vec<Finding>)> = Vec::new();
     let mut candidates: Vec<Candidate> = Vec::new();
 
     for entry in &walked.entries {
         if !inspect(entry, &mut cache_dirs, &mut temp_globs, &mut out.attention) {
             continue;
         }
-        let bytes = std::fs::read(&entry.path).map_err(|e| Error::io(&entry.path, e))?;
+        // State files hold the secrets: their bytes live in zeroized memory.
+        let bytes =
+            Zeroizing::new(std::fs::read(&entry.path).map_err(|e| Error::io(&entry.path, e))?);
         out.files += 1;
         let findings = detector.scan_bytes(&entry.rel, &bytes);
         if is_binary(&bytes) {
@@ -464,7 +467,8 @@ fn word_boundary(word: &str) -> &'static str {
 /// Gives every candidate its handle: the same value gets the same handle; otherwise
 /// `STORE:agents/{agent}/<file path without extension>#<key>`, numbered when taken.
 fn name_handles(candidates: Vec<Candidate>, store: &str) -> Vec<Discovered> {
-    let mut by_value: HashMap<Vec<u8>, Handle> = HashMap::new();
+    // Values stay in `Secret`s (zeroized); a state has tens of secrets, so a list will do.
+    let mut by_value: Vec<(Secret, Handle)> = Vec::new();
     let mut taken: BTreeSet<String> = BTreeSet::new();
     let mut out = Vec::with_capacity(candidates.len());
     for c in candidates {
@@ -476,7 +480,7 @@ fn name_handles(candidates: Vec<Candidate>, store: &str) -> Vec<Discovered> {
                 Handle::parse(&text).expect("an env name is a valid handle"),
                 false,
             )
-        } else if let Some(h) = by_value.get(c.value.expose()) {
+        } else if let Some((_, h)) = by_value.iter().find(|(v, _)| *v == c.value) {
             (h.clone(), true)
         } else {
             let path = handle_path(&c.file);
@@ -490,7 +494,7 @@ fn name_handles(candidates: Vec<Candidate>, store: &str) -> Vec<Discovered> {
             }
             taken.insert(text.clone());
             let handle = Handle::parse(&text).expect("sanitized segments make a valid handle");
-            by_value.insert(c.value.expose().to_vec(), handle.clone());
+            by_value.push((c.value.clone(), handle.clone()));
             (handle, false)
         };
         out.push(Discovered {
@@ -513,12 +517,12 @@ pub fn check(
     found: Vec<Discovered>,
     attention: &mut Vec<Attention>,
 ) -> Vec<Discovered> {
-    let mut files: HashMap<String, Vec<u8>> = HashMap::new();
+    let mut files: HashMap<String, Zeroizing<Vec<u8>>> = HashMap::new();
     let mut kept = Vec::with_capacity(found.len());
     for d in found {
-        let bytes = files
-            .entry(d.file.clone())
-            .or_insert_with(|| std::fs::read(state.join(&d.file)).unwrap_or_default());
+        let bytes = files.entry(d.file.clone()).or_insert_with(|| {
+            Zeroizing::new(std::fs::read(state.join(&d.file)).unwrap_or_default())
+        });
         let ok = match values_at(&d.file, bytes, &d.locator) {
             Ok(values) if d.ephemeral => values.contains(&d.value),
             Ok(values) => !values.is_empty() && values.iter().all(|v| *v == d.value),

@@ -7,7 +7,6 @@
 
 use std::path::Path;
 
-
 use crate::detect::KnownValues;
 use crate::manifest::{Locator, Manifest};
 use crate::redact::values_at;
