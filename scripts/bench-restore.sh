@@ -22,12 +22,8 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$(pwd)/target}"
 for tool in zstd tar b3sum python3; do
     command -v "$tool" >/dev/null || { echo "bench-restore: $tool is needed" >&2; exit 2; }
 done
-if [ -n "${AGENTBAK_BIN:-}" ]; then
-    BIN="$AGENTBAK_BIN"
-else
-    cargo build --release --quiet --bin agentbak
-    BIN="$CARGO_TARGET_DIR/release/agentbak"
-fi
+. scripts/tools.sh
+BIN="$(bench_bin)"
 
 WORK="$(mktemp -d)"
 trap 'rm -rf "$WORK"' EXIT

@@ -17,10 +17,8 @@ CORPUS="${CORPUS:-target/bench-corpus}"
 OUT="$CORPUS/results"
 mkdir -p "$OUT"
 
-if [ -z "${AGENTBAK_BIN:-}" ]; then
-    cargo build --release --quiet
-    AGENTBAK_BIN="${CARGO_TARGET_DIR:-target}/release/agentbak"
-fi
+. scripts/tools.sh
+AGENTBAK_BIN="$(bench_bin)"
 if [ ! -f "$CORPUS/planted.json" ] || [ "$(cat "$CORPUS/size" 2>/dev/null)" != "$SIZE" ]; then
     echo "generating $SIZE MiB corpus in $CORPUS" >&2
     rm -rf "$CORPUS/data" "$CORPUS/known"

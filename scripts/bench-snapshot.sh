@@ -17,12 +17,8 @@ cd "$(dirname "$0")/.."
 SIZE_MIB="${1:-500}"
 RUNS="${2:-3}"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$(pwd)/target}"
-if [ -n "${AGENTBAK_BIN:-}" ]; then
-    BIN="$AGENTBAK_BIN"
-else
-    cargo build --release --quiet --bin agentbak
-    BIN="$CARGO_TARGET_DIR/release/agentbak"
-fi
+. scripts/tools.sh
+BIN="$(bench_bin)"
 WORK="$(mktemp -d)"
 trap 'rm -rf "$WORK"' EXIT
 

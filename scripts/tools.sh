@@ -42,3 +42,13 @@ ensure_tools() {
     ensure_bao
     ensure_debian_tools
 }
+
+# The agentbak binary a benchmark measures: $AGENTBAK_BIN when set, else a fresh release build.
+bench_bin() {
+    if [ -n "${AGENTBAK_BIN:-}" ]; then
+        printf '%s\n' "$AGENTBAK_BIN"
+    else
+        cargo build --release --quiet --bin agentbak >&2
+        printf '%s\n' "${CARGO_TARGET_DIR:-$(pwd)/target}/release/agentbak"
+    fi
+}
