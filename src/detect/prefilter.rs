@@ -1,115 +1,244 @@
-//! The keyword prefilter: one Aho-Corasick pass over a buffer decides which rule regexes run,
-//! and where.
+//! The keyword prefilter: a pass over a buffer decides which rule regexes run, and where.
 //!
-//! Every rule lists literals that occur in each of its matches. One automaton holds all of
-//! them, ASCII case-insensitively, and runs leftmost-longest without overlaps (the fast search
-//! mode: an overlapping search costs several times more). A keyword that occurs inside a longer
-//! one (`token` in `vault_token`, `key` in `api_key`) would then be hidden, so each keyword
-//! carries the rules of every keyword it contains, at their offsets. A hit on a keyword of a
-//! case-sensitive rule is confirmed byte for byte before it counts.
+//! Every rule lists literals that occur in each of its matches. They are found in two passes,
+//! each a search for a few short *atoms* followed by a byte-for-byte check of the keywords
+//! built on each atom found:
+//!
+//! - **Folded**: the keywords of case-insensitive rules (`token`, `secret`, `bearer`, …) are
+//!   searched in a lowercased copy of the buffer. Their atoms are the keywords that contain no
+//!   other keyword: `vault_token` is checked where `token` is found.
+//! - **Exact**: the keywords of case-sensitive rules (`ghp_`, `AKIA`, `sk-ant-`, …) are searched
+//!   by their rarest three bytes (`hp_`, `KIA`, `sk-`), which keeps a vectorized (Teddy) search
+//!   over dozens of prefixes fast on prose and code.
+//!
+//! Both passes restart one byte after each atom found and no atom contains another, so every
+//! occurrence of every keyword is found, overlapping ones included.
 //!
 //! A rule whose matches start at its keyword gets one range per hit, starting there, and its
 //! regex runs anchored. The few others get a window from [`BEFORE`] bytes before the keyword to
 //! the rule's reach after it; windows of one rule that touch are merged, so a dense run of
 //! keywords costs one regex pass, not one per hit.
 
+use std::cell::RefCell;
 use std::ops::Range;
 
-use aho_corasick::{AhoCorasick, AhoCorasickBuilder, AhoCorasickKind, MatchKind};
+use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind, Span, packed};
 
 use super::rules::Compiled;
 
 /// How far before its keyword a match may start (assignment names, URL schemes, PEM dashes).
 pub const BEFORE: usize = 128;
 
-/// A rule to try when a keyword is found: the rule, whether it compares case-sensitively,
-/// and where (offset, length) its own keyword sits inside the found one.
-#[derive(Clone, Copy)]
-struct Target {
-    rule: usize,
-    sensitive: bool,
+/// How many bytes of a case-sensitive keyword the exact pass searches for.
+const ANCHOR_LEN: usize = 3;
+
+/// A keyword as it must appear, where its atom sits inside it, and the rules it triggers.
+#[derive(Debug)]
+struct Keyword {
+    bytes: Vec<u8>,
     offset: usize,
-    len: usize,
+    /// The keyword is its atom: found is matched.
+    whole: bool,
+    rules: Vec<usize>,
 }
 
-/// One distinct keyword (lowercased) and the rules it triggers.
-struct Entry {
-    keyword: Vec<u8>,
-    own: Vec<(usize, bool)>,
-    targets: Vec<Target>,
+/// What finds the atoms of a pass.
+enum Finder {
+    /// Teddy: a vectorized search for up to a few dozen short literals. Atoms are handed to
+    /// it in the order `order` gives (see [`bucket_order`]): Teddy's pattern `k` is atom
+    /// `order[k]`.
+    Packed(packed::Searcher, Vec<usize>),
+    /// Aho-Corasick, for the sets Teddy cannot take (too many atoms, one or two bytes long).
+    Automaton(AhoCorasick),
 }
 
-/// The keyword automaton of a rule set.
+impl Finder {
+    fn new(atoms: &[Vec<u8>]) -> Finder {
+        let packed = (atoms.iter().all(|a| a.len() >= ANCHOR_LEN)).then(|| {
+            let order = bucket_order(atoms);
+            let searcher = packed::Config::new()
+                .match_kind(packed::MatchKind::LeftmostLongest)
+                .only_teddy(true)
+                .heuristic_pattern_limits(false)
+                .builder()
+                .extend(order.iter().map(|&i| &atoms[i]))
+                .build();
+            searcher.map(|s| (s, order))
+        });
+        match packed.flatten() {
+            Some((searcher, order)) => Finder::Packed(searcher, order),
+            None => Finder::Automaton(
+                AhoCorasickBuilder::new()
+                    .match_kind(MatchKind::LeftmostLongest)
+                    .build(atoms)
+                    .expect("keyword automaton within size limits"),
+            ),
+        }
+    }
+
+    /// The first atom found in `hay[span]`: its start and index.
+    fn find(&self, hay: &[u8], span: Range<usize>) -> Option<(usize, usize)> {
+        match self {
+            Finder::Packed(s, order) => s
+                .find_in(hay, Span::from(span))
+                .map(|m| (m.start(), order[m.pattern().as_usize()])),
+            Finder::Automaton(ac) => ac
+                .find(aho_corasick::Input::new(hay).span(span))
+                .map(|m| (m.start(), m.pattern().as_usize())),
+        }
+    }
+}
+
+/// One pass: the atoms to find and the keywords to check at each.
+struct Pass {
+    finder: Finder,
+    /// `keywords[atom]`: the keywords that atom stands for.
+    keywords: Vec<Vec<Keyword>>,
+    folded: bool,
+}
+
+impl Pass {
+    /// A pass over `keywords` (as they must appear, with their rules), each first anchored on
+    /// the part `anchor` picks; anchors that contain other anchors are replaced by those.
+    fn new(
+        keywords: Vec<(Vec<u8>, Vec<usize>)>,
+        folded: bool,
+        anchor: impl Fn(&[u8]) -> Range<usize>,
+    ) -> Option<Pass> {
+        if keywords.is_empty() {
+            return None;
+        }
+        let mut anchors: Vec<Range<usize>> = keywords.iter().map(|(k, _)| anchor(k)).collect();
+        // Shrink each anchor to the smallest other anchor inside it, until none contains
+        // another: then the leftmost-longest search, restarted one byte after each find,
+        // reports every occurrence of every atom.
+        loop {
+            let mut changed = false;
+            for i in 0..keywords.len() {
+                let outer = &keywords[i].0[anchors[i].clone()];
+                let inner = (0..keywords.len())
+                    .filter_map(|j| {
+                        let atom = &keywords[j].0[anchors[j].clone()];
+                        (atom.len() < outer.len())
+                            .then(|| memchr::memmem::find(outer, atom).map(|at| (at, atom.len())))
+                            .flatten()
+                    })
+                    .min_by_key(|&(at, len)| (len, at));
+                if let Some((at, len)) = inner {
+                    let start = anchors[i].start + at;
+                    anchors[i] = start..start + len;
+                    changed = true;
+                }
+            }
+            if !changed {
+                break;
+            }
+        }
+        let mut atoms: Vec<Vec<u8>> = Vec::new();
+        let mut grouped: Vec<Vec<Keyword>> = Vec::new();
+        for ((bytes, rules), anchor) in keywords.into_iter().zip(anchors) {
+            let atom = bytes[anchor.clone()].to_vec();
+            let index = match atoms.iter().position(|a| *a == atom) {
+                Some(index) => index,
+                None => {
+                    atoms.push(atom);
+                    grouped.push(Vec::new());
+                    atoms.len() - 1
+                }
+            };
+            grouped[index].push(Keyword {
+                whole: anchor == (0..bytes.len()),
+                bytes,
+                offset: anchor.start,
+                rules,
+            });
+        }
+        Some(Pass {
+            finder: Finder::new(&atoms),
+            keywords: grouped,
+            folded,
+        })
+    }
+
+    /// Calls `hit(rule, at)` for every keyword found starting at `at`, its atom lying in
+    /// `search[..]`, which is `hay[base..]` (or its lowercased copy).
+    fn run(&self, hay: &[u8], search: &[u8], base: usize, mut hit: impl FnMut(usize, usize)) {
+        let mut from = 0;
+        while let Some((found, atom)) = self.finder.find(search, from..search.len()) {
+            from = found + 1;
+            let found = base + found;
+            for k in &self.keywords[atom] {
+                if k.whole {
+                    k.rules.iter().for_each(|&rule| hit(rule, found));
+                    continue;
+                }
+                let Some(at) = found.checked_sub(k.offset) else {
+                    continue;
+                };
+                let Some(text) = hay.get(at..at + k.bytes.len()) else {
+                    continue;
+                };
+                let same = if self.folded {
+                    text.eq_ignore_ascii_case(&k.bytes)
+                } else {
+                    text == k.bytes.as_slice()
+                };
+                if same {
+                    for &rule in &k.rules {
+                        hit(rule, at);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The keyword passes of a rule set.
 pub(crate) struct Prefilter {
-    automaton: Option<AhoCorasick>,
-    entries: Vec<Entry>,
+    folded: Option<Pass>,
+    exact: Option<Pass>,
     /// Rules without keywords: they run over every region.
     pub always: Vec<usize>,
 }
 
+thread_local! {
+    /// The lowercased copy the folded pass searches, kept per thread between buffers.
+    static FOLDED: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
+
 impl Prefilter {
     pub(crate) fn new(rules: &[Compiled]) -> Prefilter {
-        let mut entries: Vec<Entry> = Vec::new();
+        let mut folded: Vec<(Vec<u8>, Vec<usize>)> = Vec::new();
+        let mut exact: Vec<(Vec<u8>, Vec<usize>)> = Vec::new();
         let mut always = Vec::new();
         for (index, rule) in rules.iter().enumerate() {
-            if rule.keywords.is_empty() {
+            if rule.keywords.is_empty() || rule.keywords.iter().any(|k| k.is_empty()) {
                 always.push(index);
+                continue;
             }
             for keyword in &rule.keywords {
-                let lower = keyword.to_ascii_lowercase().into_bytes();
-                let own = (index, !rule.case_insensitive);
-                match entries.iter_mut().find(|e| e.keyword == lower) {
-                    Some(e) => e.own.push(own),
-                    None => entries.push(Entry {
-                        keyword: lower,
-                        own: vec![own],
-                        targets: Vec::new(),
-                    }),
+                let (list, bytes) = if rule.case_insensitive {
+                    (&mut folded, keyword.to_ascii_lowercase().into_bytes())
+                } else {
+                    (&mut exact, keyword.clone().into_bytes())
+                };
+                match list.iter_mut().find(|(k, _)| *k == bytes) {
+                    Some((_, rules)) if rules.contains(&index) => {}
+                    Some((_, rules)) => rules.push(index),
+                    None => list.push((bytes, vec![index])),
                 }
             }
         }
-        // Each keyword triggers its own rules and those of every keyword inside it.
-        let contained: Vec<Vec<Target>> = entries
-            .iter()
-            .map(|outer| {
-                let mut targets = Vec::new();
-                for inner in &entries {
-                    let k = &inner.keyword;
-                    for offset in 0..=outer.keyword.len().saturating_sub(k.len()) {
-                        if outer.keyword[offset..].starts_with(k) {
-                            targets.extend(inner.own.iter().map(|&(rule, sensitive)| Target {
-                                rule,
-                                sensitive,
-                                offset,
-                                len: k.len(),
-                            }));
-                        }
-                    }
-                }
-                targets
-            })
-            .collect();
-        for (entry, targets) in entries.iter_mut().zip(contained) {
-            entry.targets = targets;
-        }
-        let automaton = (!entries.is_empty()).then(|| {
-            AhoCorasickBuilder::new()
-                .ascii_case_insensitive(true)
-                .match_kind(MatchKind::LeftmostLongest)
-                .kind(Some(AhoCorasickKind::DFA))
-                .build(entries.iter().map(|e| &e.keyword))
-                .expect("keyword automaton within size limits")
-        });
         Prefilter {
-            automaton,
-            entries,
+            folded: Pass::new(folded, true, |k| 0..k.len()),
+            exact: Pass::new(exact, false, rarest),
             always,
         }
     }
 
     /// The search ranges of each rule for the keyword hits in `hay[range]`: for rule `i`,
-    /// `out[i]` holds ranges of `hay` to run its regex over: merged windows for windowed
-    /// rules, and for anchored rules one range per hit that starts at the keyword.
+    /// `out[i]` holds ranges of `hay` to run its regex over, in order: merged windows for
+    /// windowed rules, and for anchored rules one range per hit that starts at the keyword.
     pub(crate) fn windows(
         &self,
         rules: &[Compiled],
@@ -117,46 +246,273 @@ impl Prefilter {
         range: Range<usize>,
         out: &mut [Vec<Range<usize>>],
     ) {
-        let Some(ac) = &self.automaton else { return };
-        let input = aho_corasick::Input::new(hay).span(range);
-        for m in ac.find_iter(input) {
-            for t in &self.entries[m.pattern().as_usize()].targets {
-                let at = m.start() + t.offset;
-                if t.sensitive && !keyword_exact(rules, t.rule, &hay[at..at + t.len]) {
-                    continue;
-                }
-                let rule = &rules[t.rule];
-                let end = (at + rule.reach + 2).min(hay.len());
-                let windows = &mut out[t.rule];
-                if rule.anchored {
-                    if windows.last().is_none_or(|w| w.start != at) {
-                        windows.push(at..end);
-                    }
-                    continue;
-                }
-                let start = at.saturating_sub(BEFORE);
-                match windows.last_mut() {
-                    Some(last) if start <= last.end => {
-                        last.start = last.start.min(start);
-                        last.end = last.end.max(end);
-                    }
-                    _ => windows.push(start..end),
-                }
+        let mut hit = |rule: usize, at: usize| {
+            let reach = (at + rules[rule].reach + 2).min(hay.len());
+            let start = if rules[rule].anchored {
+                at
+            } else {
+                at.saturating_sub(BEFORE)
+            };
+            out[rule].push(start..reach);
+        };
+        if let Some(pass) = &self.exact {
+            pass.run(hay, &hay[range.clone()], range.start, &mut hit);
+        }
+        if let Some(pass) = &self.folded {
+            FOLDED.with_borrow_mut(|lower| {
+                lower.clear();
+                lower.extend(hay[range.clone()].iter().map(u8::to_ascii_lowercase));
+                pass.run(hay, lower, range.start, &mut hit);
+            });
+        }
+        for (rule, windows) in out.iter_mut().enumerate() {
+            if windows.len() > 1 {
+                normalize(windows, rules[rule].anchored);
             }
         }
     }
 }
 
+/// Sorts a rule's ranges; drops repeated anchored starts and merges windows that touch.
+fn normalize(windows: &mut Vec<Range<usize>>, anchored: bool) {
+    windows.sort_unstable_by_key(|w| (w.start, w.end));
+    windows.dedup_by(|next, kept| {
+        if anchored {
+            next.start == kept.start
+        } else if next.start <= kept.end {
+            kept.end = kept.end.max(next.end);
+            true
+        } else {
+            false
+        }
+    });
+}
+
+/// The [`ANCHOR_LEN`] bytes of a case-sensitive keyword least likely in prose, code and logs:
+/// lowercase letters and spaces are common, capitals, digits and punctuation rarer.
+fn rarest(keyword: &[u8]) -> Range<usize> {
+    let len = ANCHOR_LEN.min(keyword.len());
+    let cost = |b: &u8| match b {
+        b' ' | b'"' | b'e' | b't' | b'a' | b'o' => 4,
+        b'a'..=b'z' => 3,
+        b'0'..=b'9' | b'_' | b'-' | b'.' | b'/' | b':' => 2,
+        _ => 1,
+    };
+    let start = (0..=keyword.len() - len)
+        .min_by_key(|&at| keyword[at..at + len].iter().map(cost).sum::<u32>())
+        .unwrap_or(0);
+    start..start + len
+}
+
+/// An order of `atoms` (all at least [`ANCHOR_LEN`] long) that makes Teddy fast.
+///
+/// Teddy sorts the patterns into buckets and, for each of the first bytes of a pattern, keeps
+/// per bucket the set of low and of high nibbles its patterns have there. A position is a
+/// candidate for a bucket when each byte's nibbles are in those sets, and each candidate costs
+/// a check of the bucket's patterns. Mixing unrelated atoms in a bucket widens the sets until
+/// ordinary text hits them at every few bytes: with the rule prefixes, the candidates of an
+/// arbitrary order cost half of the search.
+///
+/// Teddy gives pattern `k` to bucket `k % buckets` (16 buckets beyond 32 patterns, else 8):
+/// this groups similar atoms, starting from an order by last byte (`ghp_`, `npm_` and `hf_`
+/// share their `_`) and then swapping atoms between groups while that lowers the expected
+/// candidates on text, and deals the groups out so that each lands in one bucket. Only
+/// speed depends on this: any order finds the same atoms.
+fn bucket_order(atoms: &[Vec<u8>]) -> Vec<usize> {
+    let buckets = if atoms.len() > 32 { 16 } else { 8 };
+    let width = atoms
+        .iter()
+        .map(Vec::len)
+        .min()
+        .unwrap_or(0)
+        .min(ANCHOR_LEN);
+    let mut sorted: Vec<usize> = (0..atoms.len()).collect();
+    sorted.sort_by_key(|&i| atoms[i][..width].iter().rev().copied().collect::<Vec<u8>>());
+    // Group `g` gets the positions `k` with `k % buckets == g`.
+    let mut groups: Vec<Vec<usize>> = vec![Vec::new(); buckets];
+    let mut rest = sorted.into_iter();
+    for (g, group) in groups.iter_mut().enumerate() {
+        let size = (atoms.len() + buckets - 1 - g) / buckets;
+        group.extend(rest.by_ref().take(size));
+    }
+    let prefixes: Vec<&[u8]> = atoms.iter().map(|a| &a[..width]).collect();
+    let cost = |group: &[usize]| bucket_cost(group.iter().map(|&i| prefixes[i]));
+    let mut costs: Vec<f64> = groups.iter().map(|g| cost(g)).collect();
+    // A few rounds of improving swaps find nearly all of the gain.
+    for _ in 0..4 {
+        let mut better = false;
+        for a in 0..buckets {
+            for b in a + 1..buckets {
+                for i in 0..groups[a].len() {
+                    for j in 0..groups[b].len() {
+                        (groups[a][i], groups[b][j]) = (groups[b][j], groups[a][i]);
+                        let (ca, cb) = (cost(&groups[a]), cost(&groups[b]));
+                        if ca + cb < (costs[a] + costs[b]) * 0.999 {
+                            (costs[a], costs[b]) = (ca, cb);
+                            better = true;
+                        } else {
+                            (groups[a][i], groups[b][j]) = (groups[b][j], groups[a][i]);
+                        }
+                    }
+                }
+            }
+        }
+        if !better {
+            break;
+        }
+    }
+    (0..atoms.len())
+        .map(|k| groups[k % buckets][k / buckets])
+        .collect()
+}
+
+/// The expected share of text positions that are candidates for a Teddy bucket holding
+/// `atoms`: per byte, the weight of the bytes whose nibbles are both in the bucket's sets.
+fn bucket_cost<'a>(atoms: impl Iterator<Item = &'a [u8]> + Clone) -> f64 {
+    // WEIGHTS[high][low]: how common the byte is in text, as a share of all text.
+    static WEIGHTS: std::sync::LazyLock<[[f64; 16]; 16]> = std::sync::LazyLock::new(|| {
+        let weight = |b: u8| match b {
+            b'a'..=b'z' => 30.0,
+            b' ' | b'"' => 40.0,
+            b'0'..=b'9' => 20.0,
+            b'A'..=b'Z' | b'\n' => 10.0,
+            b'!'..=b'~' => 15.0,
+            _ => 1.0,
+        };
+        let total: f64 = (0..=255).map(weight).sum();
+        let mut table = [[0.0; 16]; 16];
+        for b in 0..=255u8 {
+            table[usize::from(b >> 4)][usize::from(b & 15)] = weight(b) / total;
+        }
+        table
+    });
+    let mut low = [0u16; ANCHOR_LEN];
+    let mut high = [0u16; ANCHOR_LEN];
+    let mut width = ANCHOR_LEN;
+    for atom in atoms {
+        width = width.min(atom.len());
+        for (at, &b) in atom.iter().take(ANCHOR_LEN).enumerate() {
+            low[at] |= 1 << (b & 15);
+            high[at] |= 1 << (b >> 4);
+        }
+    }
+    let mut product = 1.0;
+    for at in 0..width {
+        let mut share = 0.0;
+        for (h, row) in WEIGHTS.iter().enumerate() {
+            if high[at] & (1 << h) != 0 {
+                for (l, w) in row.iter().enumerate() {
+                    if low[at] & (1 << l) != 0 {
+                        share += w;
+                    }
+                }
+            }
+        }
+        product *= share;
+    }
+    product
+}
+
 impl std::fmt::Debug for Prefilter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let atoms = |p: &Option<Pass>| p.as_ref().map_or(0, |p| p.keywords.len());
         f.debug_struct("Prefilter")
-            .field("keywords", &self.entries.len())
+            .field("folded_atoms", &atoms(&self.folded))
+            .field("exact_atoms", &atoms(&self.exact))
             .field("always", &self.always)
             .finish()
     }
 }
 
-/// Whether `found` is one of the rule's keywords exactly as written.
-fn keyword_exact(rules: &[Compiled], rule: usize, found: &[u8]) -> bool {
-    rules[rule].keywords.iter().any(|k| k.as_bytes() == found)
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The starts of every keyword hit of `keywords` (one rule each) in `hay`.
+    fn hits(keywords: &[(&str, bool)], hay: &str) -> Vec<(usize, usize)> {
+        let mut folded = Vec::new();
+        let mut exact = Vec::new();
+        for (i, (k, insensitive)) in keywords.iter().enumerate() {
+            if *insensitive {
+                folded.push((k.to_ascii_lowercase().into_bytes(), vec![i]));
+            } else {
+                exact.push((k.as_bytes().to_vec(), vec![i]));
+            }
+        }
+        let mut found = Vec::new();
+        let hay = hay.as_bytes();
+        if let Some(pass) = Pass::new(exact, false, rarest) {
+            pass.run(hay, hay, 0, |rule, at| found.push((rule, at)));
+        }
+        if let Some(pass) = Pass::new(folded, true, |k| 0..k.len()) {
+            let lower = hay.to_ascii_lowercase();
+            pass.run(hay, &lower, 0, |rule, at| found.push((rule, at)));
+        }
+        found.sort_unstable();
+        found
+    }
+
+    #[test]
+    fn finds_overlapping_and_contained_keywords() {
+        let keywords = [("token", true), ("vault_token", true), ("ken", true)];
+        assert_eq!(
+            hits(&keywords, "x VAULT_Token tokens"),
+            [(0, 8), (0, 14), (1, 2), (2, 10), (2, 16)]
+        );
+        // `pass` and `session` overlap in `passession`: both are found.
+        let keywords = [("pass", true), ("session", true)];
+        assert_eq!(hits(&keywords, "passession"), [(0, 0), (1, 3)]);
+    }
+
+    #[test]
+    fn exact_keywords_match_case_and_are_found_by_their_rarest_bytes() {
+        assert_eq!(rarest(b"ghp_"), 1..4);
+        assert_eq!(rarest(b"AKIA"), 0..3);
+        let keywords = [("ghp_", false), ("AKIA", false), ("gh", false)];
+        assert_eq!(
+            hits(&keywords, "ghp_x GHP_x AKIA akia ghp_"),
+            [(0, 0), (0, 22), (1, 12), (2, 0), (2, 22)]
+        );
+    }
+
+    #[test]
+    fn bucket_order_is_a_permutation_that_lowers_the_candidates() {
+        let atoms: Vec<Vec<u8>> = [
+            "hp_", "AKI", "sk-", "ho_", "ASI", "hu_", "xb-", "xp-", "://",
+        ]
+        .iter()
+        .chain(["ABI", "pm_", "hf_", "r8_", "xe-", "lc_", "ACC", "eyJ"].iter())
+        .map(|a| a.as_bytes().to_vec())
+        .collect();
+        // The sum of bucket costs when Teddy puts position k in bucket k % 8.
+        let cost = |order: &[usize]| {
+            (0..8)
+                .map(|b| bucket_cost(order.iter().skip(b).step_by(8).map(|&i| &atoms[i][..])))
+                .sum::<f64>()
+        };
+        let order = bucket_order(&atoms);
+        let mut seen = order.clone();
+        seen.sort_unstable();
+        let given: Vec<usize> = (0..atoms.len()).collect();
+        assert_eq!(seen, given);
+        assert!(
+            cost(&order) < cost(&given) / 2.0,
+            "{} {}",
+            cost(&order),
+            cost(&given)
+        );
+        let alike = bucket_cost([&b"ho_"[..], b"hu_"].into_iter());
+        let mixed = bucket_cost([&b"ho_"[..], b"AKI"].into_iter());
+        assert!(alike < mixed, "{alike} {mixed}");
+    }
+
+    #[test]
+    fn windows_are_sorted_and_merged() {
+        let mut w = vec![10..20, 0..5, 15..30, 4..8, 40..50];
+        normalize(&mut w, false);
+        assert_eq!(w, [0..8, 10..30, 40..50]);
+        let mut w = vec![10..20, 0..5, 10..30];
+        normalize(&mut w, true);
+        assert_eq!(w, [0..5, 10..20]);
+    }
 }
