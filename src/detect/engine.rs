@@ -79,14 +79,18 @@ impl Detector {
             let end = (r.rule_to + self.rules[i].reach + 2).min(r.hay.len());
             windows[i].push(start..end);
         }
+        let mut spans = Vec::new();
         for (i, rule_windows) in windows.iter().enumerate() {
             let gate = self.rules[i].gate;
-            if r.binary && matches!(gate, Gate::Assignment | Gate::Entropy) {
+            if rule_windows.is_empty()
+                || r.binary && matches!(gate, Gate::Assignment | Gate::Entropy)
+            {
                 continue;
             }
             let mut caps = self.rules[i].regex.create_captures();
             for w in rule_windows {
-                for span in self.rule_matches(i, r.hay, w.clone(), &mut caps) {
+                self.rule_matches(i, r.hay, w.clone(), &mut caps, &mut spans);
+                for span in spans.drain(..) {
                     if span.start < r.rule_from || span.start >= r.rule_to {
                         continue;
                     }
@@ -109,23 +113,23 @@ impl Detector {
         hits
     }
 
-    /// The secret spans of rule `i`'s matches in `window`. Look-around sees the whole
-    /// buffer; matches stay inside the window. An anchored rule is tried once, at the start.
+    /// Adds to `out` the secret spans of rule `i`'s matches in `window`. Look-around sees the
+    /// whole buffer; matches stay inside the window. An anchored rule is tried once, at the
+    /// start.
     fn rule_matches(
         &self,
         i: usize,
         hay: &[u8],
         window: Range<usize>,
         caps: &mut Captures,
-    ) -> Vec<Range<usize>> {
+        out: &mut Vec<Range<usize>>,
+    ) {
         let rule = &self.rules[i];
-        let mut out = Vec::new();
         if rule.anchored
             && matches!(rule.gate, Gate::Entropy | Gate::Assignment)
-            && !assignment_follows(hay, window.start)
+            && !assignment_follows(hay, window.start, rule.min_secret)
         {
-            // Most hits of `key` or `token` are prose or a name without a value.
-            return out;
+            return;
         }
         let mut pos = window.start;
         while pos <= window.end {
@@ -163,7 +167,6 @@ impl Detector {
                 whole.end + 1
             };
         }
-        out
     }
 
     /// Turns a hit into a finding, or `None` when an allowlist or `agentbak:allow` silences
@@ -231,30 +234,50 @@ impl Detector {
     }
 }
 
-/// Whether an assignment operator follows the name that starts at `at`: the name's characters
-/// (`[A-Za-z0-9_.-]`), an optional closing quote, up to four spaces, then `:`, `=` or `=>`. A
-/// necessary condition of the assignment and entropy rules' regexes, checked in a few bytes
-/// before the regex runs.
-fn assignment_follows(hay: &[u8], at: usize) -> bool {
+/// Whether an assignment of at least `min_value` value bytes follows the name that starts at
+/// `at`: the name's characters (`[A-Za-z0-9_.-]`), an optional closing quote, up to four
+/// spaces, an operator (`:=`, `=>`, `:` or `=`), up to four spaces, an optional opening quote,
+/// then value bytes (none of whitespace, quotes, `,` or `;`). A necessary condition of the
+/// assignment and entropy rules' regexes, checked in a few bytes before the regex runs: most
+/// hits of `key` or `token` are prose, a name without a value, or a short value.
+fn assignment_follows(hay: &[u8], at: usize, min_value: usize) -> bool {
     const MAX_NAME: usize = 64;
-    let rest = &hay[at.min(hay.len())..];
-    let mut i = rest
-        .iter()
-        .take(MAX_NAME + 1)
-        .position(|b| !(b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-')))
-        .unwrap_or(rest.len().min(MAX_NAME + 1));
+    let rest = hay.get(at..).unwrap_or_default();
+    let name = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-');
+    let space = |b: u8| b.is_ascii_whitespace() || b == 0x0b;
+    let value = |b: u8| !(space(b) || matches!(b, b'"' | b'\'' | b'`' | b',' | b';'));
+    let mut i = skip(rest, 0, MAX_NAME + 1, name);
     if i > MAX_NAME {
         return false;
     }
     if matches!(rest.get(i), Some(b'"' | b'\'')) {
         i += 1;
     }
-    let spaces = rest[i.min(rest.len())..]
-        .iter()
-        .take(5)
-        .take_while(|b| b.is_ascii_whitespace() || **b == 0x0b)
-        .count();
-    matches!(rest.get(i + spaces), Some(b':' | b'='))
+    i = skip(rest, i, 5, space);
+    if !matches!(rest.get(i), Some(b':' | b'=')) {
+        return false;
+    }
+    // A two-byte operator may also be read as one byte followed by a value starting with
+    // `=` or `>`: the value is long enough if either reading gives enough bytes.
+    let long_enough = |mut i: usize| {
+        i = skip(rest, i, 4, space);
+        if matches!(rest.get(i), Some(b'"' | b'\'' | b'`')) {
+            i += 1;
+        }
+        skip(rest, i, min_value.max(1), value) - i >= min_value.max(1)
+    };
+    long_enough(i + 1) || (matches!(rest.get(i..i + 2), Some(b":=" | b"=>")) && long_enough(i + 2))
+}
+
+/// The index after the run of at most `max` bytes of `bytes[from..]` that satisfy `take`.
+#[inline]
+fn skip(bytes: &[u8], from: usize, max: usize, take: impl Fn(u8) -> bool) -> usize {
+    let end = bytes.len().min(from.saturating_add(max));
+    let mut i = from;
+    while i < end && take(bytes[i]) {
+        i += 1;
+    }
+    i
 }
 
 /// The value of an assignment match `whole` (`name["']? op ["'`]?value`, the shape of the
@@ -352,12 +375,45 @@ mod tests {
                 rule.regex.search_captures(&exact, &mut caps);
                 let want = caps.get_group(g).map(|s| s.range());
                 assert_eq!(assignment_value(hay, &m.range()), want, "rule {i} on {s:?}");
-                assert!(assignment_follows(hay, m.start()), "rule {i} on {s:?}");
+                let min = rule.min_secret;
+                assert!(assignment_follows(hay, m.start(), min), "rule {i} on {s:?}");
                 checked += 1;
             }
         }
         assert!(checked >= 12, "{checked} matches checked");
-        assert!(!assignment_follows(b"the token expired", 4));
-        assert!(!assignment_follows(b"token", 0));
+        assert!(!assignment_follows(b"the token expired", 4, 1));
+        assert!(!assignment_follows(b"token", 0, 1));
+        // Values shorter than the rule's secret are passed over; operators read both ways.
+        assert!(!assignment_follows(b"\"prompt_tokens\": 2676,", 8, 8));
+        assert!(assignment_follows(b"token := abcdefgh", 0, 8));
+        assert!(!assignment_follows(b"token := abcdefg", 0, 8));
+        assert!(assignment_follows(b"token:=abcdefg", 0, 8));
+        assert!(!assignment_follows(b"token: 'abcdefg'", 0, 8));
+    }
+
+    proptest::proptest! {
+        /// The quick check never rejects what the regex of an assignment rule accepts.
+        #[test]
+        fn assignment_follows_holds_for_every_regex_match(
+            name in "(token|key|secret|password)",
+            tail in r#"[a-z0-9_.\-"'`=:>,; \t\x0b]{0,30}"#,
+        ) {
+            static DETECTOR: std::sync::LazyLock<Detector> =
+                std::sync::LazyLock::new(Detector::builtin);
+            let text = format!("{name}{tail}");
+            let hay = text.as_bytes();
+            for rule in &DETECTOR.rules {
+                if !matches!(rule.gate, Gate::Entropy | Gate::Assignment) {
+                    continue;
+                }
+                let input = Input::new(hay).anchored(Anchored::Yes);
+                if rule.regex.search(&input).is_some() {
+                    proptest::prop_assert!(
+                        assignment_follows(hay, 0, rule.min_secret),
+                        "rule {} on {:?}", rule.id, text
+                    );
+                }
+            }
+        }
     }
 }

@@ -1,13 +1,16 @@
 //! The known-value matcher: every form of every value the tool knows, found in one pass.
 //!
 //! Every pattern is at least [`MIN_KNOWN_LEN`] (8) bytes long, so every occurrence starts with
-//! the pattern's first 8 bytes. The pass reads the text's 8-byte words; a 2^20-bit filter of
-//! hashed keys rejects almost every position with one multiply and one bit test, and the rare
+//! the pattern's first 8 bytes. The pass reads the text's 8-byte words; a filter of hashed
+//! keys rejects almost every position with one multiply and one bit test, and the rare
 //! survivors are looked up in a sorted table and compared in full. When every pattern is at
-//! least 9 bytes long, each enters the filter with its words at offsets 0 and 1 and only every
-//! second position is read: an occurrence starting anywhere meets one of them. This runs at memory speed whatever the number of patterns (an
-//! Aho-Corasick automaton over thousands of random patterns has no usable prefilter), reports
-//! every occurrence including overlapping ones, and keeps all derived data in zeroized memory.
+//! least `7 + s` bytes long, each enters the filter with its words at offsets `0..s` and only
+//! every `s`-th position is read (up to 8): an occurrence starting anywhere meets one of
+//! them. The filter has about 64 bits per key, so false hits stay near 1.5%, within 8 KiB
+//! (in L1 cache) for a few values and up to 1 MiB for thousands. This runs at memory speed
+//! whatever the number of patterns (an Aho-Corasick automaton over thousands of random
+//! patterns has no usable prefilter), reports every occurrence including overlapping ones,
+//! and keeps all derived data in zeroized memory.
 //!
 //! Invariants: values shorter than 8 bytes are not searched (they would match everywhere) and
 //! are listed by [`KnownValues::too_short`] so callers can say they could not be proven absent;
@@ -21,10 +24,11 @@ use zeroize::Zeroizing;
 use super::encode::{Encoding, forms};
 use crate::secret::Secret;
 
-/// Bits of the prefix filter: 2^20 bits (128 KiB) keep false hits rare for tens of thousands
-/// of patterns while the filter stays in cache.
-const FILTER_BITS: u32 = 20;
-const FILTER_WORDS: usize = (1 << FILTER_BITS) / 64;
+/// Bounds of the prefix filter's size, in bits (log2): 8 KiB to 1 MiB.
+const FILTER_BITS: std::ops::RangeInclusive<u32> = 16..=23;
+
+/// Most positions one sampled word stands for.
+const MAX_STRIDE: usize = 8;
 
 /// Shortest value (in bytes) that a search can prove absent.
 pub const MIN_KNOWN_LEN: usize = 8;
@@ -43,12 +47,13 @@ pub struct KnownValues {
     too_short: Vec<String>,
     /// (8 bytes of a form at `offset` as a little-endian `u64`, form index, offset), sorted.
     prefixes: Zeroizing<Vec<(u64, u32, u8)>>,
-    /// Positions sampled: 2 when every form is at least 9 bytes long (each form is then
-    /// entered at offsets 0 and 1, so an occurrence at any position meets a sampled window),
-    /// else 1.
+    /// Distance between sampled positions: every form is at least `7 + stride` bytes long and
+    /// is entered at offsets `0..stride`, so an occurrence at any position meets a sample.
     stride: usize,
     /// One bit per hashed prefix.
     filter: Zeroizing<Vec<u64>>,
+    /// `64 - log2(filter bits)`: the hash's top bits pick the filter bit.
+    shift: u32,
     max_len: usize,
 }
 
@@ -58,8 +63,8 @@ fn word(bytes: &[u8], at: usize) -> Option<u64> {
     Some(u64::from_le_bytes(eight))
 }
 
-fn filter_slot(prefix: u64) -> usize {
-    (prefix.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (64 - FILTER_BITS)) as usize
+fn filter_slot(prefix: u64, shift: u32) -> usize {
+    (prefix.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> shift) as usize
 }
 
 /// A known value found in a buffer.
@@ -107,15 +112,23 @@ impl KnownValues {
         }
         let max_len = forms_out.iter().map(|f| f.pattern.len()).max().unwrap_or(0);
         let min_len = forms_out.iter().map(|f| f.pattern.len()).min().unwrap_or(0);
-        let stride = if min_len > MIN_KNOWN_LEN { 2 } else { 1 };
-        let mut prefixes = Zeroizing::new(Vec::with_capacity(forms_out.len() * stride));
-        let mut filter = Zeroizing::new(vec![0u64; FILTER_WORDS]);
+        let stride = (min_len + 1)
+            .saturating_sub(MIN_KNOWN_LEN)
+            .clamp(1, MAX_STRIDE);
+        let keys = forms_out.len() * stride;
+        let bits = (keys * 64)
+            .next_power_of_two()
+            .trailing_zeros()
+            .clamp(*FILTER_BITS.start(), *FILTER_BITS.end());
+        let shift = 64 - bits;
+        let mut prefixes = Zeroizing::new(Vec::with_capacity(keys));
+        let mut filter = Zeroizing::new(vec![0u64; (1 << bits) / 64]);
         for (index, form) in forms_out.iter().enumerate() {
             for offset in 0..stride {
                 let key = word(form.pattern.expose(), offset)
                     .expect("every form is long enough for its keys");
                 prefixes.push((key, index as u32, offset as u8));
-                let slot = filter_slot(key);
+                let slot = filter_slot(key, shift);
                 filter[slot >> 6] |= 1 << (slot & 63);
             }
         }
@@ -127,6 +140,7 @@ impl KnownValues {
             prefixes,
             stride,
             filter,
+            shift,
             max_len,
         }
     }
@@ -172,7 +186,7 @@ impl KnownValues {
         }
         let mut p = from;
         while let Some(window) = word(hay, p) {
-            let slot = filter_slot(window);
+            let slot = filter_slot(window, self.shift);
             if self.filter[slot >> 6] & (1 << (slot & 63)) != 0 {
                 self.confirm(hay, p, window, (from, new_from), &mut out);
             }

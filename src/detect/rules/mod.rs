@@ -16,6 +16,7 @@ pub use builtin::{BUILTIN, NEGATIVES};
 use base64::Engine;
 use regex_automata::meta::Regex;
 use regex_automata::util::syntax;
+use regex_syntax::hir::{Hir, HirKind};
 
 use super::DetectError;
 use super::entropy::{looks_placeholder, looks_random};
@@ -143,6 +144,9 @@ pub(crate) struct Compiled {
     pub reach: usize,
     /// Every match starts at one of the keywords: run anchored at each keyword hit.
     pub anchored: bool,
+    /// The fewest bytes the `secret` group matches (0 without one): assignments with a
+    /// shorter value are passed over before the regex runs.
+    pub min_secret: usize,
 }
 
 impl Compiled {
@@ -157,6 +161,7 @@ impl Compiled {
             id: rule.id.to_string(),
             description: rule.description.to_string(),
             reach: reach(rule.regex, false),
+            min_secret: min_secret(rule.regex, false),
             regex,
             group,
             gate: rule.gate,
@@ -179,6 +184,7 @@ impl Compiled {
             id: rule.id.clone(),
             description: format!("custom rule {}", rule.id),
             reach: reach(&rule.regex, true),
+            min_secret: min_secret(&rule.regex, true),
             regex,
             group,
             gate: Gate::Custom,
@@ -195,16 +201,38 @@ fn secret_group(regex: &Regex, first_group: bool) -> Option<usize> {
         .or((first_group && info.group_len(regex_automata::PatternID::ZERO) > 1).then_some(1))
 }
 
-/// The longest match `pattern` can produce, capped at [`MAX_REACH`].
-fn reach(pattern: &str, unicode: bool) -> usize {
+fn parse(pattern: &str, unicode: bool) -> Option<Hir> {
     regex_syntax::ParserBuilder::new()
         .unicode(unicode)
         .utf8(false)
         .build()
         .parse(pattern)
         .ok()
+}
+
+/// The longest match `pattern` can produce, capped at [`MAX_REACH`].
+fn reach(pattern: &str, unicode: bool) -> usize {
+    parse(pattern, unicode)
         .and_then(|hir| hir.properties().maximum_len())
         .map_or(MAX_REACH, |n| n.min(MAX_REACH))
+}
+
+/// The fewest bytes the group named `secret` of `pattern` can match (0 without one).
+fn min_secret(pattern: &str, unicode: bool) -> usize {
+    fn walk(hir: &Hir) -> Option<usize> {
+        match hir.kind() {
+            HirKind::Capture(c) if c.name.as_deref() == Some("secret") => {
+                c.sub.properties().minimum_len()
+            }
+            HirKind::Capture(c) => walk(&c.sub),
+            HirKind::Repetition(r) => walk(&r.sub),
+            HirKind::Concat(all) | HirKind::Alternation(all) => all.iter().filter_map(walk).min(),
+            _ => None,
+        }
+    }
+    parse(pattern, unicode)
+        .and_then(|hir| walk(&hir))
+        .unwrap_or(0)
 }
 
 /// Whether a captured `secret` passes `gate`.

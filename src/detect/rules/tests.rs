@@ -96,3 +96,12 @@ fn basic_gate_needs_user_and_password() {
     assert!(!passes(Gate::Basic, b"dXNlcm5hbWU="));
     assert!(!passes(Gate::Basic, b"not base64!"));
 }
+
+#[test]
+fn min_secret_is_the_secret_group_shortest_match() {
+    assert_eq!(min_secret(ENTROPY.regex, false), 16);
+    assert_eq!(min_secret(r"(?P<secret>ab|c{3,})x", false), 2);
+    assert_eq!(min_secret(r"abc", false), 0);
+    let generic = BUILTIN.iter().find(|r| r.id == "generic-assignment");
+    assert_eq!(min_secret(generic.expect("rule").regex, false), 8);
+}
