@@ -10,7 +10,9 @@
 # more than the references: it reads every byte through the leak gate (known values in every
 # encoding plus the rules) and hashes every file with blake3, then fsyncs; so does restic
 # (chunking, hashing, AES); tar | zstd only compresses.
-# AGENTBAK_BIN: a binary to measure instead of a fresh release build. Needs zstd, tar, and
+# AGENTBAK_BIN: a binary to measure instead of a fresh release build. BENCH_DIR: where to
+# generate the state and keep it afterwards (for profiling); default a temporary folder,
+# removed at the end. Needs zstd, tar, and
 # restic for the third column (apt install restic; skipped when absent).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -19,8 +21,14 @@ RUNS="${2:-3}"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$(pwd)/target}"
 . scripts/tools.sh
 BIN="$(bench_bin)"
-WORK="$(mktemp -d)"
-trap 'rm -rf "$WORK"' EXIT
+if [ -n "${BENCH_DIR:-}" ]; then
+    WORK="$BENCH_DIR"
+    rm -rf "$WORK/state"
+    mkdir -p "$WORK"
+else
+    WORK="$(mktemp -d)"
+    trap 'rm -rf "$WORK"' EXIT
+fi
 
 python3 - "$WORK" "$SIZE_MIB" <<'PY'
 import json, os, random, sys

@@ -72,7 +72,7 @@ impl Detector {
         let kw_to = (r.rule_to + prefilter::BEFORE + 64).min(r.hay.len());
         if kw_from < kw_to {
             self.prefilter
-                .windows(&self.rules, r.hay, kw_from..kw_to, &mut windows);
+                .windows(&self.rules, r.hay, kw_from..kw_to, r.binary, &mut windows);
         }
         for &i in &self.prefilter.always {
             let start = r.rule_from.saturating_sub(prefilter::BEFORE);
@@ -82,9 +82,7 @@ impl Detector {
         let mut spans = Vec::new();
         for (i, rule_windows) in windows.iter().enumerate() {
             let gate = self.rules[i].gate;
-            if rule_windows.is_empty()
-                || r.binary && matches!(gate, Gate::Assignment | Gate::Entropy)
-            {
+            if rule_windows.is_empty() || r.binary && self.rules[i].text_only() {
                 continue;
             }
             let mut caps = self.rules[i].regex.create_captures();

@@ -193,27 +193,19 @@ impl Pass {
     }
 }
 
-/// The keyword passes of a rule set.
-pub(crate) struct Prefilter {
+/// The two passes over the keywords of a set of rules.
+struct Passes {
     folded: Option<Pass>,
     exact: Option<Pass>,
-    /// Rules without keywords: they run over every region.
-    pub always: Vec<usize>,
 }
 
-thread_local! {
-    /// The lowercased copy the folded pass searches, kept per thread between buffers.
-    static FOLDED: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
-}
-
-impl Prefilter {
-    pub(crate) fn new(rules: &[Compiled]) -> Prefilter {
+impl Passes {
+    /// The passes over the keywords of the rules `include` accepts.
+    fn new(rules: &[Compiled], include: impl Fn(&Compiled) -> bool) -> Passes {
         let mut folded: Vec<(Vec<u8>, Vec<usize>)> = Vec::new();
         let mut exact: Vec<(Vec<u8>, Vec<usize>)> = Vec::new();
-        let mut always = Vec::new();
         for (index, rule) in rules.iter().enumerate() {
-            if rule.keywords.is_empty() || rule.keywords.iter().any(|k| k.is_empty()) {
-                always.push(index);
+            if !include(rule) || has_no_keyword(rule) {
                 continue;
             }
             for keyword in &rule.keywords {
@@ -229,21 +221,55 @@ impl Prefilter {
                 }
             }
         }
-        Prefilter {
+        Passes {
             folded: Pass::new(folded, true, |k| 0..k.len()),
             exact: Pass::new(exact, false, rarest),
-            always,
+        }
+    }
+}
+
+/// A rule without keywords (or with an empty one) runs over every region.
+fn has_no_keyword(rule: &Compiled) -> bool {
+    rule.keywords.is_empty() || rule.keywords.iter().any(String::is_empty)
+}
+
+/// The keyword passes of a rule set.
+pub(crate) struct Prefilter {
+    /// Over the keywords of every rule, for text.
+    text: Passes,
+    /// Without the rules binary data skips (assignments and entropy), whose keywords are
+    /// common words: `token`, `key`, `session`. A tar stream is binary.
+    binary: Passes,
+    /// Rules without keywords: they run over every region.
+    pub always: Vec<usize>,
+}
+
+thread_local! {
+    /// The lowercased copy the folded pass searches, kept per thread between buffers.
+    static FOLDED: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
+
+impl Prefilter {
+    pub(crate) fn new(rules: &[Compiled]) -> Prefilter {
+        Prefilter {
+            text: Passes::new(rules, |_| true),
+            binary: Passes::new(rules, |rule| !rule.text_only()),
+            always: (0..rules.len())
+                .filter(|&i| has_no_keyword(&rules[i]))
+                .collect(),
         }
     }
 
     /// The search ranges of each rule for the keyword hits in `hay[range]`: for rule `i`,
     /// `out[i]` holds ranges of `hay` to run its regex over, in order: merged windows for
     /// windowed rules, and for anchored rules one range per hit that starts at the keyword.
+    /// In `binary` data, rules that only run on text get none.
     pub(crate) fn windows(
         &self,
         rules: &[Compiled],
         hay: &[u8],
         range: Range<usize>,
+        binary: bool,
         out: &mut [Vec<Range<usize>>],
     ) {
         let mut hit = |rule: usize, at: usize| {
@@ -255,10 +281,11 @@ impl Prefilter {
             };
             out[rule].push(start..reach);
         };
-        if let Some(pass) = &self.exact {
+        let passes = if binary { &self.binary } else { &self.text };
+        if let Some(pass) = &passes.exact {
             pass.run(hay, &hay[range.clone()], range.start, &mut hit);
         }
-        if let Some(pass) = &self.folded {
+        if let Some(pass) = &passes.folded {
             FOLDED.with_borrow_mut(|lower| {
                 lower.clear();
                 lower.extend(hay[range.clone()].iter().map(u8::to_ascii_lowercase));
@@ -417,8 +444,8 @@ impl std::fmt::Debug for Prefilter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let atoms = |p: &Option<Pass>| p.as_ref().map_or(0, |p| p.keywords.len());
         f.debug_struct("Prefilter")
-            .field("folded_atoms", &atoms(&self.folded))
-            .field("exact_atoms", &atoms(&self.exact))
+            .field("folded_atoms", &atoms(&self.text.folded))
+            .field("exact_atoms", &atoms(&self.text.exact))
             .field("always", &self.always)
             .finish()
     }

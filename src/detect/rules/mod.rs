@@ -170,6 +170,12 @@ impl Compiled {
         }
     }
 
+    /// Whether the rule runs on text only: assignments and entropy, whose names are common
+    /// words and whose values look like any random run of bytes in binary data.
+    pub(crate) fn text_only(&self) -> bool {
+        matches!(self.gate, Gate::Assignment | Gate::Entropy)
+    }
+
     pub(crate) fn custom(rule: &CustomRule) -> Result<Compiled, DetectError> {
         let regex = Regex::builder()
             .syntax(syntax::Config::new().utf8(false))

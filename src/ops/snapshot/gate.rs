@@ -12,7 +12,7 @@ use std::cell::RefCell;
 use std::io::Write;
 use std::rc::Rc;
 use std::sync::Arc;
-use std::sync::mpsc::{SyncSender, sync_channel};
+use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::thread::JoinHandle;
 
 use crate::detect::{Detector, Finding, Severity};
@@ -20,14 +20,18 @@ use crate::detect::{Detector, Finding, Severity};
 /// The name findings carry before they are mapped to an entry.
 const STREAM: &str = "<archive>";
 
-/// Bytes gathered before a chunk goes to the scanning thread, and chunks in flight: at most
-/// about 2 MiB of the stream waits for the scan (larger numbers measured no faster).
+/// Bytes gathered before a chunk goes to the scanning thread, and chunks in flight: up to
+/// 8 MiB of the stream waits for the scan, so the writer rarely stops for it while the
+/// compressor's threads take the cores (2 chunks in flight measured 5-15% slower snapshots).
 const CHUNK: usize = 1 << 19;
-const IN_FLIGHT: usize = 2;
+const IN_FLIGHT: usize = 16;
 
 struct Inner {
     /// Chunks to the scanning thread; `None` once finished.
     tx: Option<SyncSender<Vec<u8>>>,
+    /// Chunks the scanning thread is done with, to fill again: fresh 512 KiB buffers would
+    /// cost a page fault and a zeroed page every 4 KiB.
+    spare: Receiver<Vec<u8>>,
     scanner: Option<JoinHandle<Vec<Finding>>>,
     buf: Vec<u8>,
     /// Bytes of the stream seen so far.
@@ -52,15 +56,19 @@ impl Gate {
     /// A gate over `detector`; starts the scanning thread.
     pub fn new(detector: Arc<Detector>) -> Gate {
         let (tx, rx) = sync_channel::<Vec<u8>>(IN_FLIGHT);
+        let (done, spare) = sync_channel::<Vec<u8>>(IN_FLIGHT + 1);
         let scanner = std::thread::spawn(move || {
             let mut scan = detector.stream(STREAM);
             for chunk in rx {
                 scan.write_all(&chunk).expect("a scan writes to memory");
+                // Full when the writer has enough spares: this one is then freed.
+                let _ = done.try_send(chunk);
             }
             scan.finish()
         });
         Gate(Rc::new(RefCell::new(Inner {
             tx: Some(tx),
+            spare,
             scanner: Some(scanner),
             buf: Vec::with_capacity(CHUNK),
             position: 0,
@@ -129,7 +137,12 @@ impl Inner {
         if self.buf.is_empty() {
             return;
         }
-        let chunk = std::mem::replace(&mut self.buf, Vec::with_capacity(CHUNK));
+        let mut next = self
+            .spare
+            .try_recv()
+            .unwrap_or_else(|_| Vec::with_capacity(CHUNK));
+        next.clear();
+        let chunk = std::mem::replace(&mut self.buf, next);
         if let Some(tx) = &self.tx {
             // The receiver lives until `finish` joins it; a send can fail only if the scan
             // panicked, which `finish` reports.
