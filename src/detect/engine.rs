@@ -123,12 +123,6 @@ impl Detector {
         out: &mut Vec<Range<usize>>,
     ) {
         let rule = &self.rules[i];
-        if rule.anchored
-            && matches!(rule.gate, Gate::Entropy | Gate::Assignment)
-            && !assignment_follows(hay, window.start, rule.min_secret)
-        {
-            return;
-        }
         let mut pos = window.start;
         while pos <= window.end {
             let mut input = Input::new(hay).range(pos..window.end);
@@ -232,39 +226,47 @@ impl Detector {
     }
 }
 
-/// Whether an assignment of at least `min_value` value bytes follows the name that starts at
-/// `at`: the name's characters (`[A-Za-z0-9_.-]`), an optional closing quote, up to four
-/// spaces, an operator (`:=`, `=>`, `:` or `=`), up to four spaces, an optional opening quote,
-/// then value bytes (none of whitespace, quotes, `,` or `;`). A necessary condition of the
-/// assignment and entropy rules' regexes, checked in a few bytes before the regex runs: most
-/// hits of `key` or `token` are prose, a name without a value, or a short value.
-fn assignment_follows(hay: &[u8], at: usize, min_value: usize) -> bool {
+/// How many value bytes (up to `cap`) an assignment gives the name that starts at `at`: the
+/// name's characters (`[A-Za-z0-9_.-]`), an optional closing quote, up to four spaces, an
+/// operator (`:=`, `=>`, `:` or `=`), up to four spaces, an optional opening quote, then value
+/// bytes (none of whitespace, quotes, `,` or `;`); 0 when no operator follows. The assignment
+/// and entropy rules' regexes match only where this reaches their `secret` group's shortest
+/// length: the prefilter checks it in a few bytes before a regex runs, since most hits of
+/// `key` or `token` are prose, a name without a value, or a short value.
+pub(super) fn assigned_len(hay: &[u8], at: usize, cap: usize) -> usize {
     const MAX_NAME: usize = 64;
-    let rest = hay.get(at..).unwrap_or_default();
-    let name = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-');
     let space = |b: u8| b.is_ascii_whitespace() || b == 0x0b;
-    let value = |b: u8| !(space(b) || matches!(b, b'"' | b'\'' | b'`' | b',' | b';'));
-    let mut i = skip(rest, 0, MAX_NAME + 1, name);
+    let rest = hay.get(at..).unwrap_or_default();
+    let mut i = skip(rest, 0, MAX_NAME + 1, |b| {
+        b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-')
+    });
     if i > MAX_NAME {
-        return false;
+        return 0;
     }
     if matches!(rest.get(i), Some(b'"' | b'\'')) {
         i += 1;
     }
     i = skip(rest, i, 5, space);
     if !matches!(rest.get(i), Some(b':' | b'=')) {
-        return false;
+        return 0;
     }
     // A two-byte operator may also be read as one byte followed by a value starting with
-    // `=` or `>`: the value is long enough if either reading gives enough bytes.
-    let long_enough = |mut i: usize| {
+    // `=` or `>`: the longer reading counts.
+    let value_from = |mut i: usize| {
         i = skip(rest, i, 4, space);
         if matches!(rest.get(i), Some(b'"' | b'\'' | b'`')) {
             i += 1;
         }
-        skip(rest, i, min_value.max(1), value) - i >= min_value.max(1)
+        skip(rest, i, cap, |b| {
+            !(space(b) || matches!(b, b'"' | b'\'' | b'`' | b',' | b';'))
+        }) - i
     };
-    long_enough(i + 1) || (matches!(rest.get(i..i + 2), Some(b":=" | b"=>")) && long_enough(i + 2))
+    let one = value_from(i + 1);
+    if one < cap && matches!(rest.get(i..i + 2), Some(b":=" | b"=>")) {
+        one.max(value_from(i + 2))
+    } else {
+        one
+    }
 }
 
 /// The index after the run of at most `max` bytes of `bytes[from..]` that satisfy `take`.
@@ -374,25 +376,28 @@ mod tests {
                 let want = caps.get_group(g).map(|s| s.range());
                 assert_eq!(assignment_value(hay, &m.range()), want, "rule {i} on {s:?}");
                 let min = rule.min_secret;
-                assert!(assignment_follows(hay, m.start(), min), "rule {i} on {s:?}");
+                assert!(
+                    assigned_len(hay, m.start(), min) >= min,
+                    "rule {i} on {s:?}"
+                );
                 checked += 1;
             }
         }
         assert!(checked >= 12, "{checked} matches checked");
-        assert!(!assignment_follows(b"the token expired", 4, 1));
-        assert!(!assignment_follows(b"token", 0, 1));
-        // Values shorter than the rule's secret are passed over; operators read both ways.
-        assert!(!assignment_follows(b"\"prompt_tokens\": 2676,", 8, 8));
-        assert!(assignment_follows(b"token := abcdefgh", 0, 8));
-        assert!(!assignment_follows(b"token := abcdefg", 0, 8));
-        assert!(assignment_follows(b"token:=abcdefg", 0, 8));
-        assert!(!assignment_follows(b"token: 'abcdefg'", 0, 8));
+        assert_eq!(assigned_len(b"the token expired", 4, 16), 0);
+        assert_eq!(assigned_len(b"token", 0, 16), 0);
+        // Values end at spaces, quotes, commas; operators are read both ways; `cap` caps.
+        assert_eq!(assigned_len(b"\"prompt_tokens\": 2676,", 8, 16), 4);
+        assert_eq!(assigned_len(b"token := abcdefgh", 0, 16), 8);
+        assert_eq!(assigned_len(b"token:=abcdefg", 0, 16), 8);
+        assert_eq!(assigned_len(b"token: 'abcdefg'", 0, 16), 7);
+        assert_eq!(assigned_len(b"token=abcdefghijklmnopqrstuvwxyz", 0, 16), 16);
     }
 
     proptest::proptest! {
         /// The quick check never rejects what the regex of an assignment rule accepts.
         #[test]
-        fn assignment_follows_holds_for_every_regex_match(
+        fn assigned_len_reaches_the_secret_of_every_regex_match(
             name in "(token|key|secret|password)",
             tail in r#"[a-z0-9_.\-"'`=:>,; \t\x0b]{0,30}"#,
         ) {
@@ -407,7 +412,7 @@ mod tests {
                 let input = Input::new(hay).anchored(Anchored::Yes);
                 if rule.regex.search(&input).is_some() {
                     proptest::prop_assert!(
-                        assignment_follows(hay, 0, rule.min_secret),
+                        assigned_len(hay, 0, rule.min_secret) >= rule.min_secret,
                         "rule {} on {:?}", rule.id, text
                     );
                 }

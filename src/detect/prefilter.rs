@@ -24,6 +24,7 @@ use std::ops::Range;
 
 use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind, Span, packed};
 
+use super::engine::assigned_len;
 use super::rules::Compiled;
 
 /// How far before its keyword a match may start (assignment names, URL schemes, PEM dashes).
@@ -175,6 +176,18 @@ impl Pass {
                 let Some(at) = found.checked_sub(k.offset) else {
                     continue;
                 };
+                // The byte before the atom rejects most candidates in one comparison.
+                if let Some(&lead) = k.offset.checked_sub(1).map(|i| &k.bytes[i]) {
+                    let before = hay[found - 1];
+                    let before = if self.folded {
+                        before.to_ascii_lowercase()
+                    } else {
+                        before
+                    };
+                    if before != lead {
+                        continue;
+                    }
+                }
                 let Some(text) = hay.get(at..at + k.bytes.len()) else {
                     continue;
                 };
@@ -242,6 +255,8 @@ pub(crate) struct Prefilter {
     binary: Passes,
     /// Rules without keywords: they run over every region.
     pub always: Vec<usize>,
+    /// The longest shortest `secret` of the assignment rules: how far a hit's value is read.
+    value_cap: usize,
 }
 
 thread_local! {
@@ -257,13 +272,21 @@ impl Prefilter {
             always: (0..rules.len())
                 .filter(|&i| has_no_keyword(&rules[i]))
                 .collect(),
+            value_cap: rules
+                .iter()
+                .filter(|r| r.text_only())
+                .map(|r| r.min_secret)
+                .max()
+                .unwrap_or(0),
         }
     }
 
     /// The search ranges of each rule for the keyword hits in `hay[range]`: for rule `i`,
     /// `out[i]` holds ranges of `hay` to run its regex over, in order: merged windows for
     /// windowed rules, and for anchored rules one range per hit that starts at the keyword.
-    /// In `binary` data, rules that only run on text get none.
+    /// In `binary` data, rules that only run on text get none; an anchored assignment rule
+    /// gets none where the value after its keyword is shorter than its secret
+    /// ([`assigned_len`], read once for all the rules of a hit).
     pub(crate) fn windows(
         &self,
         rules: &[Compiled],
@@ -272,7 +295,17 @@ impl Prefilter {
         binary: bool,
         out: &mut [Vec<Range<usize>>],
     ) {
+        let mut assigned = (usize::MAX, 0);
         let mut hit = |rule: usize, at: usize| {
+            let r = &rules[rule];
+            if r.anchored && r.text_only() {
+                if assigned.0 != at {
+                    assigned = (at, assigned_len(hay, at, self.value_cap));
+                }
+                if assigned.1 < r.min_secret.max(1) {
+                    return;
+                }
+            }
             let reach = (at + rules[rule].reach + 2).min(hay.len());
             let start = if rules[rule].anchored {
                 at
