@@ -567,6 +567,23 @@ mod tests {
     }
 
     #[test]
+    fn more_atoms_than_teddy_takes_fall_back_to_an_automaton() {
+        let words: Vec<String> = (0..200).map(|i| format!("kw{i:03}_")).collect();
+        let keywords: Vec<(&str, bool)> = words.iter().map(|w| (w.as_str(), false)).collect();
+        let exact: Vec<(Vec<u8>, Vec<usize>)> = words
+            .iter()
+            .enumerate()
+            .map(|(i, w)| (w.as_bytes().to_vec(), vec![i]))
+            .collect();
+        let pass = Pass::new(exact, false, rarest).expect("keywords");
+        assert!(matches!(pass.finder, Finder::Automaton(_)));
+        assert_eq!(
+            hits(&keywords, "a kw007_ b kw199_kw000_"),
+            [(0, 17), (7, 2), (199, 11)]
+        );
+    }
+
+    #[test]
     fn windows_are_sorted_and_merged() {
         let mut w = vec![10..20, 0..5, 15..30, 4..8, 40..50];
         normalize(&mut w, false);

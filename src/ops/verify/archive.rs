@@ -20,7 +20,7 @@ use crate::archive::{
     ArchiveEntry, EntryKind, Identity, Index, IntegrityError, IntegrityProblem, ReadOptions,
     Sidecar, check_digest, read_archive,
 };
-use crate::detect::{Detector, Finding};
+use crate::detect::{Detector, Finding, StreamScan};
 use crate::error::{Error, ExitCode, Result};
 use crate::handle::Handle;
 use crate::repo::{ENCRYPTED_SUFFIX, Repository};
@@ -148,11 +148,22 @@ pub(super) fn scan_archive(
         max_bytes: None,
     };
     let mut names = Vec::new();
-    // The scan runs on its own thread, fed through a small bounded queue, so that it overlaps
-    // decryption, decompression and hashing instead of adding to them.
+    // The scan runs on its own threads, one entry at a time each, fed through small bounded
+    // queues, so that it overlaps decryption, decompression and hashing instead of adding to
+    // them, and takes every core the reading leaves.
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(MAX_SCANNERS));
     let (read, mut findings) = std::thread::scope(|scope| {
-        let (tx, rx) = std::sync::mpsc::sync_channel::<Piece>(QUEUE);
-        let scanner = scope.spawn(move || scan_pieces(detector, rx));
+        // Scanned pieces come back to be filled again: fresh buffers cost page faults.
+        let (done, spare) = std::sync::mpsc::sync_channel::<Vec<u8>>(QUEUE * threads);
+        let (queues, scanners): (Vec<_>, Vec<_>) = (0..threads)
+            .map(|_| {
+                let (tx, rx) = std::sync::mpsc::sync_channel::<Piece>(QUEUE);
+                let done = done.clone();
+                (tx, scope.spawn(move || scan_pieces(detector, rx, &done)))
+            })
+            .unzip();
+        drop(done);
+        let mut files = 0;
         let mut visit = |entry: &ArchiveEntry, data: &mut dyn Read| -> Result<()> {
             names.push(entry.path.clone());
             if let Some(link) = &entry.link {
@@ -161,10 +172,13 @@ pub(super) fn scan_archive(
             if entry.kind != EntryKind::File {
                 return Ok(());
             }
+            let tx = &queues[files % queues.len()];
             // A closed queue means the scanner is gone (it panicked): join reports that.
-            let _ = tx.send(Piece::Start(entry.path.clone()));
+            let _ = tx.send(Piece::Start(files, entry.path.clone()));
+            files += 1;
             loop {
-                let mut buf = vec![0u8; SCAN_BUF];
+                let mut buf = spare.try_recv().unwrap_or_default();
+                buf.resize(SCAN_BUF, 0);
                 let n = match data.read(&mut buf) {
                     Ok(0) => break,
                     Ok(n) => n,
@@ -177,9 +191,17 @@ pub(super) fn scan_archive(
             Ok(())
         };
         let read = read_archive(file, &options, &mut visit);
-        drop(tx);
-        let findings = scanner.join().expect("the scanner thread does not panic");
-        (read, findings)
+        drop(queues);
+        let mut findings: Vec<(usize, Finding)> = scanners
+            .into_iter()
+            .flat_map(|s| s.join().expect("the scanner thread does not panic"))
+            .collect();
+        // Archive order; within an entry, a stream's findings are already in offset order.
+        findings.sort_by_key(|(entry, _)| *entry);
+        (
+            read,
+            findings.into_iter().map(|(_, f)| f).collect::<Vec<_>>(),
+        )
     });
     let read = read?;
     let (in_names, masks) = scan_names(detector, &names);
@@ -195,36 +217,47 @@ pub(super) fn scan_archive(
     })
 }
 
-/// What the reader hands the scanner thread: the start of an entry, or its next bytes.
+/// What the reader hands a scanner thread: the start of an entry (its number among the
+/// files, and its path), or its next bytes.
 enum Piece {
-    Start(String),
+    Start(usize, String),
     Data(Vec<u8>),
 }
 
-/// Pieces in flight at most: with [`SCAN_BUF`]-sized pieces, 2 MiB per snapshot.
+/// Pieces in flight at most per scanner: with [`SCAN_BUF`]-sized pieces, 2 MiB.
 const QUEUE: usize = 8;
 
-/// The scanner thread: one stream scan per entry, findings in archive order.
-fn scan_pieces(detector: &Detector, rx: std::sync::mpsc::Receiver<Piece>) -> Vec<Finding> {
+/// Scanner threads per snapshot at most (one per core up to this).
+const MAX_SCANNERS: usize = 4;
+
+/// A scanner thread: one stream scan per entry it is given, findings tagged with the entry's
+/// number.
+fn scan_pieces(
+    detector: &Detector,
+    rx: std::sync::mpsc::Receiver<Piece>,
+    done: &std::sync::mpsc::SyncSender<Vec<u8>>,
+) -> Vec<(usize, Finding)> {
     let mut findings = Vec::new();
-    let mut current = None;
+    let mut current: Option<(usize, StreamScan<'_>)> = None;
     for piece in rx {
         match piece {
-            Piece::Start(path) => {
-                if let Some(done) = current.replace(detector.stream(&path)) {
-                    findings.extend(done.finish());
+            Piece::Start(entry, path) => {
+                if let Some((done, scan)) = current.replace((entry, detector.stream(&path))) {
+                    findings.extend(scan.finish().into_iter().map(|f| (done, f)));
                 }
             }
             Piece::Data(bytes) => {
-                if let Some(stream) = current.as_mut() {
+                if let Some((_, scan)) = current.as_mut() {
                     // A stream scan's write only buffers and scans: it cannot fail.
-                    let _ = std::io::Write::write_all(stream, &bytes);
+                    let _ = std::io::Write::write_all(scan, &bytes);
                 }
+                // Full when the reader has enough spares: this one is then freed.
+                let _ = done.try_send(bytes);
             }
         }
     }
-    if let Some(done) = current {
-        findings.extend(done.finish());
+    if let Some((done, scan)) = current {
+        findings.extend(scan.finish().into_iter().map(|f| (done, f)));
     }
     findings
 }
