@@ -393,6 +393,30 @@ fn a_forged_archive_with_a_plaintext_token_and_a_recomputed_hash_is_caught() {
 }
 
 #[test]
+fn findings_in_many_files_come_back_in_archive_order() {
+    // The leak scan runs on several threads, an entry each: the report keeps archive order.
+    let p = project(false, "");
+    let mut files = vec![("config.json", redacted_config())];
+    let names: Vec<String> = (0..9).map(|i| format!("leak-{i}.env")).collect();
+    for (i, name) in names.iter().enumerate() {
+        let body = format!("{}\nGITHUB_TOKEN={GITHUB}\n", "x".repeat(i * 50_000));
+        files.push((name.as_str(), body.into_bytes()));
+    }
+    p.snapshot(T1, &as_refs(&files), Some(1));
+    let out = p.verify(&["--json"], false);
+    assert_eq!(code(&out), 4, "{}", text(&out));
+    let report = json(&out);
+    let paths: Vec<&str> = report["snapshots"][0]["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["path"].as_str().unwrap())
+        .collect();
+    let want: Vec<String> = names.iter().map(|n| format!("state/{n}")).collect();
+    assert_eq!(paths, want);
+}
+
+#[test]
 fn a_token_in_an_entry_name_or_the_index_is_found() {
     let p = project(false, "");
     let name = format!("notes-{GITHUB}.md");
