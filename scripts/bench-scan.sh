@@ -50,9 +50,11 @@ run() {
     local name="$1" path="$2"
     shift 2
     /usr/bin/time -f "%e %M" -o "$OUT/$name.try" "$@" > "$OUT/$name.out" 2> "$OUT/$name.err" || true
-    local try best
+    local try best=""
     try=$(tail -1 "$OUT/$name.try" | cut -d' ' -f1)
-    best=$(tail -1 "$OUT/$name.time" 2>/dev/null | cut -d' ' -f1)
+    if [ -f "$OUT/$name.time" ]; then
+        best=$(tail -1 "$OUT/$name.time" | cut -d' ' -f1)
+    fi
     if [ -z "$best" ] || [ "$(echo "$try < $best" | bc -l)" = 1 ]; then
         tail -1 "$OUT/$name.try" > "$OUT/$name.time"
     fi
