@@ -217,6 +217,16 @@ fn json(o: &Output) -> Value {
     serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(o)))
 }
 
+/// The path of every finding of snapshot `snapshot`, in report order.
+fn finding_paths(report: &Value, snapshot: usize) -> Vec<&str> {
+    report["snapshots"][snapshot]["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["path"].as_str().unwrap())
+        .collect()
+}
+
 fn check<'v>(report: &'v Value, snapshot: usize, name: &str) -> &'v Value {
     report["snapshots"][snapshot]["checks"]
         .as_array()
@@ -406,12 +416,7 @@ fn findings_in_many_files_come_back_in_archive_order() {
     let out = p.verify(&["--json"], false);
     assert_eq!(code(&out), 4, "{}", text(&out));
     let report = json(&out);
-    let paths: Vec<&str> = report["snapshots"][0]["findings"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|f| f["path"].as_str().unwrap())
-        .collect();
+    let paths = finding_paths(&report, 0);
     let want: Vec<String> = names.iter().map(|n| format!("state/{n}")).collect();
     assert_eq!(paths, want);
 }
@@ -428,12 +433,7 @@ fn a_token_in_an_entry_name_or_the_index_is_found() {
     let out = p.verify(&["--json"], false);
     assert_eq!(code(&out), 4, "{}", text(&out));
     let report = json(&out);
-    let paths: Vec<&str> = report["snapshots"][0]["findings"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|f| f["path"].as_str().unwrap())
-        .collect();
+    let paths = finding_paths(&report, 0);
     assert!(
         paths.iter().any(|p| p.ends_with("(entry name)")),
         "{paths:?}"
