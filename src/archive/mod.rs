@@ -8,8 +8,8 @@
 //!
 //! - [`ArchiveWriter`] writes one into any `impl Write`, exposing the raw tar bytes to an
 //!   observer (the leak gate) and computing every blake3 while writing.
-//! - [`read_archive`] reads one from any `impl Read`: it checks the archive's size and blake3
-//!   against the sidecar, decrypts, decompresses, hands each entry to an [`EntryVisitor`]
+//! - [`read_archive`] reads one from any `impl Read + Send`: it checks the archive's size and
+//!   blake3 against the sidecar, decrypts, decompresses, hands each entry to an [`EntryVisitor`]
 //!   (restore's safe extractor, verify's leak scanner), and checks each entry against the
 //!   index. [`check_digest`] is the key-less check (size and blake3 only).
 //!

@@ -17,6 +17,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::io::{self, BufRead, BufReader, Read};
+use std::sync::mpsc;
 
 use crate::archive::encryption::Identity;
 use crate::archive::index::{EntryKind, INDEX_FORMAT, INDEX_PATH, Index, MAX_INDEX_BYTES};
@@ -166,26 +167,50 @@ pub fn check_digest(input: impl Read, expected: &ArchiveDigest, name: &str) -> R
 /// Returns `Err` for an archive that cannot be read to its end or whose digest differs from
 /// `options.expected`; differences between entries and the index are in
 /// [`ReadReport::problems`] (see [`ReadReport::ensure_clean`]).
+///
+/// The raw hash, decryption and decompression run on a thread of their own, ahead of the tar
+/// walk, the entry hashes and the visitor: one core decompresses while another hashes and
+/// visits. At most [`DECODED_QUEUE`] pieces of [`DECODED_PIECE`] bytes wait between them.
 pub fn read_archive(
-    input: impl Read,
+    input: impl Read + Send,
     options: &ReadOptions<'_>,
     visitor: &mut dyn EntryVisitor,
 ) -> Result<ReadReport> {
-    let mut raw = HashingReader::new(input);
-    let result = read_layers(&mut raw, options, visitor);
-    // Hash to the end even after a failure, so that a damaged archive is named as such.
-    let drained = if result.is_ok() || options.expected.is_some() {
-        io::copy(&mut raw, &mut io::sink()).err()
-    } else {
-        None
-    };
-    let (size, blake3) = raw.digest();
+    let (walked, decoded) = std::thread::scope(|scope| {
+        let (tx, rx) = mpsc::sync_channel(DECODED_QUEUE);
+        let (spare_tx, spare_rx) = mpsc::sync_channel(DECODED_QUEUE + 1);
+        let decoder = scope.spawn(move || decode(input, options, &tx, &spare_rx));
+        let walked = walk(
+            Decoded {
+                rx,
+                spare: spare_tx,
+                piece: Vec::new(),
+                at: 0,
+                len: 0,
+                failed: None,
+            },
+            options,
+            visitor,
+        );
+        (
+            walked,
+            decoder.join().expect("the decoder thread does not panic"),
+        )
+    });
+    // A layer that could not be opened explains any walk failure (it read nothing).
+    let result = decoded.opened.and_then(|encrypted| {
+        walked.map(|mut report| {
+            report.encrypted = encrypted;
+            report
+        })
+    });
+    let (size, blake3) = (decoded.size, decoded.blake3);
     if let Some(expected) = &options.expected
-        && (size != expected.size || blake3 != expected.blake3 || drained.is_some())
+        && (size != expected.size || blake3 != expected.blake3 || decoded.drained.is_some())
     {
-        let cause = match (&result, drained) {
+        let cause = match (&result, decoded.drained) {
             (Err(e), _) => Some(e.to_string()),
-            (Ok(_), d) => d.map(|e| e.to_string()),
+            (Ok(_), d) => d,
         };
         return Err(integrity(
             &options.name,
@@ -204,17 +229,90 @@ pub fn read_archive(
     Ok(report)
 }
 
-fn read_layers<R: Read>(
-    raw: &mut HashingReader<R>,
+/// Bytes per decompressed piece handed from the decoder thread to the walk.
+const DECODED_PIECE: usize = 256 * 1024;
+
+/// Decompressed pieces in flight at most (with [`DECODED_PIECE`], 2 MiB).
+const DECODED_QUEUE: usize = 8;
+
+/// A decompressed piece (the first `n` bytes of a buffer), or the error that ended the stream.
+type Piece = io::Result<(Vec<u8>, usize)>;
+
+/// What the decoder thread found about the raw archive.
+struct Raw {
+    /// Whether the archive is encrypted, or why its layers could not be opened.
+    opened: Result<bool>,
+    /// Raw size and blake3.
+    size: u64,
+    blake3: String,
+    /// An error met while hashing the rest of the raw archive.
+    drained: Option<String>,
+}
+
+/// The decoder thread: hashes the raw input while it decrypts and decompresses it into
+/// pieces for the walk, then hashes the rest (for a digest check, or after a normal end).
+fn decode(
+    input: impl Read,
     options: &ReadOptions<'_>,
-    visitor: &mut dyn EntryVisitor,
-) -> Result<ReadReport> {
+    tx: &mpsc::SyncSender<Piece>,
+    spare: &mpsc::Receiver<Vec<u8>>,
+) -> Raw {
+    let mut raw = HashingReader::new(input);
+    let mut finished = false;
+    let opened = open_layers(&mut raw, options).map(|(encrypted, mut plain)| {
+        loop {
+            // Recycled pieces keep their full length: no zeroing before each read.
+            let mut piece = match spare.try_recv() {
+                Ok(piece) if piece.len() == DECODED_PIECE => piece,
+                _ => vec![0; DECODED_PIECE],
+            };
+            let sent = match plain.read(&mut piece) {
+                Ok(0) => {
+                    finished = true;
+                    break;
+                }
+                Ok(n) => tx.send(Ok((piece, n))),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    let _ = tx.send(Err(e));
+                    break;
+                }
+            };
+            // The walk hung up: it failed, and said why.
+            if sent.is_err() {
+                break;
+            }
+        }
+        encrypted
+    });
+    // Hash to the end even after a failure, so that a damaged archive is named as such.
+    let drained = if finished || options.expected.is_some() {
+        io::copy(&mut raw, &mut io::sink())
+            .err()
+            .map(|e| e.to_string())
+    } else {
+        None
+    };
+    let (size, blake3) = raw.digest();
+    Raw {
+        opened,
+        size,
+        blake3,
+        drained,
+    }
+}
+
+/// Recognizes the archive by its first bytes and opens its age and zstd layers.
+fn open_layers<'r, R: Read>(
+    raw: &'r mut HashingReader<R>,
+    options: &ReadOptions<'_>,
+) -> Result<(bool, Box<dyn Read + 'r>)> {
     let name = options.name.as_str();
     let damaged = |e: io::Error| integrity(name, IntegrityProblem::Stream(e.to_string()));
     let mut buffered = BufReader::with_capacity(1 << 16, raw);
     let head = buffered.fill_buf().map_err(damaged)?;
     let encrypted = head.starts_with(AGE_MAGIC);
-    let plain: Box<dyn Read + '_> = if encrypted {
+    let plain: Box<dyn Read + 'r> = if encrypted {
         let identity = options.identity.ok_or_else(|| Error::Identity {
             origin: name.to_string(),
             reason: "the archive is encrypted: pass --identity FILE (or set AGENTBAK_IDENTITY)"
@@ -233,7 +331,54 @@ fn read_layers<R: Read>(
         ));
     };
     let decoder = zstd::stream::read::Decoder::new(plain).map_err(damaged)?;
-    let mut archive = tar::Archive::new(decoder);
+    Ok((encrypted, Box::new(decoder)))
+}
+
+/// The walk's end of the decoder thread's queue, as a reader. Read pieces go back to the
+/// decoder to be filled again: fresh buffers cost page faults.
+struct Decoded {
+    rx: mpsc::Receiver<Piece>,
+    spare: mpsc::SyncSender<Vec<u8>>,
+    /// The piece being read: `piece[at..len]` is left.
+    piece: Vec<u8>,
+    at: usize,
+    len: usize,
+    /// The error that ended the stream, returned again on every later read.
+    failed: Option<(io::ErrorKind, String)>,
+}
+
+impl Read for Decoded {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        while self.at == self.len {
+            if let Some((kind, message)) = &self.failed {
+                return Err(io::Error::new(*kind, message.clone()));
+            }
+            match self.rx.recv() {
+                Ok(Ok((piece, len))) => {
+                    let read = std::mem::replace(&mut self.piece, piece);
+                    let _ = self.spare.try_send(read);
+                    (self.at, self.len) = (0, len);
+                }
+                Ok(Err(e)) => self.failed = Some((e.kind(), e.to_string())),
+                Err(mpsc::RecvError) => return Ok(0),
+            }
+        }
+        let n = buf.len().min(self.len - self.at);
+        buf[..n].copy_from_slice(&self.piece[self.at..self.at + n]);
+        self.at += n;
+        Ok(n)
+    }
+}
+
+/// The tar walk over the decompressed stream; `encrypted` is filled in by the caller.
+fn walk(
+    plain: Decoded,
+    options: &ReadOptions<'_>,
+    visitor: &mut dyn EntryVisitor,
+) -> Result<ReadReport> {
+    let name = options.name.as_str();
+    let damaged = |e: io::Error| integrity(name, IntegrityProblem::Stream(e.to_string()));
+    let mut archive = tar::Archive::new(plain);
     let mut walk = Walk::new(options, visitor);
     for entry in archive.entries().map_err(damaged)? {
         let entry = entry.map_err(damaged)?;
@@ -242,7 +387,7 @@ fn read_layers<R: Read>(
     // Past the tar end-of-archive marker: read the zstd frame (and age stream) to its end, so
     // that their checksums and final-chunk tags are verified.
     io::copy(&mut archive.into_inner(), &mut io::sink()).map_err(damaged)?;
-    walk.finish(encrypted)
+    walk.finish()
 }
 
 /// State of one pass over the entries.
@@ -381,7 +526,7 @@ impl<'v, 'o> Walk<'v, 'o> {
         Ok(())
     }
 
-    fn finish(self, encrypted: bool) -> Result<ReadReport> {
+    fn finish(self) -> Result<ReadReport> {
         let index = self.index.ok_or_else(|| {
             integrity(
                 &self.options.name,
@@ -393,7 +538,8 @@ impl<'v, 'o> Walk<'v, 'o> {
         let problems = compare(&index, &self.entries);
         Ok(ReadReport {
             index,
-            encrypted,
+            // Filled in by `read_archive`, as are the size and digest.
+            encrypted: false,
             size: 0,
             blake3: String::new(),
             entries: self.entries,

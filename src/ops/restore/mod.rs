@@ -126,7 +126,7 @@ pub fn restore(
 
 /// Restores one archive read from `input`, whose sidecar is `sidecar`.
 pub fn restore_archive(
-    input: impl Read,
+    input: impl Read + Send,
     sidecar: &Sidecar,
     stores: &Stores,
     options: &RestoreOptions<'_>,
