@@ -235,31 +235,26 @@ impl Detector {
 /// `key` or `token` are prose, a name without a value, or a short value.
 pub(super) fn assigned_len(hay: &[u8], at: usize, cap: usize) -> usize {
     const MAX_NAME: usize = 64;
-    let space = |b: u8| b.is_ascii_whitespace() || b == 0x0b;
     let rest = hay.get(at..).unwrap_or_default();
-    let mut i = skip(rest, 0, MAX_NAME + 1, |b| {
-        b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-')
-    });
+    let mut i = skip(rest, 0, MAX_NAME + 1, NAME);
     if i > MAX_NAME {
         return 0;
     }
     if matches!(rest.get(i), Some(b'"' | b'\'')) {
         i += 1;
     }
-    i = skip(rest, i, 5, space);
+    i = skip(rest, i, 5, SPACE);
     if !matches!(rest.get(i), Some(b':' | b'=')) {
         return 0;
     }
     // A two-byte operator may also be read as one byte followed by a value starting with
     // `=` or `>`: the longer reading counts.
     let value_from = |mut i: usize| {
-        i = skip(rest, i, 4, space);
+        i = skip(rest, i, 4, SPACE);
         if matches!(rest.get(i), Some(b'"' | b'\'' | b'`')) {
             i += 1;
         }
-        skip(rest, i, cap, |b| {
-            !(space(b) || matches!(b, b'"' | b'\'' | b'`' | b',' | b';'))
-        }) - i
+        skip(rest, i, cap, VALUE) - i
     };
     let one = value_from(i + 1);
     if one < cap && matches!(rest.get(i..i + 2), Some(b":=" | b"=>")) {
@@ -269,12 +264,36 @@ pub(super) fn assigned_len(hay: &[u8], at: usize, cap: usize) -> usize {
     }
 }
 
-/// The index after the run of at most `max` bytes of `bytes[from..]` that satisfy `take`.
+/// Byte classes of [`assigned_len`], as bits of [`CLASSES`]: name characters
+/// (`[A-Za-z0-9_.-]`), spaces (ASCII whitespace and vertical tab), and value bytes (neither
+/// spaces, quotes, `,` nor `;`).
+const NAME: u8 = 1;
+const SPACE: u8 = 2;
+const VALUE: u8 = 4;
+static CLASSES: [u8; 256] = {
+    let mut table = [0u8; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        if c.is_ascii_alphanumeric() || matches!(c, b'_' | b'.' | b'-') {
+            table[b] |= NAME;
+        }
+        if c.is_ascii_whitespace() || c == 0x0b {
+            table[b] |= SPACE;
+        } else if !matches!(c, b'"' | b'\'' | b'`' | b',' | b';') {
+            table[b] |= VALUE;
+        }
+        b += 1;
+    }
+    table
+};
+
+/// The index after the run of at most `max` bytes of `bytes[from..]` of the class `class`.
 #[inline]
-fn skip(bytes: &[u8], from: usize, max: usize, take: impl Fn(u8) -> bool) -> usize {
+fn skip(bytes: &[u8], from: usize, max: usize, class: u8) -> usize {
     let end = bytes.len().min(from.saturating_add(max));
     let mut i = from;
-    while i < end && take(bytes[i]) {
+    while i < end && CLASSES[usize::from(bytes[i])] & class != 0 {
         i += 1;
     }
     i

@@ -20,6 +20,7 @@ mod known;
 mod prefilter;
 mod rules;
 mod stream;
+mod sweep;
 
 pub use encode::Encoding;
 pub use entropy::{looks_placeholder, looks_random, shannon};

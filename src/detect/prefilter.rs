@@ -26,6 +26,7 @@ use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind, Span, packed};
 
 use super::engine::assigned_len;
 use super::rules::Compiled;
+use super::sweep::Sweep;
 
 /// How far before its keyword a match may start (assignment names, URL schemes, PEM dashes).
 pub const BEFORE: usize = 128;
@@ -51,10 +52,27 @@ enum Finder {
     Packed(packed::Searcher, Vec<usize>),
     /// Aho-Corasick, for the sets Teddy cannot take (too many atoms, one or two bytes long).
     Automaton(AhoCorasick),
+    /// Teddy without a restart per hit (see [`Sweep`]), for up to [`SWEEP_ATOMS`] atoms
+    /// when the processor has AVX2. Folded keywords are found on every line of some logs.
+    Sweep(Sweep),
 }
+
+/// The most atoms a [`Sweep`] takes: beyond, its eight buckets fill up and the candidates
+/// they let through cost more than restarts save.
+const SWEEP_ATOMS: usize = 32;
 
 impl Finder {
     fn new(atoms: &[Vec<u8>]) -> Finder {
+        if atoms.len() <= SWEEP_ATOMS && atoms.iter().all(|a| a.len() >= ANCHOR_LEN) {
+            let order = bucket_order(atoms);
+            let mut bucket = vec![0; atoms.len()];
+            for (k, &atom) in order.iter().enumerate() {
+                bucket[atom] = k;
+            }
+            if let Some(sweep) = Sweep::new(atoms, |atom| bucket[atom]) {
+                return Finder::Sweep(sweep);
+            }
+        }
         let packed = (atoms.iter().all(|a| a.len() >= ANCHOR_LEN)).then(|| {
             let order = bucket_order(atoms);
             let searcher = packed::Config::new()
@@ -77,15 +95,23 @@ impl Finder {
         }
     }
 
-    /// The first atom found in `hay[span]`: its start and index.
-    fn find(&self, hay: &[u8], span: Range<usize>) -> Option<(usize, usize)> {
-        match self {
-            Finder::Packed(s, order) => s
-                .find_in(hay, Span::from(span))
-                .map(|m| (m.start(), order[m.pattern().as_usize()])),
-            Finder::Automaton(ac) => ac
-                .find(aho_corasick::Input::new(hay).span(span))
-                .map(|m| (m.start(), m.pattern().as_usize())),
+    /// Calls `found(at, atom)` for every atom found in `hay`, in order of `at`; overlapping
+    /// atoms included: Teddy and Aho-Corasick restart one byte after each.
+    fn each(&self, hay: &[u8], found: &mut dyn FnMut(usize, usize)) {
+        let mut from = 0;
+        while from < hay.len() {
+            let next = match self {
+                Finder::Sweep(sweep) => return sweep.each(hay, found),
+                Finder::Packed(s, order) => s
+                    .find_in(hay, Span::from(from..hay.len()))
+                    .map(|m| (m.start(), order[m.pattern().as_usize()])),
+                Finder::Automaton(ac) => ac
+                    .find(aho_corasick::Input::new(hay).span(from..hay.len()))
+                    .map(|m| (m.start(), m.pattern().as_usize())),
+            };
+            let Some((at, atom)) = next else { return };
+            found(at, atom);
+            from = at + 1;
         }
     }
 }
@@ -93,8 +119,11 @@ impl Finder {
 /// One pass: the atoms to find and the keywords to check at each.
 struct Pass {
     finder: Finder,
-    /// `keywords[atom]`: the keywords that atom stands for.
+    /// `keywords[atom]`: the keywords that atom stands for, those that start with it first.
     keywords: Vec<Vec<Keyword>>,
+    /// `inner[atom]`: where in `keywords[atom]` the keywords with bytes before the atom begin,
+    /// and the set of those bytes (the byte just before the atom, 256 bits).
+    inner: Vec<(usize, [u64; 4])>,
     folded: bool,
 }
 
@@ -154,9 +183,22 @@ impl Pass {
                 rules,
             });
         }
+        let inner = grouped
+            .iter_mut()
+            .map(|group| {
+                group.sort_by_key(|k| k.offset > 0);
+                let mut leads = [0u64; 4];
+                for k in group.iter().filter(|k| k.offset > 0) {
+                    let lead = k.bytes[k.offset - 1];
+                    leads[usize::from(lead >> 6)] |= 1 << (lead & 63);
+                }
+                (group.partition_point(|k| k.offset == 0), leads)
+            })
+            .collect();
         Some(Pass {
             finder: Finder::new(&atoms),
             keywords: grouped,
+            inner,
             folded,
         })
     }
@@ -164,11 +206,21 @@ impl Pass {
     /// Calls `hit(rule, at)` for every keyword found starting at `at`, its atom lying in
     /// `search[..]`, which is `hay[base..]` (or its lowercased copy).
     fn run(&self, hay: &[u8], search: &[u8], base: usize, mut hit: impl FnMut(usize, usize)) {
-        let mut from = 0;
-        while let Some((found, atom)) = self.finder.find(search, from..search.len()) {
-            from = found + 1;
+        self.finder.each(search, &mut |found, atom| {
             let found = base + found;
-            for k in &self.keywords[atom] {
+            let group = &self.keywords[atom];
+            // The byte before the atom rules out every keyword that has bytes before it, in
+            // most places: `token` is found far more often than `vault_token`.
+            let (inner, leads) = &self.inner[atom];
+            let before = match found.checked_sub(1).map(|i| hay[i]) {
+                Some(b) if self.folded => Some(b.to_ascii_lowercase()),
+                b => b,
+            };
+            let to = match before {
+                Some(b) if leads[usize::from(b >> 6)] & (1 << (b & 63)) != 0 => group.len(),
+                _ => *inner,
+            };
+            for k in &group[..to] {
                 if k.whole {
                     k.rules.iter().for_each(|&rule| hit(rule, found));
                     continue;
@@ -176,17 +228,8 @@ impl Pass {
                 let Some(at) = found.checked_sub(k.offset) else {
                     continue;
                 };
-                // The byte before the atom rejects most candidates in one comparison.
-                if let Some(&lead) = k.offset.checked_sub(1).map(|i| &k.bytes[i]) {
-                    let before = hay[found - 1];
-                    let before = if self.folded {
-                        before.to_ascii_lowercase()
-                    } else {
-                        before
-                    };
-                    if before != lead {
-                        continue;
-                    }
+                if k.offset > 0 && before != Some(k.bytes[k.offset - 1]) {
+                    continue;
                 }
                 let Some(text) = hay.get(at..at + k.bytes.len()) else {
                     continue;
@@ -202,7 +245,7 @@ impl Pass {
                     }
                 }
             }
-        }
+        });
     }
 }
 
@@ -456,18 +499,19 @@ fn bucket_cost<'a>(atoms: impl Iterator<Item = &'a [u8]> + Clone) -> f64 {
             high[at] |= 1 << (b >> 4);
         }
     }
+    // Over the set bits only: this runs for every swap `bucket_order` tries.
+    let bits = |mut set: u16| {
+        std::iter::from_fn(move || {
+            let bit = set.trailing_zeros() as usize;
+            set &= set.wrapping_sub(1);
+            (bit < 16).then_some(bit)
+        })
+    };
     let mut product = 1.0;
     for at in 0..width {
-        let mut share = 0.0;
-        for (h, row) in WEIGHTS.iter().enumerate() {
-            if high[at] & (1 << h) != 0 {
-                for (l, w) in row.iter().enumerate() {
-                    if low[at] & (1 << l) != 0 {
-                        share += w;
-                    }
-                }
-            }
-        }
+        let share: f64 = bits(high[at])
+            .flat_map(|h| bits(low[at]).map(move |l| WEIGHTS[h][l]))
+            .sum();
         product *= share;
     }
     product

@@ -1,0 +1,305 @@
+//! A vectorized search that reports every occurrence of every atom in one sweep.
+//!
+//! The keyword prefilter's atoms are found by Teddy, the SIMD algorithm of Hyperscan, which
+//! the `aho-corasick` crate implements. That implementation returns one match per call, so
+//! finding every occurrence means a new call one byte after each: on agent logs, where `token`
+//! is on every line, those restarts cost more than the search itself.
+//!
+//! This is the same candidate search, reduced to what the prefilter needs: at most eight
+//! buckets, fingerprints of the first three bytes, AVX2 only. For 32 positions at a time it
+//! computes, from a table lookup per nibble of each of the three bytes, whether some bucket's
+//! atoms could start there; each candidate is then compared with the atoms that start with
+//! its byte, and every atom found is reported before the sweep moves on. Without AVX2 the
+//! prefilter keeps using `aho-corasick`.
+//!
+//! # Unsafe code
+//!
+//! The crate denies `unsafe`; this module is the one exception (`docs/security.md`). It has
+//! two unsafe operations, each beside its reason: calling the AVX2 function once `Sweep::new`
+//! found AVX2 at run time, and an unaligned load of 32 bytes from a `&[u8; 32]` that safe,
+//! bounds-checked slicing produced.
+//! Everything else, the candidate checks included, is safe code over slices. A property test
+//! compares the sweep with a plain scan on inputs of every length.
+#![allow(unsafe_code)]
+
+/// Bytes of each atom that form its fingerprint.
+const WIDTH: usize = 3;
+
+/// Buckets: one bit of a candidate byte each.
+const BUCKETS: usize = 8;
+
+/// Positions per block.
+const BLOCK: usize = 32;
+
+/// A compiled set of atoms, each at least [`WIDTH`] bytes long.
+#[derive(Debug)]
+pub(super) struct Sweep {
+    /// `low[k][n]`: the buckets with an atom whose byte `k` has low nibble `n`; twice over,
+    /// for the two 128-bit lanes of a shuffle.
+    low: [[u8; 32]; WIDTH],
+    /// The same for high nibbles.
+    high: [[u8; 32]; WIDTH],
+    /// The atoms, in order of their first byte.
+    atoms: Vec<Atom>,
+    /// `by_first[b]`: the range of `atoms` that start with byte `b`.
+    by_first: Box<[(u16, u16); 256]>,
+}
+
+/// An atom, with its first eight bytes as a number for a quick first comparison.
+#[derive(Debug)]
+struct Atom {
+    index: usize,
+    /// Its first bytes (up to eight, little-endian), and the mask of those.
+    head: u64,
+    head_mask: u64,
+    bytes: Box<[u8]>,
+}
+
+impl Atom {
+    fn new(index: usize, bytes: &[u8]) -> Atom {
+        let mut head = [0u8; 8];
+        let mut mask = [0u8; 8];
+        for (i, &b) in bytes.iter().take(8).enumerate() {
+            head[i] = b;
+            mask[i] = 0xff;
+        }
+        Atom {
+            index,
+            head: u64::from_le_bytes(head),
+            head_mask: u64::from_le_bytes(mask),
+            bytes: bytes.into(),
+        }
+    }
+
+    /// Whether `rest` starts with the atom; `head` is its first eight bytes, if it has them.
+    #[inline]
+    fn at_start_of(&self, rest: &[u8], head: Option<u64>) -> bool {
+        match head {
+            Some(h) => {
+                h & self.head_mask == self.head
+                    && (self.bytes.len() <= 8 || rest.starts_with(&self.bytes))
+            }
+            None => rest.starts_with(&self.bytes),
+        }
+    }
+}
+
+impl Sweep {
+    /// A sweep for `atoms`, atom `i` in bucket `bucket(i) % 8`; `None` when an atom is shorter
+    /// than three bytes or the processor has no AVX2.
+    pub(super) fn new(atoms: &[Vec<u8>], bucket: impl Fn(usize) -> usize) -> Option<Sweep> {
+        if !avx2() || atoms.iter().any(|a| a.len() < WIDTH) {
+            return None;
+        }
+        let mut sweep = Sweep {
+            low: [[0; 32]; WIDTH],
+            high: [[0; 32]; WIDTH],
+            atoms: Vec::with_capacity(atoms.len()),
+            by_first: Box::new([(0, 0); 256]),
+        };
+        for (i, atom) in atoms.iter().enumerate() {
+            let b = bucket(i) % BUCKETS;
+            for (k, &byte) in atom[..WIDTH].iter().enumerate() {
+                for lane in [0, 16] {
+                    sweep.low[k][lane + usize::from(byte & 15)] |= 1 << b;
+                    sweep.high[k][lane + usize::from(byte >> 4)] |= 1 << b;
+                }
+            }
+            sweep.atoms.push(Atom::new(i, atom));
+        }
+        sweep.atoms.sort_by_key(|a| a.bytes[0]);
+        for (i, atom) in sweep.atoms.iter().enumerate() {
+            let i = u16::try_from(i).expect("at most SWEEP_ATOMS atoms");
+            let range = &mut sweep.by_first[usize::from(atom.bytes[0])];
+            if range.0 == range.1 {
+                range.0 = i;
+            }
+            range.1 = i + 1;
+        }
+        Some(sweep)
+    }
+
+    /// Calls `found(at, atom)` for every occurrence of every atom in `hay`, in order of `at`.
+    pub(super) fn each(&self, hay: &[u8], found: &mut dyn FnMut(usize, usize)) {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: `new` returns a sweep only when the processor has AVX2, the one obligation
+        // of calling an AVX2 function.
+        unsafe {
+            self.each_avx2(hay, found);
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        let _ = (hay, found);
+    }
+
+    /// Checks the candidates of the block at `start`: bit `j` of `mask` set when an atom's
+    /// fingerprint matches at `start + j`.
+    #[inline]
+    fn check(&self, hay: &[u8], start: usize, mut mask: u32, found: &mut dyn FnMut(usize, usize)) {
+        while mask != 0 {
+            let j = mask.trailing_zeros() as usize;
+            mask &= mask - 1;
+            let at = start + j;
+            let rest = &hay[at..];
+            let (from, to) = self.by_first[usize::from(rest[0])];
+            if from == to {
+                continue;
+            }
+            let head = rest
+                .get(..8)
+                .map(|h| u64::from_le_bytes(h.try_into().expect("8 bytes")));
+            for atom in &self.atoms[usize::from(from)..usize::from(to)] {
+                if atom.at_start_of(rest, head) {
+                    found(at, atom.index);
+                }
+            }
+        }
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2")]
+    fn each_avx2(&self, hay: &[u8], found: &mut dyn FnMut(usize, usize)) {
+        use std::arch::x86_64::__m256i;
+        let table = |t: &[u8; 32]| load(t, 0);
+        let low: [__m256i; WIDTH] = std::array::from_fn(|k| table(&self.low[k]));
+        let high: [__m256i; WIDTH] = std::array::from_fn(|k| table(&self.high[k]));
+        let mut start = 0;
+        while let Some(window) = hay.get(start..start + WINDOW) {
+            let window = window.try_into().expect("a slice of WINDOW bytes");
+            let mask = candidates(window, &low, &high);
+            self.check(hay, start, mask, found);
+            start += BLOCK;
+        }
+        // The last positions, from a zero-padded copy; candidates are checked in `hay`.
+        while start + WIDTH <= hay.len() {
+            let n = (hay.len() - start).min(WINDOW);
+            let mut pad = [0u8; WINDOW];
+            pad[..n].copy_from_slice(&hay[start..start + n]);
+            let mut mask = candidates(&pad, &low, &high);
+            // Positions where an atom would run past the end cannot match.
+            let last = n + 1 - WIDTH;
+            if last < BLOCK {
+                mask &= (1u32 << last) - 1;
+            }
+            self.check(hay, start, mask, found);
+            start += BLOCK;
+        }
+    }
+}
+
+/// Bytes read for a block: its positions and the rest of the fingerprint of the last.
+const WINDOW: usize = BLOCK + WIDTH - 1;
+
+/// The 32 bytes of `bytes` from `at`.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+fn load<const N: usize>(bytes: &[u8; N], at: usize) -> std::arch::x86_64::__m256i {
+    let part: &[u8; 32] = bytes[at..at + 32].try_into().expect("32 bytes");
+    // SAFETY: `part` is 32 readable bytes; the load has no alignment requirement.
+    unsafe { std::arch::x86_64::_mm256_loadu_si256(part.as_ptr().cast()) }
+}
+
+/// The mask of the positions `j` of `window` where the fingerprint of an atom (its first three
+/// bytes) may match bytes `j..j + 3`: bit `j` set when the nibble sets of some bucket have
+/// each of those bytes' nibbles.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+fn candidates(
+    window: &[u8; WINDOW],
+    low: &[std::arch::x86_64::__m256i; WIDTH],
+    high: &[std::arch::x86_64::__m256i; WIDTH],
+) -> u32 {
+    use std::arch::x86_64::*;
+    let nibble = _mm256_set1_epi8(0x0f);
+    let mut res = _mm256_set1_epi8(-1);
+    for k in 0..WIDTH {
+        let v = load(window, k);
+        let lo = _mm256_and_si256(v, nibble);
+        let hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), nibble);
+        let set = _mm256_and_si256(
+            _mm256_shuffle_epi8(low[k], lo),
+            _mm256_shuffle_epi8(high[k], hi),
+        );
+        res = _mm256_and_si256(res, set);
+    }
+    let none = _mm256_cmpeq_epi8(res, _mm256_setzero_si256());
+    !(_mm256_movemask_epi8(none) as u32)
+}
+
+fn avx2() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    return std::arch::is_x86_feature_detected!("avx2");
+    #[cfg(not(target_arch = "x86_64"))]
+    return false;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every occurrence of every atom, by a plain scan.
+    fn naive(atoms: &[Vec<u8>], hay: &[u8]) -> Vec<(usize, usize)> {
+        let mut out = Vec::new();
+        for at in 0..hay.len() {
+            for (i, a) in atoms.iter().enumerate() {
+                if hay[at..].starts_with(a) {
+                    out.push((at, i));
+                }
+            }
+        }
+        out
+    }
+
+    fn swept(atoms: &[Vec<u8>], hay: &[u8], buckets: usize) -> Option<Vec<(usize, usize)>> {
+        let sweep = Sweep::new(atoms, |i| i % buckets)?;
+        let mut out = Vec::new();
+        sweep.each(hay, &mut |at, atom| out.push((at, atom)));
+        out.sort_unstable();
+        Some(out)
+    }
+
+    #[test]
+    fn finds_overlapping_atoms_at_every_offset_and_at_the_very_end() {
+        let atoms: Vec<Vec<u8>> = ["pass", "session", "token", "ion", "tok"]
+            .iter()
+            .map(|a| a.as_bytes().to_vec())
+            .collect();
+        for pad in 0..70 {
+            let hay = format!("{}passession token tok{}", "x".repeat(pad), "tok");
+            let Some(found) = swept(&atoms, hay.as_bytes(), 3) else {
+                return; // no AVX2 here: the prefilter uses aho-corasick
+            };
+            assert_eq!(found, naive(&atoms, hay.as_bytes()), "pad {pad}");
+        }
+    }
+
+    #[test]
+    fn short_atoms_or_short_input_are_handled() {
+        assert!(Sweep::new(&[b"ab".to_vec()], |_| 0).is_none());
+        let atoms = vec![b"abc".to_vec()];
+        for hay in ["", "a", "ab", "abc", "xabc", "abcabc"] {
+            if let Some(found) = swept(&atoms, hay.as_bytes(), 1) {
+                assert_eq!(found, naive(&atoms, hay.as_bytes()), "{hay}");
+            }
+        }
+    }
+
+    /// A byte of a small alphabet with extremes of both nibbles.
+    fn byte() -> impl proptest::strategy::Strategy<Value = u8> {
+        proptest::sample::select(b"abc\x00\xff\x0f\xf0".to_vec())
+    }
+
+    proptest::proptest! {
+        /// On random text over a small alphabet (so that atoms occur often), with any number
+        /// of buckets, the sweep finds exactly what a plain scan finds.
+        #[test]
+        fn agrees_with_a_plain_scan(
+            atoms in proptest::collection::vec(proptest::collection::vec(byte(), 3..7), 1..20),
+            hay in proptest::collection::vec(byte(), 0..300),
+            buckets in 1usize..=8,
+        ) {
+            if let Some(found) = swept(&atoms, &hay, buckets) {
+                proptest::prop_assert_eq!(found, naive(&atoms, &hay));
+            }
+        }
+    }
+}
