@@ -177,16 +177,15 @@ pub(super) fn scan_archive(
             let _ = tx.send(Piece::Start(files, entry.path.clone()));
             files += 1;
             loop {
-                let mut buf = spare.try_recv().unwrap_or_default();
-                buf.resize(SCAN_BUF, 0);
+                // Recycled buffers keep their full length: no zeroing before each read.
+                let mut buf = spare.try_recv().unwrap_or_else(|_| vec![0; SCAN_BUF]);
                 let n = match data.read(&mut buf) {
                     Ok(0) => break,
                     Ok(n) => n,
                     Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
                     Err(e) => return Err(Error::io(&entry.path, e)),
                 };
-                buf.truncate(n);
-                let _ = tx.send(Piece::Data(buf));
+                let _ = tx.send(Piece::Data(buf, n));
             }
             Ok(())
         };
@@ -218,10 +217,10 @@ pub(super) fn scan_archive(
 }
 
 /// What the reader hands a scanner thread: the start of an entry (its number among the
-/// files, and its path), or its next bytes.
+/// files, and its path), or its next bytes (the first `n` of a buffer).
 enum Piece {
     Start(usize, String),
-    Data(Vec<u8>),
+    Data(Vec<u8>, usize),
 }
 
 /// Pieces in flight at most per scanner: with [`SCAN_BUF`]-sized pieces, 2 MiB.
@@ -246,10 +245,10 @@ fn scan_pieces(
                     findings.extend(scan.finish().into_iter().map(|f| (done, f)));
                 }
             }
-            Piece::Data(bytes) => {
+            Piece::Data(bytes, n) => {
                 if let Some((_, scan)) = current.as_mut() {
                     // A stream scan's write only buffers and scans: it cannot fail.
-                    let _ = std::io::Write::write_all(scan, &bytes);
+                    let _ = std::io::Write::write_all(scan, &bytes[..n]);
                 }
                 // Full when the reader has enough spares: this one is then freed.
                 let _ = done.try_send(bytes);
