@@ -234,34 +234,42 @@ impl Detector {
 /// length: the prefilter checks it in a few bytes before a regex runs, since most hits of
 /// `key` or `token` are prose, a name without a value, or a short value.
 pub(super) fn assigned_len(hay: &[u8], at: usize, cap: usize) -> usize {
+    assigned_values(hay, at, cap)
+        .iter()
+        .flatten()
+        .map(Range::len)
+        .max()
+        .unwrap_or(0)
+}
+
+/// The values (up to `cap` bytes each) that the assignment whose name starts at `at` may
+/// have, as ranges of `hay`, read as [`assigned_len`] describes: one, or two for the
+/// operators `:=` and `=>`, which may also be read as `:` or `=` followed by a value that
+/// starts with `=` or `>`. The builtin assignment and entropy regexes read bytes (no Unicode
+/// classes), so when one matches here, its `secret` is one of these values.
+pub(super) fn assigned_values(hay: &[u8], at: usize, cap: usize) -> [Option<Range<usize>>; 2] {
     const MAX_NAME: usize = 64;
     let rest = hay.get(at..).unwrap_or_default();
     let mut i = skip(rest, 0, MAX_NAME + 1, NAME);
     if i > MAX_NAME {
-        return 0;
+        return [None, None];
     }
     if matches!(rest.get(i), Some(b'"' | b'\'')) {
         i += 1;
     }
     i = skip(rest, i, 5, SPACE);
     if !matches!(rest.get(i), Some(b':' | b'=')) {
-        return 0;
+        return [None, None];
     }
-    // A two-byte operator may also be read as one byte followed by a value starting with
-    // `=` or `>`: the longer reading counts.
     let value_from = |mut i: usize| {
         i = skip(rest, i, 4, SPACE);
         if matches!(rest.get(i), Some(b'"' | b'\'' | b'`')) {
             i += 1;
         }
-        skip(rest, i, cap, VALUE) - i
+        at + i..at + skip(rest, i, cap, VALUE)
     };
-    let one = value_from(i + 1);
-    if one < cap && matches!(rest.get(i..i + 2), Some(b":=" | b"=>")) {
-        one.max(value_from(i + 2))
-    } else {
-        one
-    }
+    let two = matches!(rest.get(i..i + 2), Some(b":=" | b"=>")).then(|| value_from(i + 2));
+    [Some(value_from(i + 1)), two]
 }
 
 /// Byte classes of [`assigned_len`], as bits of [`CLASSES`]: name characters

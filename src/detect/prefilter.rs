@@ -24,8 +24,8 @@ use std::ops::Range;
 
 use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind, Span, packed};
 
-use super::engine::assigned_len;
-use super::rules::Compiled;
+use super::engine::{assigned_len, assigned_values};
+use super::rules::{self, Compiled, MAX_REACH};
 use super::sweep::Sweep;
 
 /// How far before its keyword a match may start (assignment names, URL schemes, PEM dashes).
@@ -298,8 +298,12 @@ pub(crate) struct Prefilter {
     binary: Passes,
     /// Rules without keywords: they run over every region.
     pub always: Vec<usize>,
-    /// The longest shortest `secret` of the assignment rules: how far a hit's value is read.
+    /// The longest shortest `secret` of the assignment rules: how far a hit's value is read
+    /// to decide whether it is long enough.
     value_cap: usize,
+    /// The longest `secret` of the assignment rules: how far a value long enough is read for
+    /// its gate.
+    value_max: usize,
 }
 
 thread_local! {
@@ -321,6 +325,12 @@ impl Prefilter {
                 .map(|r| r.min_secret)
                 .max()
                 .unwrap_or(0),
+            value_max: rules
+                .iter()
+                .filter(|r| r.text_only())
+                .map(|r| r.max_secret.min(MAX_REACH))
+                .max()
+                .unwrap_or(0),
         }
     }
 
@@ -339,6 +349,7 @@ impl Prefilter {
         out: &mut [Vec<Range<usize>>],
     ) {
         let mut assigned = (usize::MAX, 0);
+        let mut values = (usize::MAX, [None, None]);
         let mut hit = |rule: usize, at: usize| {
             let r = &rules[rule];
             if r.anchored && r.text_only() {
@@ -346,6 +357,22 @@ impl Prefilter {
                     assigned = (at, assigned_len(hay, at, self.value_cap));
                 }
                 if assigned.1 < r.min_secret.max(1) {
+                    return;
+                }
+                // Most values long enough are placeholders, paths, names or digests, which
+                // the rule's gate rejects: apply it here to the values its regex would
+                // capture (cut where the regex would stop), and run the regex only when one
+                // passes. See `gated_value`.
+                if values.0 != at {
+                    values = (at, assigned_values(hay, at, self.value_max));
+                }
+                let window_end = at + r.reach + 2;
+                if !values
+                    .1
+                    .iter()
+                    .flatten()
+                    .any(|v| gated_value(hay, v, r, window_end))
+                {
                     return;
                 }
             }
@@ -374,6 +401,22 @@ impl Prefilter {
             }
         }
     }
+}
+
+/// Whether `value` (of [`assigned_values`]) could be the `secret` of a match of the assignment
+/// or entropy rule `rule` that passes its gate: long enough, and passing the gate once cut to
+/// the rule's longest secret and to the end of its window (`window_end`), as the regex would
+/// cut it. The engine applies the same gate to what the regex captures; for these two rules
+/// that is one of the values `assigned_values` returns, so a value rejected here would be
+/// rejected there.
+fn gated_value(hay: &[u8], value: &Range<usize>, rule: &Compiled, window_end: usize) -> bool {
+    let end = value
+        .end
+        .min(value.start.saturating_add(rule.max_secret))
+        .min(window_end)
+        .min(hay.len());
+    end.saturating_sub(value.start) >= rule.min_secret
+        && rules::passes(rule.gate, &hay[value.start..end])
 }
 
 /// Sorts a rule's ranges; drops repeated anchored starts and merges windows that touch.
@@ -635,5 +678,67 @@ mod tests {
         let mut w = vec![10..20, 0..5, 10..30];
         normalize(&mut w, true);
         assert_eq!(w, [0..5, 10..20]);
+    }
+
+    #[test]
+    fn assignments_whose_value_fails_the_gate_get_no_window() {
+        let detector = crate::detect::Detector::builtin();
+        let rules = &detector.rules;
+        let generic = rules
+            .iter()
+            .position(|r| r.id == "generic-assignment")
+            .expect("rule");
+        let windows = |text: &str| {
+            let mut out = vec![Vec::new(); rules.len()];
+            let hay = text.as_bytes();
+            detector
+                .prefilter
+                .windows(rules, hay, 0..hay.len(), false, &mut out);
+            out[generic].len()
+        };
+        assert_eq!(windows(r#""api_key": "${OPENAI_API_KEY}""#), 0);
+        assert_eq!(windows(r#""token": "<your-token-goes-here>""#), 0);
+        assert_eq!(windows(r#""api_key": "q7Xv2LmZ9pR4tW8kq7Xv""#), 1);
+    }
+
+    proptest::proptest! {
+        /// The gate applied before the regex never drops a match the engine would report: when
+        /// an assignment or entropy regex matches at a keyword and its `secret` passes the
+        /// gate, one of the values read without the regex passes too. Values of every length
+        /// around the rules' limits (8, 16, 200, 400 bytes) and both readings of `:=`, `=>`.
+        #[test]
+        fn the_early_gate_keeps_every_match_the_engine_reports(
+            name in "(token|key|secret|password|api_key)[a-z_]{0,3}",
+            sep in r#"["']?[ \t]{0,5}(:=|=>|:|=)[ ]{0,5}["'`]?[=>]?"#,
+            value in "[A-Za-z0-9+/=>_-]{0,12}",
+            repeat in 0usize..60,
+            end in r#"[ "',;]?"#,
+        ) {
+            static DETECTOR: std::sync::LazyLock<crate::detect::Detector> =
+                std::sync::LazyLock::new(crate::detect::Detector::builtin);
+            // Long values repeat a random-looking piece (whose entropy the gate accepts).
+            let long = "q7Xv2LmZ9pR4tW8k".repeat(repeat);
+            let text = format!("{name}{sep}{value}{long}{end} rest");
+            let hay = text.as_bytes();
+            for rule in DETECTOR.rules.iter().filter(|r| r.text_only()) {
+                let window_end = (rule.reach + 2).min(hay.len());
+                let input = regex_automata::Input::new(hay)
+                    .range(0..window_end)
+                    .anchored(regex_automata::Anchored::Yes);
+                let mut caps = rule.regex.create_captures();
+                rule.regex.search_captures(&input, &mut caps);
+                let Some(secret) = caps.get_group_by_name("secret") else {
+                    continue;
+                };
+                if !rules::passes(rule.gate, &hay[secret.range()]) {
+                    continue;
+                }
+                let values = assigned_values(hay, 0, MAX_REACH);
+                proptest::prop_assert!(
+                    values.iter().flatten().any(|v| gated_value(hay, v, rule, rule.reach + 2)),
+                    "rule {} on {:?}: secret {:?}, values {:?}", rule.id, text, secret.range(), values
+                );
+            }
+        }
     }
 }

@@ -147,6 +147,8 @@ pub(crate) struct Compiled {
     /// The fewest bytes the `secret` group matches (0 without one): assignments with a
     /// shorter value are passed over before the regex runs.
     pub min_secret: usize,
+    /// The most bytes the `secret` group matches (`usize::MAX` when unbounded or without one).
+    pub max_secret: usize,
 }
 
 impl Compiled {
@@ -161,7 +163,8 @@ impl Compiled {
             id: rule.id.to_string(),
             description: rule.description.to_string(),
             reach: reach(rule.regex, false),
-            min_secret: min_secret(rule.regex, false),
+            min_secret: secret_len(rule.regex, false).0,
+            max_secret: secret_len(rule.regex, false).1,
             regex,
             group,
             gate: rule.gate,
@@ -190,7 +193,8 @@ impl Compiled {
             id: rule.id.clone(),
             description: format!("custom rule {}", rule.id),
             reach: reach(&rule.regex, true),
-            min_secret: min_secret(&rule.regex, true),
+            min_secret: secret_len(&rule.regex, true).0,
+            max_secret: secret_len(&rule.regex, true).1,
             regex,
             group,
             gate: Gate::Custom,
@@ -223,22 +227,30 @@ fn reach(pattern: &str, unicode: bool) -> usize {
         .map_or(MAX_REACH, |n| n.min(MAX_REACH))
 }
 
-/// The fewest bytes the group named `secret` of `pattern` can match (0 without one).
-fn min_secret(pattern: &str, unicode: bool) -> usize {
-    fn walk(hir: &Hir) -> Option<usize> {
+/// The fewest and the most bytes the group named `secret` of `pattern` can match: (0,
+/// `usize::MAX`) without one; the most is `usize::MAX` when unbounded.
+fn secret_len(pattern: &str, unicode: bool) -> (usize, usize) {
+    fn walk(hir: &Hir) -> Option<(usize, usize)> {
         match hir.kind() {
             HirKind::Capture(c) if c.name.as_deref() == Some("secret") => {
-                c.sub.properties().minimum_len()
+                let p = c.sub.properties();
+                Some((
+                    p.minimum_len().unwrap_or(0),
+                    p.maximum_len().unwrap_or(usize::MAX),
+                ))
             }
             HirKind::Capture(c) => walk(&c.sub),
             HirKind::Repetition(r) => walk(&r.sub),
-            HirKind::Concat(all) | HirKind::Alternation(all) => all.iter().filter_map(walk).min(),
+            HirKind::Concat(all) | HirKind::Alternation(all) => all
+                .iter()
+                .filter_map(walk)
+                .reduce(|a, b| (a.0.min(b.0), a.1.max(b.1))),
             _ => None,
         }
     }
     parse(pattern, unicode)
         .and_then(|hir| walk(&hir))
-        .unwrap_or(0)
+        .unwrap_or((0, usize::MAX))
 }
 
 /// Whether a captured `secret` passes `gate`.

@@ -98,10 +98,11 @@ fn basic_gate_needs_user_and_password() {
 }
 
 #[test]
-fn min_secret_is_the_secret_group_shortest_match() {
-    assert_eq!(min_secret(ENTROPY.regex, false), 16);
-    assert_eq!(min_secret(r"(?P<secret>ab|c{3,})x", false), 2);
-    assert_eq!(min_secret(r"abc", false), 0);
+fn secret_len_is_the_secret_group_shortest_and_longest_match() {
+    assert_eq!(secret_len(ENTROPY.regex, false), (16, 400));
+    assert_eq!(secret_len(r"(?P<secret>ab|c{3,})x", false), (2, usize::MAX));
+    assert_eq!(secret_len(r"(?P<secret>ab|c{3,5})x", false), (2, 5));
+    assert_eq!(secret_len(r"abc", false), (0, usize::MAX));
     let generic = BUILTIN.iter().find(|r| r.id == "generic-assignment");
-    assert_eq!(min_secret(generic.expect("rule").regex, false), 8);
+    assert_eq!(secret_len(generic.expect("rule").regex, false), (8, 200));
 }
