@@ -4,6 +4,7 @@
 //! Every edit is computed against the input's byte ranges first and applied once, so no edit
 //! moves another; the offsets recorded are those of the placeholders in the output.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::ops::Range;
 
@@ -50,12 +51,12 @@ struct Declared {
 /// a [`Blocker`] with its offset instead.
 ///
 /// `path` is used in messages and to guess the format of a file only strays touch.
-pub fn redact_file(
+pub fn redact_file<'a>(
     path: &str,
-    input: &[u8],
+    input: &'a [u8],
     rules: &[Rule],
     known: &[(Handle, Secret)],
-) -> Result<RedactedFile, RedactError> {
+) -> Result<RedactedFile<'a>, RedactError> {
     if let Some(whole) = rules.iter().find(|r| r.locator == Locator::WholeFile) {
         return redact_whole(path, input, whole, rules);
     }
@@ -75,7 +76,7 @@ pub fn redact_file(
             })
             .collect();
         return Ok(RedactedFile {
-            output: input.to_vec(),
+            output: Cow::Borrowed(input),
             blockers,
             ..RedactedFile::default()
         });
@@ -121,7 +122,12 @@ pub fn redact_file(
         )
     }));
     edits.sort_by_key(|e| e.0.start);
-    let (output, replacements) = apply(input, &edits);
+    let (output, replacements) = if edits.is_empty() {
+        (Cow::Borrowed(input), Vec::new())
+    } else {
+        let (output, replacements) = apply(input, &edits);
+        (Cow::Owned(output), replacements)
+    };
     result.output = output;
     result.replacements = replacements;
     check_exact(path, input, rules, &declared, &mut result.warnings);
@@ -131,12 +137,12 @@ pub fn redact_file(
     Ok(result)
 }
 
-fn redact_whole(
+fn redact_whole<'a>(
     path: &str,
     input: &[u8],
     whole: &Rule,
     rules: &[Rule],
-) -> Result<RedactedFile, RedactError> {
+) -> Result<RedactedFile<'a>, RedactError> {
     if let Some(other) = rules.iter().find(|r| !std::ptr::eq(*r, whole)) {
         return Err(RedactError::Overlap {
             path: path.into(),
@@ -155,7 +161,7 @@ fn redact_whole(
         return Ok(result);
     }
     let site = whole::locate(input, is_binary(input));
-    result.output = whole.handle.placeholder().into_bytes();
+    result.output = Cow::Owned(whole.handle.placeholder().into_bytes());
     result.replacements.push(Replacement {
         source: Source::Rule(Locator::WholeFile),
         handle: whole.handle.clone(),
@@ -369,7 +375,7 @@ fn check_exact(
 fn check_redacted(
     path: &str,
     input: &[u8],
-    result: &RedactedFile,
+    result: &RedactedFile<'_>,
     rules: &[Rule],
     format: Format,
     had_strays: bool,

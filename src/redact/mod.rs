@@ -121,9 +121,10 @@ pub use yaml::{BlockStyle, YamlStyle};
 
 /// The result of redacting one file.
 #[derive(Debug, Default)]
-pub struct RedactedFile {
-    /// The file with placeholders in place of values.
-    pub output: Vec<u8>,
+pub struct RedactedFile<'a> {
+    /// The file with placeholders in place of values: the input itself when nothing was
+    /// replaced (most files), so that it is not copied.
+    pub output: std::borrow::Cow<'a, [u8]>,
     /// One record per (source, handle, context), for the archive index.
     pub replacements: Vec<Replacement>,
     /// The decoded values found at declared locations, for the store sync check and the

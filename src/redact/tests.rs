@@ -25,7 +25,12 @@ fn values(pairs: &[(&str, &str)]) -> HashMap<Handle, Secret> {
         .collect()
 }
 
-fn round_trip(path: &str, input: &str, rules: &[Rule], known: &[(Handle, Secret)]) -> RedactedFile {
+fn round_trip<'a>(
+    path: &str,
+    input: &'a str,
+    rules: &[Rule],
+    known: &[(Handle, Secret)],
+) -> RedactedFile<'a> {
     let red = redact_file(path, input.as_bytes(), rules, known).unwrap();
     let mut vals: HashMap<Handle, Secret> = red.values.iter().cloned().collect();
     for (handle, value) in known {
@@ -45,7 +50,7 @@ fn declared_and_stray_values_become_one_placeholder() {
         "vault:a/openai#api_key",
     )];
     let red = round_trip("config/credentials.json", &input, &rules, &[]);
-    let out = String::from_utf8(red.output.clone()).unwrap();
+    let out = String::from_utf8(red.output.to_vec()).unwrap();
     assert!(!out.contains(KEY), "{out}");
     assert_eq!(out.matches("+agentbak:vault:a/openai:api_key+").count(), 2);
     assert_eq!(red.replacements.len(), 2);
@@ -109,7 +114,7 @@ fn rotated_values_switch_quoting_where_they_must() {
 fn a_rule_that_finds_nothing_is_a_warning() {
     let rules = [rule(Locator::Env("MISSING".into()), "env:M")];
     let red = redact_file(".env", b"A=1\n", &rules, &[]).unwrap();
-    assert_eq!(red.output, b"A=1\n");
+    assert_eq!(&*red.output, b"A=1\n");
     assert_eq!(red.warnings.len(), 1);
     assert_eq!(red.warnings[0].kind, WarningKind::NotFound);
 }
@@ -147,7 +152,7 @@ fn binary_files_block_on_known_values_and_take_only_whole_file_rules() {
 
     let whole = [rule(Locator::WholeFile, "vault:keys/id#key")];
     let red = redact_file("id.bin", &input, &whole, &[]).unwrap();
-    assert_eq!(red.output, b"+agentbak:vault:keys/id:key+");
+    assert_eq!(&*red.output, b"+agentbak:vault:keys/id:key+");
     let Context::WholeFile(style) = &red.replacements[0].context else {
         panic!()
     };
@@ -283,7 +288,7 @@ fn yaml_anchors_and_tags_stay_and_aliases_are_refused() {
     let input = "a: &p !!str secret-value-1\nb: *p\n";
     let rules = [rule(Locator::Yaml("/a".into()), "env:A")];
     let red = round_trip("c.yaml", input, &rules, &[]);
-    assert_eq!(red.output, b"a: &p !!str +agentbak:env:A+\nb: *p\n");
+    assert_eq!(&*red.output, b"a: &p !!str +agentbak:env:A+\nb: *p\n");
     let alias = [rule(Locator::Yaml("/b".into()), "env:A")];
     let e = redact_file("c.yaml", input.as_bytes(), &alias, &[]).unwrap_err();
     assert!(matches!(

@@ -558,3 +558,67 @@ fn a_visitor_error_is_returned_and_a_damaged_stream_wins_over_it() {
     assert!(err.to_string().contains("visitor says no"), "{err}");
     assert_eq!(err.exit_code(), ExitCode::Usage);
 }
+
+/// The two ways to write a file's content (from a reader in pieces, or from memory in one
+/// write) make the same tar stream, long names and every padding length included, as a
+/// byte-for-byte tar of the same entries built by the `tar` crate alone.
+#[test]
+fn files_from_readers_and_from_memory_make_the_same_tar_stream_as_tar_itself() {
+    let meta = EntryMeta {
+        mode: 0o640,
+        mtime: MTIME,
+    };
+    let files: Vec<(String, Vec<u8>)> = [0usize, 1, 511, 512, 513, 300_000]
+        .iter()
+        .enumerate()
+        .map(|(i, &len)| {
+            let name = if i == 2 {
+                LONG.to_string()
+            } else {
+                format!("f{i}")
+            };
+            (name, (0..len).map(|b| (b * 7 % 251) as u8).collect())
+        })
+        .collect();
+    let stream = |from_memory: bool| {
+        let mut raw = Vec::new();
+        let mut writer =
+            ArchiveWriter::new(std::io::sink(), &WriterOptions::default(), Some(&mut raw)).unwrap();
+        for (name, data) in &files {
+            let digest = if from_memory {
+                writer
+                    .append_bytes(name, meta, data)
+                    .unwrap()
+                    .blake3
+                    .clone()
+            } else {
+                let size = data.len() as u64;
+                writer
+                    .append_file(name, meta, size, data.as_slice())
+                    .unwrap()
+                    .blake3
+                    .clone()
+            };
+            assert_eq!(digest, Some(blake3::hash(data).to_hex().to_string()));
+        }
+        drop(writer);
+        raw
+    };
+    let (from_memory, from_readers) = (stream(true), stream(false));
+    assert_eq!(from_memory, from_readers);
+    let mut reference = tar::Builder::new(Vec::new());
+    for (name, data) in &files {
+        let mut header = tar::Header::new_gnu();
+        header.set_entry_type(tar::EntryType::Regular);
+        header.set_mode(0o640);
+        header.set_mtime(MTIME as u64);
+        header.set_uid(0);
+        header.set_gid(0);
+        header.set_size(data.len() as u64);
+        reference
+            .append_data(&mut header, format!("state/{name}"), data.as_slice())
+            .unwrap();
+    }
+    let reference = reference.into_inner().unwrap();
+    assert_eq!(from_memory, reference);
+}

@@ -453,7 +453,7 @@ proptest! {
         let red = redact_file("run.log", doc.as_bytes(), &[], &known).unwrap();
         assert_no_leak(&red.output, &v);
         let back = rehydrate_file("run.log", &red.output, &red.replacements, &values(&v)).unwrap();
-        prop_assert_eq!(String::from_utf8(back).unwrap(), doc);
+        prop_assert_eq!(String::from_utf8(back).unwrap(), doc.as_str());
         let new = rehydrate_file("run.log", &red.output, &red.replacements, &values(&rotated)).unwrap();
         let new = String::from_utf8(new).unwrap();
         prop_assert!(new.contains(&format!("log {rotated} end")), "{}", new);

@@ -338,7 +338,7 @@ pub fn snapshot(m: &Manifest, opts: &SnapshotOptions) -> Result<SnapshotReport> 
                 note_redaction(&entry.rel, &redacted, &mut report);
                 blockers.extend(redacted.blockers);
                 let len = redacted.output.len() as u64;
-                writer.append_file(&entry.rel, meta, len, redacted.output.as_slice())?;
+                writer.append_bytes(&entry.rel, meta, &redacted.output)?;
                 gate.end_entry(len);
                 for r in redacted.replacements {
                     locations.push(SecretLocation {
@@ -468,7 +468,7 @@ fn sync_check(
 }
 
 /// Adds a file's redactions and redaction warnings to the report.
-fn note_redaction(rel: &str, redacted: &RedactedFile, report: &mut SnapshotReport) {
+fn note_redaction(rel: &str, redacted: &RedactedFile<'_>, report: &mut SnapshotReport) {
     for r in &redacted.replacements {
         report.redacted.push(Redacted {
             file: rel.to_string(),

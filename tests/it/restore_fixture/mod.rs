@@ -149,7 +149,7 @@ impl Project {
                     });
                 }
                 writer
-                    .append_file(rel, em, red.output.len() as u64, red.output.as_slice())
+                    .append_file(rel, em, red.output.len() as u64, &red.output[..])
                     .unwrap();
             }
         }
