@@ -176,6 +176,11 @@ impl<'o, W: Write> ArchiveWriter<'o, W> {
         zstd.include_checksum(true).map_err(io_err)?;
         if options.threads > 0 {
             zstd.multithread(options.threads).map_err(io_err)?;
+            // zstd's default job at level 3 is 8 MiB, and as many jobs as workers plus two
+            // may wait with their input and output: a fast producer (the writer hands whole
+            // files over) filled them all, past the 100 MiB memory bound. 4 MiB jobs halve that.
+            zstd.set_parameter(zstd::zstd_safe::CParameter::JobSize(JOB_SIZE))
+                .map_err(io_err)?;
         }
         let tar = tar::Builder::new(Tee {
             inner: zstd,
@@ -423,6 +428,9 @@ impl<'o, W: Write> ArchiveWriter<'o, W> {
 
 /// A tar block.
 const BLOCK: u64 = 512;
+
+/// Bytes of input per zstd job when compressing on several threads.
+const JOB_SIZE: u32 = 4 << 20;
 
 /// Bytes copied per piece from a file into the stream.
 const COPY_BUF: usize = 256 * 1024;

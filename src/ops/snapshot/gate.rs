@@ -152,14 +152,17 @@ impl Inner {
 }
 
 impl Write for Gate {
+    /// Takes at most what fills the current chunk: a large write (a whole file) must not
+    /// make a chunk, and the chunks recycled after it, that large.
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
         let mut inner = self.0.borrow_mut();
-        inner.buf.extend_from_slice(buf);
-        inner.position += buf.len() as u64;
+        let n = buf.len().min(CHUNK.saturating_sub(inner.buf.len()).max(1));
+        inner.buf.extend_from_slice(&buf[..n]);
+        inner.position += n as u64;
         if inner.buf.len() >= CHUNK {
             inner.send();
         }
-        Ok(buf.len())
+        Ok(n)
     }
 
     fn flush(&mut self) -> std::io::Result<()> {
@@ -171,6 +174,25 @@ impl Write for Gate {
 mod tests {
     use super::*;
     use crate::manifest::Detect;
+
+    /// Regression: a whole file written at once made one chunk of its size, and the chunk
+    /// buffers recycled after it kept that size (peak RSS past 100 MiB on the bench).
+    #[test]
+    fn a_large_write_is_taken_one_chunk_at_a_time() {
+        let detector = Arc::new(Detector::new(&Detect::default(), None).unwrap());
+        let gate = Gate::new(detector);
+        let mut writer = gate.clone();
+        gate.begin_entry("state/big.bin");
+        let big = vec![1u8; 3 * CHUNK];
+        assert_eq!(writer.write(&big[..10]).unwrap(), 10);
+        assert_eq!(writer.write(&big).unwrap(), CHUNK - 10);
+        assert_eq!(writer.write(&big).unwrap(), CHUNK);
+        writer.write_all(&big).unwrap();
+        gate.end_entry(0);
+        drop(writer);
+        let (blocking, _) = gate.finish();
+        assert!(blocking.is_empty(), "{blocking:?}");
+    }
 
     #[test]
     fn findings_are_mapped_to_their_entry_and_content_offset() {
