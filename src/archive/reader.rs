@@ -170,7 +170,7 @@ pub fn check_digest(input: impl Read, expected: &ArchiveDigest, name: &str) -> R
 ///
 /// The raw hash, decryption and decompression run on a thread of their own, ahead of the tar
 /// walk, the entry hashes and the visitor: one core decompresses while another hashes and
-/// visits. At most [`DECODED_QUEUE`] pieces of [`DECODED_PIECE`] bytes wait between them.
+/// visits. At most 8 pieces of 256 KiB wait between them.
 pub fn read_archive(
     input: impl Read + Send,
     options: &ReadOptions<'_>,
