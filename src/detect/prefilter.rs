@@ -11,8 +11,10 @@
 //!   by their rarest three bytes (`hp_`, `KIA`, `sk-`), which keeps a vectorized (Teddy) search
 //!   over dozens of prefixes fast on prose and code.
 //!
-//! Both passes restart one byte after each atom found and no atom contains another, so every
-//! occurrence of every keyword is found, overlapping ones included.
+//! Both passes report every occurrence of every atom (the folded pass in one [`Sweep`] where
+//! the processor has AVX2; Teddy and Aho-Corasick restart one byte after each atom found), and
+//! no atom contains another, so every occurrence of every keyword is found, overlapping ones
+//! included.
 //!
 //! A rule whose matches start at its keyword gets one range per hit, starting there, and its
 //! regex runs anchored. The few others get a window from [`BEFORE`] bytes before the keyword to
