@@ -65,8 +65,12 @@ const SWEEP_ATOMS: usize = 32;
 
 impl Finder {
     fn new(atoms: &[Vec<u8>]) -> Finder {
-        if atoms.len() <= SWEEP_ATOMS && atoms.iter().all(|a| a.len() >= ANCHOR_LEN) {
-            let order = bucket_order(atoms);
+        // Teddy and the sweep both take atoms of at least ANCHOR_LEN bytes, bucketed by order.
+        let order = atoms
+            .iter()
+            .all(|a| a.len() >= ANCHOR_LEN)
+            .then(|| bucket_order(atoms));
+        if let Some(order) = order.as_ref().filter(|_| atoms.len() <= SWEEP_ATOMS) {
             let mut bucket = vec![0; atoms.len()];
             for (k, &atom) in order.iter().enumerate() {
                 bucket[atom] = k;
@@ -75,8 +79,7 @@ impl Finder {
                 return Finder::Sweep(sweep);
             }
         }
-        let packed = (atoms.iter().all(|a| a.len() >= ANCHOR_LEN)).then(|| {
-            let order = bucket_order(atoms);
+        let packed = order.map(|order| {
             let searcher = packed::Config::new()
                 .match_kind(packed::MatchKind::LeftmostLongest)
                 .only_teddy(true)

@@ -158,13 +158,14 @@ impl Compiled {
             .build(rule.regex)
             .unwrap_or_else(|e| panic!("builtin rule {} does not compile: {e}", rule.id));
         let group = secret_group(&regex, false);
+        let (min_secret, max_secret) = secret_len(rule.regex, false);
         Compiled {
             anchored: !WINDOWED.contains(&rule.id),
             id: rule.id.to_string(),
             description: rule.description.to_string(),
             reach: reach(rule.regex, false),
-            min_secret: secret_len(rule.regex, false).0,
-            max_secret: secret_len(rule.regex, false).1,
+            min_secret,
+            max_secret,
             regex,
             group,
             gate: rule.gate,
@@ -188,13 +189,14 @@ impl Compiled {
                 reason: e.to_string(),
             })?;
         let group = secret_group(&regex, true);
+        let (min_secret, max_secret) = secret_len(&rule.regex, true);
         Ok(Compiled {
             anchored: false,
             id: rule.id.clone(),
             description: format!("custom rule {}", rule.id),
             reach: reach(&rule.regex, true),
-            min_secret: secret_len(&rule.regex, true).0,
-            max_secret: secret_len(&rule.regex, true).1,
+            min_secret,
+            max_secret,
             regex,
             group,
             gate: Gate::Custom,
