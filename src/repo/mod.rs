@@ -18,6 +18,7 @@
 //!   none, since readers only ever see complete files.
 //! - Files are created `0600`, folders `0700`.
 
+mod durable;
 mod id;
 mod list;
 mod lock;
@@ -29,6 +30,7 @@ use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+pub use durable::ArchiveFile;
 pub use id::SnapshotId;
 pub use list::{Listing, Orphan, OrphanKind};
 pub(crate) use lock::alive;
@@ -148,7 +150,7 @@ impl Repository {
             id: id.clone(),
             name,
             tmp_path,
-            file: Some(file),
+            file: Some(ArchiveFile::new(file)),
         })
     }
 
@@ -216,12 +218,13 @@ pub struct PendingArchive<'r> {
     id: SnapshotId,
     name: String,
     tmp_path: PathBuf,
-    file: Option<File>,
+    file: Option<ArchiveFile>,
 }
 
 impl PendingArchive<'_> {
-    /// The file to write the archive into (the sink of an `ArchiveWriter`).
-    pub fn file(&mut self) -> &mut File {
+    /// The file to write the archive into (the sink of an `ArchiveWriter`). What is written
+    /// reaches the disk in the background as it grows (see [`ArchiveFile`]).
+    pub fn file(&mut self) -> &mut ArchiveFile {
         self.file.as_mut().expect("the file lives until commit")
     }
 
@@ -254,7 +257,7 @@ impl PendingArchive<'_> {
                 ),
             });
         }
-        file.sync_all().map_err(|e| Error::io(&tmp, e))?;
+        let file = file.finish().map_err(|e| Error::io(&tmp, e))?;
         let len = file.metadata().map_err(|e| Error::io(&tmp, e))?.len();
         drop(file);
         if len != sidecar.size {
