@@ -23,6 +23,9 @@ pub(crate) struct Region<'a> {
     pub rule_to: usize,
     pub known_new_from: usize,
     pub binary: bool,
+    /// Matches reported by earlier rounds of a stream that reach into this one: a match
+    /// overlapping one of them is not reported again under another rule (as in one buffer).
+    pub reported: &'a [Range<usize>],
 }
 
 /// What matched.
@@ -49,6 +52,10 @@ impl Detector {
     pub(crate) fn hits(&self, r: &Region<'_>) -> Vec<Hit> {
         let mut hits = Vec::new();
         let mut taken: BTreeMap<usize, usize> = BTreeMap::new();
+        for span in r.reported {
+            let end = taken.entry(span.start).or_insert(span.end);
+            *end = (*end).max(span.end);
+        }
         if let Some(known) = &self.known {
             let from = r.known_new_from.saturating_sub(known.max_pattern_len());
             for h in known.search(r.hay, from, r.known_new_from) {

@@ -168,6 +168,12 @@ impl Detector {
         MAX_REACH + prefilter::BEFORE + 64
     }
 
+    /// Bytes a buffer handed whole to a stream scan should leave free before its data (see
+    /// [`StreamScan::write_owned`]).
+    pub fn stream_headroom(&self) -> usize {
+        stream::headroom(self)
+    }
+
     /// Bytes a stream keeps so that a known value split across chunks is still found.
     pub(crate) fn known_keep(&self) -> usize {
         self.known.as_ref().map_or(0, |k| k.max_pattern_len())

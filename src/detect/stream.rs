@@ -7,8 +7,14 @@
 //! match is reported once: known values when they end in new bytes, rule matches when their
 //! secret starts in the settled range. Line and column numbers are tracked across discarded
 //! bytes, so findings carry absolute positions in the stream.
+//!
+//! A caller that reads into buffers of its own can hand them over whole
+//! ([`StreamScan::write_owned`]) instead of having them copied: the tail is copied into the
+//! room left before the new bytes ([`StreamScan::headroom`]), and the buffer it replaces is
+//! handed back to be filled again.
 
 use std::io::{self, Write};
+use std::ops::Range;
 
 use super::engine::Region;
 use super::{Detector, Finding};
@@ -30,8 +36,10 @@ pub struct StreamScan<'d> {
     detector: &'d Detector,
     chunk: usize,
     path: String,
+    /// `buf[start..]` are the bytes kept; the indices below count from `buf[start]`.
     buf: Vec<u8>,
-    /// Absolute stream offset of `buf[0]`.
+    start: usize,
+    /// Absolute stream offset of `buf[start]`.
     base: u64,
     /// Rule matches whose secret starts before this index were reported.
     settled: usize,
@@ -42,13 +50,16 @@ pub struct StreamScan<'d> {
     col_before: usize,
     binary: Option<bool>,
     findings: Vec<Finding>,
+    /// Stream offsets of the matches reported that end after the settled point: a later
+    /// round must not report their bytes again under another rule.
+    reported: Vec<Range<u64>>,
 }
 
 impl std::fmt::Debug for StreamScan<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("StreamScan")
             .field("path", &self.path)
-            .field("offset", &(self.base + self.buf.len() as u64))
+            .field("offset", &self.position())
             .field("findings", &self.findings.len())
             .finish_non_exhaustive()
     }
@@ -78,6 +89,7 @@ impl<'d> StreamScan<'d> {
             detector,
             path: path.to_string(),
             buf: Vec::new(),
+            start: 0,
             base: 0,
             settled: 0,
             known_done: 0,
@@ -85,6 +97,7 @@ impl<'d> StreamScan<'d> {
             col_before: 0,
             binary: None,
             findings: Vec::new(),
+            reported: Vec::new(),
         }
     }
 
@@ -95,12 +108,49 @@ impl<'d> StreamScan<'d> {
 
     /// Bytes consumed so far.
     pub fn position(&self) -> u64 {
-        self.base + self.buf.len() as u64
+        self.base + self.kept().len() as u64
+    }
+
+    /// The bytes kept: the tail of earlier rounds and what has not been scanned yet.
+    fn kept(&self) -> &[u8] {
+        &self.buf[self.start..]
+    }
+
+    /// Bytes a buffer handed to [`StreamScan::write_owned`] should leave free before its data
+    /// ([`headroom`]).
+    pub fn headroom(&self) -> usize {
+        headroom(self.detector)
+    }
+
+    /// Takes `piece[at..at + n]` as the next bytes of the stream without copying them when
+    /// `at` leaves room for the kept tail (see [`StreamScan::headroom`]): the tail is copied
+    /// in front of them, `piece` becomes the scan's buffer, and the buffer it replaces is
+    /// returned, to be filled again. Otherwise the bytes are copied as by `write`, and `piece`
+    /// itself is returned. Pieces shorter than half a chunk are copied too: the buffer of a
+    /// small file would otherwise outlive the piece it came in. The returned buffer's length
+    /// is unspecified.
+    pub fn write_owned(&mut self, mut piece: Vec<u8>, at: usize, n: usize) -> Vec<u8> {
+        let tail = self.kept().len();
+        if at < tail || piece.len() < at + n || n < self.chunk / 2 {
+            io::Write::write_all(self, &piece[at..at + n]).expect("a scan writes to memory");
+            return piece;
+        }
+        piece[at - tail..at].copy_from_slice(self.kept());
+        piece.truncate(at + n);
+        let old = std::mem::replace(&mut self.buf, piece);
+        self.start = at - tail;
+        if self.kept().len() - self.known_done >= self.chunk {
+            self.round(Settle::Chunk);
+        }
+        old
     }
 
     /// Ends the stream and returns every finding not yet taken, in offset order.
     pub fn finish(mut self) -> Vec<Finding> {
         self.round(Settle::End);
+        // A known value is reported when its bytes arrive, a rule match once it can no longer
+        // grow: a round may report them out of order.
+        self.findings.sort_by_key(|f| (f.offset, f.length));
         std::mem::take(&mut self.findings)
     }
 
@@ -115,32 +165,44 @@ impl<'d> StreamScan<'d> {
             rule_to: data.len(),
             known_new_from: 0,
             binary,
+            reported: &[],
         };
         self.report(data, &region);
         self.base = data.len() as u64;
     }
 
     fn round(&mut self, settle: Settle) {
-        let len = self.buf.len();
-        let binary = *self.binary.get_or_insert_with(|| is_binary(&self.buf));
+        let len = self.kept().len();
+        let binary = *self
+            .binary
+            .get_or_insert_with(|| is_binary(&self.buf[self.start..]));
         let settle_to = match settle {
             Settle::End => len,
             Settle::Chunk => len.saturating_sub(self.detector.rule_lookahead()),
-            Settle::Lines => memchr::memrchr(b'\n', &self.buf).map_or(0, |p| p + 1),
+            Settle::Lines => memchr::memrchr(b'\n', self.kept()).map_or(0, |p| p + 1),
         }
         .max(self.settled);
         let known_new_from = self.known_done;
         let buf = std::mem::take(&mut self.buf);
+        let hay = &buf[self.start..];
+        let reported: Vec<Range<usize>> = self
+            .reported
+            .iter()
+            .map(|r| offset(r.start, self.base)..offset(r.end, self.base))
+            .collect();
         let region = Region {
-            hay: &buf,
+            hay,
             rule_from: self.settled,
             rule_to: settle_to,
             known_new_from,
             binary,
+            reported: &reported,
         };
-        self.report(&buf, &region);
+        self.report(hay, &region);
         self.buf = buf;
         self.settled = settle_to;
+        let settled = self.base + settle_to as u64;
+        self.reported.retain(|r| r.end > settled);
         self.known_done = len;
         self.discard();
     }
@@ -162,6 +224,7 @@ impl<'d> StreamScan<'d> {
                 None => self.col_before + chars(&hay[..hit.start]) + 1,
             };
             let at = (self.base + hit.start as u64, line + 1, column);
+            self.reported.push(at.0..self.base + hit.end as u64);
             if let Some(f) = self.detector.finding(hay, &hit, &self.path, at) {
                 self.findings.push(f);
             }
@@ -178,7 +241,7 @@ impl<'d> StreamScan<'d> {
         if drop == 0 {
             return;
         }
-        let gone = &self.buf[..drop];
+        let gone = &self.buf[self.start..self.start + drop];
         match memchr::memrchr(b'\n', gone) {
             Some(p) => {
                 self.lines_before += memchr::memchr_iter(b'\n', gone).count();
@@ -186,7 +249,8 @@ impl<'d> StreamScan<'d> {
             }
             None => self.col_before += chars(gone),
         }
-        self.buf.drain(..drop);
+        // Dropped by moving the start; `write` moves the rest to the front before it appends.
+        self.start += drop;
         self.base += drop as u64;
         self.settled -= drop;
         self.known_done -= drop;
@@ -196,6 +260,10 @@ impl<'d> StreamScan<'d> {
 impl Write for StreamScan<'_> {
     /// Takes at most one chunk per call, so memory stays bounded whatever the caller writes.
     fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        if self.start > 0 {
+            self.buf.drain(..self.start);
+            self.start = 0;
+        }
         let room = self
             .chunk
             .saturating_sub(self.buf.len() - self.known_done)
@@ -214,6 +282,17 @@ impl Write for StreamScan<'_> {
         self.round(Settle::Lines);
         Ok(())
     }
+}
+
+/// What a stream over `detector` keeps between rounds at most: look-behind context and the
+/// rules' lookahead, or the longest known-value pattern.
+pub(super) fn headroom(detector: &Detector) -> usize {
+    (TAIL_BACK + detector.rule_lookahead()).max(detector.known_keep())
+}
+
+/// `at`, a stream offset at or after `base` in practice, as an index from `base` (0 if before).
+fn offset(at: u64, base: u64) -> usize {
+    usize::try_from(at.saturating_sub(base)).unwrap_or(usize::MAX)
 }
 
 /// A NUL byte in the first 8 KiB marks a binary file (git's heuristic).

@@ -330,3 +330,57 @@ fn entropy_action_sets_severity_or_disables() {
             .is_empty()
     );
 }
+
+/// Buffers handed over whole find what copied writes find, at the same lines and offsets,
+/// with pieces of every size, with and without room for the tail, and mixed with writes.
+/// (Regression: with chunks shorter than the rules' lookahead, a known value was reported
+/// again by the assignment rule in a later round, and out of offset order.)
+#[test]
+fn owned_pieces_find_what_copied_writes_find() {
+    let value = "kV7#pQ2-zR9!mW4x";
+    let d = detector_with(&[("env:TOKEN", value)]);
+    let mut data = Vec::new();
+    for i in 0..400 {
+        data.extend_from_slice(format!("line {i} tokens={i} note=\"state\"\n").as_bytes());
+        if i % 97 == 13 {
+            data.extend_from_slice(b"token ghp_R4nd0mT0k3nV4lu3Abcdefghij0123456789\n");
+        }
+        if i % 89 == 5 {
+            data.extend_from_slice(format!("pass={value}\n").as_bytes());
+        }
+    }
+    let expected = d.scan_bytes("f", &data);
+    assert!(expected.len() >= 8, "{expected:?}");
+    for chunk in [64, 1000, 4096] {
+        for size in [1, 100, 999, 5000] {
+            let mut s = StreamScan::with_chunk(&d, "f", chunk);
+            let room = s.headroom();
+            let mut handed_over = 0;
+            for (k, piece) in data.chunks(size).enumerate() {
+                match k % 3 {
+                    // A plain write between owned pieces.
+                    2 => s.write_all(piece).unwrap(),
+                    // No room before the data: copied.
+                    1 => {
+                        let back = s.write_owned(piece.to_vec(), 0, piece.len());
+                        assert_eq!(&back[..piece.len()], piece);
+                    }
+                    _ => {
+                        let mut buf = vec![0xAA; room + piece.len() + 7];
+                        buf[room..room + piece.len()].copy_from_slice(piece);
+                        let given = buf.as_ptr();
+                        let back = s.write_owned(buf, room, piece.len());
+                        handed_over += usize::from(back.as_ptr() != given);
+                    }
+                }
+            }
+            // Pieces of less than half a chunk are copied.
+            assert_eq!(
+                handed_over > 0,
+                size >= chunk / 2,
+                "chunk {chunk} size {size}"
+            );
+            assert_eq!(s.finish(), expected, "chunk {chunk} size {size}");
+        }
+    }
+}
