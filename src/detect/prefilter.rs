@@ -5,7 +5,7 @@
 //! built on each atom found:
 //!
 //! - **Folded**: the keywords of case-insensitive rules (`token`, `secret`, `bearer`, …) are
-//!   searched in a lowercased copy of the buffer. Their atoms are the keywords that contain no
+//!   searched in any case (by the sweep itself, or else in a lowercased copy of the buffer). Their atoms are the keywords that contain no
 //!   other keyword: `vault_token` is checked where `token` is found.
 //! - **Exact**: the keywords of case-sensitive rules (`ghp_`, `AKIA`, `sk-ant-`, …) are searched
 //!   by their rarest three bytes (`hp_`, `KIA`, `sk-`), which keeps a vectorized (Teddy) search
@@ -56,6 +56,7 @@ enum Finder {
     Automaton(AhoCorasick),
     /// Teddy without a restart per hit (see [`Sweep`]), for up to [`SWEEP_ATOMS`] atoms
     /// when the processor has AVX2. Folded keywords are found on every line of some logs.
+    /// It finds them in any case itself: their pass needs no lowercased copy.
     Sweep(Sweep),
 }
 
@@ -64,7 +65,9 @@ enum Finder {
 const SWEEP_ATOMS: usize = 32;
 
 impl Finder {
-    fn new(atoms: &[Vec<u8>]) -> Finder {
+    /// A finder of `atoms`; when `folded`, they are in small letters and must be found in
+    /// any case, which the sweep does and the others do in a lowercased copy.
+    fn new(atoms: &[Vec<u8>], folded: bool) -> Finder {
         // Teddy and the sweep both take atoms of at least ANCHOR_LEN bytes, bucketed by order.
         let order = atoms
             .iter()
@@ -75,7 +78,7 @@ impl Finder {
             for (k, &atom) in order.iter().enumerate() {
                 bucket[atom] = k;
             }
-            if let Some(sweep) = Sweep::new(atoms, |atom| bucket[atom]) {
+            if let Some(sweep) = Sweep::new(atoms, folded, |atom| bucket[atom]) {
                 return Finder::Sweep(sweep);
             }
         }
@@ -201,15 +204,21 @@ impl Pass {
             })
             .collect();
         Some(Pass {
-            finder: Finder::new(&atoms),
+            finder: Finder::new(&atoms, folded),
             keywords: grouped,
             inner,
             folded,
         })
     }
 
+    /// Whether the finder searches a lowercased copy of the text (see [`Finder::new`]).
+    fn needs_lowercase(&self) -> bool {
+        self.folded && !matches!(self.finder, Finder::Sweep(_))
+    }
+
     /// Calls `hit(rule, at)` for every keyword found starting at `at`, its atom lying in
-    /// `search[..]`, which is `hay[base..]` (or its lowercased copy).
+    /// `search[..]`, which is `hay[base..]` (or its lowercased copy, when
+    /// [`Pass::needs_lowercase`]).
     fn run(&self, hay: &[u8], search: &[u8], base: usize, mut hit: impl FnMut(usize, usize)) {
         self.finder.each(search, &mut |found, atom| {
             let found = base + found;
@@ -312,7 +321,8 @@ pub(crate) struct Prefilter {
 }
 
 thread_local! {
-    /// The lowercased copy the folded pass searches, kept per thread between buffers.
+    /// The lowercased copy the folded pass searches without a sweep, kept per thread between
+    /// buffers.
     static FOLDED: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
 }
 
@@ -393,7 +403,9 @@ impl Prefilter {
         if let Some(pass) = &passes.exact {
             pass.run(hay, &hay[range.clone()], range.start, &mut hit);
         }
-        if let Some(pass) = &passes.folded {
+        if let Some(pass) = passes.folded.as_ref().filter(|p| !p.needs_lowercase()) {
+            pass.run(hay, &hay[range.clone()], range.start, &mut hit);
+        } else if let Some(pass) = &passes.folded {
             FOLDED.with_borrow_mut(|lower| {
                 lower.clear();
                 lower.extend(hay[range.clone()].iter().map(u8::to_ascii_lowercase));
@@ -597,8 +609,12 @@ mod tests {
             pass.run(hay, hay, 0, |rule, at| found.push((rule, at)));
         }
         if let Some(pass) = Pass::new(folded, true, |k| 0..k.len()) {
-            let lower = hay.to_ascii_lowercase();
-            pass.run(hay, &lower, 0, |rule, at| found.push((rule, at)));
+            let search = if pass.needs_lowercase() {
+                hay.to_ascii_lowercase()
+            } else {
+                hay.to_vec()
+            };
+            pass.run(hay, &search, 0, |rule, at| found.push((rule, at)));
         }
         found.sort_unstable();
         found

@@ -43,6 +43,8 @@ pub(super) struct Sweep {
     atoms: Vec<Atom>,
     /// `by_first[b]`: the range of `atoms` that start with byte `b`.
     by_first: Box<[(u16, u16); 256]>,
+    /// `0x20` when the atoms are found in any case, else 0: or-ed into the text's bytes.
+    fold: u8,
 }
 
 /// An atom, with its first eight bytes as a number for a quick first comparison.
@@ -52,42 +54,65 @@ struct Atom {
     /// Its first bytes (up to eight, little-endian), and the mask of those.
     head: u64,
     head_mask: u64,
+    /// `0x20` at each letter of the head when the sweep ignores case: or-ed into the text's
+    /// bytes, it turns their capitals into the atom's small letters.
+    head_fold: u64,
     bytes: Box<[u8]>,
+    folded: bool,
 }
 
 impl Atom {
-    fn new(index: usize, bytes: &[u8]) -> Atom {
+    /// Atom `index`, with `bytes` in small letters when `folded`.
+    fn new(index: usize, bytes: &[u8], folded: bool) -> Atom {
         let mut head = [0u8; 8];
         let mut mask = [0u8; 8];
+        let mut fold = [0u8; 8];
         for (i, &b) in bytes.iter().take(8).enumerate() {
             head[i] = b;
             mask[i] = 0xff;
+            if folded && b.is_ascii_lowercase() {
+                fold[i] = 0x20;
+            }
         }
         Atom {
             index,
             head: u64::from_le_bytes(head),
             head_mask: u64::from_le_bytes(mask),
+            head_fold: u64::from_le_bytes(fold),
             bytes: bytes.into(),
+            folded,
         }
     }
 
     /// Whether `rest` starts with the atom; `head` is its first eight bytes, if it has them.
     #[inline]
     fn at_start_of(&self, rest: &[u8], head: Option<u64>) -> bool {
+        let whole = || match rest.get(..self.bytes.len()) {
+            Some(start) if self.folded => start.eq_ignore_ascii_case(&self.bytes),
+            Some(start) => start == &*self.bytes,
+            None => false,
+        };
         match head {
             Some(h) => {
-                h & self.head_mask == self.head
-                    && (self.bytes.len() <= 8 || rest.starts_with(&self.bytes))
+                (h | self.head_fold) & self.head_mask == self.head
+                    && (self.bytes.len() <= 8 || whole())
             }
-            None => rest.starts_with(&self.bytes),
+            None => whole(),
         }
     }
 }
 
 impl Sweep {
     /// A sweep for `atoms`, atom `i` in bucket `bucket(i) % 8`; `None` when an atom is shorter
-    /// than three bytes or the processor has no AVX2.
-    pub(super) fn new(atoms: &[Vec<u8>], bucket: impl Fn(usize) -> usize) -> Option<Sweep> {
+    /// than three bytes or the processor has no AVX2. When `folded`, the atoms are in small
+    /// letters and are found in any case: each byte's fingerprint is taken with bit 5 set
+    /// (`A` and `a` both give `a`; a byte that is not a letter only meets itself or a byte
+    /// that the check then rejects), so the text needs no lowercased copy.
+    pub(super) fn new(
+        atoms: &[Vec<u8>],
+        folded: bool,
+        bucket: impl Fn(usize) -> usize,
+    ) -> Option<Sweep> {
         if !avx2() || atoms.iter().any(|a| a.len() < WIDTH) {
             return None;
         }
@@ -96,16 +121,21 @@ impl Sweep {
             high: [[0; 32]; WIDTH],
             atoms: Vec::with_capacity(atoms.len()),
             by_first: Box::new([(0, 0); 256]),
+            fold: if folded { 0x20 } else { 0 },
         };
+        if folded && atoms.iter().flatten().any(u8::is_ascii_uppercase) {
+            return None;
+        }
         for (i, atom) in atoms.iter().enumerate() {
             let b = bucket(i) % BUCKETS;
             for (k, &byte) in atom[..WIDTH].iter().enumerate() {
+                let byte = byte | sweep.fold;
                 for lane in [0, 16] {
                     sweep.low[k][lane + usize::from(byte & 15)] |= 1 << b;
                     sweep.high[k][lane + usize::from(byte >> 4)] |= 1 << b;
                 }
             }
-            sweep.atoms.push(Atom::new(i, atom));
+            sweep.atoms.push(Atom::new(i, atom, folded));
         }
         sweep.atoms.sort_by_key(|a| a.bytes[0]);
         for (i, atom) in sweep.atoms.iter().enumerate() {
@@ -140,7 +170,12 @@ impl Sweep {
             mask &= mask - 1;
             let at = start + j;
             let rest = &hay[at..];
-            let (from, to) = self.by_first[usize::from(rest[0])];
+            let first = if self.fold != 0 {
+                rest[0].to_ascii_lowercase()
+            } else {
+                rest[0]
+            };
+            let (from, to) = self.by_first[usize::from(first)];
             if from == to {
                 continue;
             }
@@ -162,11 +197,15 @@ impl Sweep {
         let table = |t: &[u8; 32]| load(t, 0);
         let low: [__m256i; WIDTH] = std::array::from_fn(|k| table(&self.low[k]));
         let high: [__m256i; WIDTH] = std::array::from_fn(|k| table(&self.high[k]));
+        let fold = std::arch::x86_64::_mm256_set1_epi8(self.fold as i8);
         let mut start = 0;
         while let Some(window) = hay.get(start..start + WINDOW) {
             let window = window.try_into().expect("a slice of WINDOW bytes");
-            let mask = candidates(window, &low, &high);
-            self.check(hay, start, mask, found);
+            let mask = candidates(window, fold, &low, &high);
+            // Most blocks have no candidate: no call for them.
+            if mask != 0 {
+                self.check(hay, start, mask, found);
+            }
             start += BLOCK;
         }
         // The last positions, from a zero-padded copy; candidates are checked in `hay`.
@@ -174,7 +213,7 @@ impl Sweep {
             let n = (hay.len() - start).min(WINDOW);
             let mut pad = [0u8; WINDOW];
             pad[..n].copy_from_slice(&hay[start..start + n]);
-            let mut mask = candidates(&pad, &low, &high);
+            let mut mask = candidates(&pad, fold, &low, &high);
             // Positions where an atom would run past the end cannot match.
             let last = n + 1 - WIDTH;
             if last < BLOCK {
@@ -200,11 +239,12 @@ fn load<const N: usize>(bytes: &[u8; N], at: usize) -> std::arch::x86_64::__m256
 
 /// The mask of the positions `j` of `window` where the fingerprint of an atom (its first three
 /// bytes) may match bytes `j..j + 3`: bit `j` set when the nibble sets of some bucket have
-/// each of those bytes' nibbles.
+/// each of those bytes' nibbles, each byte or-ed with `fold` first.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
 fn candidates(
     window: &[u8; WINDOW],
+    fold: std::arch::x86_64::__m256i,
     low: &[std::arch::x86_64::__m256i; WIDTH],
     high: &[std::arch::x86_64::__m256i; WIDTH],
 ) -> u32 {
@@ -212,7 +252,7 @@ fn candidates(
     let nibble = _mm256_set1_epi8(0x0f);
     let mut res = _mm256_set1_epi8(-1);
     for k in 0..WIDTH {
-        let v = load(window, k);
+        let v = _mm256_or_si256(load(window, k), fold);
         let lo = _mm256_and_si256(v, nibble);
         let hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), nibble);
         let set = _mm256_and_si256(
@@ -236,12 +276,19 @@ fn avx2() -> bool {
 mod tests {
     use super::*;
 
-    /// Every occurrence of every atom, by a plain scan.
-    fn naive(atoms: &[Vec<u8>], hay: &[u8]) -> Vec<(usize, usize)> {
+    /// Every occurrence of every atom, by a plain scan (in any case when `folded`).
+    fn naive_in(atoms: &[Vec<u8>], hay: &[u8], folded: bool) -> Vec<(usize, usize)> {
         let mut out = Vec::new();
         for at in 0..hay.len() {
             for (i, a) in atoms.iter().enumerate() {
-                if hay[at..].starts_with(a) {
+                let same = hay[at..].get(..a.len()).is_some_and(|h| {
+                    if folded {
+                        h.eq_ignore_ascii_case(a)
+                    } else {
+                        h == a.as_slice()
+                    }
+                });
+                if same {
                     out.push((at, i));
                 }
             }
@@ -249,8 +296,21 @@ mod tests {
         out
     }
 
+    fn naive(atoms: &[Vec<u8>], hay: &[u8]) -> Vec<(usize, usize)> {
+        naive_in(atoms, hay, false)
+    }
+
     fn swept(atoms: &[Vec<u8>], hay: &[u8], buckets: usize) -> Option<Vec<(usize, usize)>> {
-        let sweep = Sweep::new(atoms, |i| i % buckets)?;
+        swept_in(atoms, hay, buckets, false)
+    }
+
+    fn swept_in(
+        atoms: &[Vec<u8>],
+        hay: &[u8],
+        buckets: usize,
+        folded: bool,
+    ) -> Option<Vec<(usize, usize)>> {
+        let sweep = Sweep::new(atoms, folded, |i| i % buckets)?;
         let mut out = Vec::new();
         sweep.each(hay, &mut |at, atom| out.push((at, atom)));
         out.sort_unstable();
@@ -274,7 +334,7 @@ mod tests {
 
     #[test]
     fn short_atoms_or_short_input_are_handled() {
-        assert!(Sweep::new(&[b"ab".to_vec()], |_| 0).is_none());
+        assert!(Sweep::new(&[b"ab".to_vec()], false, |_| 0).is_none());
         let atoms = vec![b"abc".to_vec()];
         for hay in ["", "a", "ab", "abc", "xabc", "abcabc"] {
             if let Some(found) = swept(&atoms, hay.as_bytes(), 1) {
@@ -288,6 +348,26 @@ mod tests {
         proptest::sample::select(b"abc\x00\xff\x0f\xf0".to_vec())
     }
 
+    /// The same with capitals, and the pairs of bytes that differ in bit 5 without being
+    /// letters (`@` and `` ` ``, `_` and DEL, `[` and `{`, `\x10` and `0`).
+    fn any_case_byte() -> impl proptest::strategy::Strategy<Value = u8> {
+        proptest::sample::select(b"abcABC@`_\x7f[{\x100\x00\xff".to_vec())
+    }
+
+    #[test]
+    fn a_folding_sweep_finds_small_letter_atoms_in_any_case_and_rejects_bit_5_twins() {
+        let atoms: Vec<Vec<u8>> = ["api_key", "token", "x@y"]
+            .iter()
+            .map(|a| a.as_bytes().to_vec())
+            .collect();
+        let hay = b"API_KEY Api_Key api\x7fkey ToKeN tokem X@Y x`y";
+        let Some(found) = swept_in(&atoms, hay, 3, true) else {
+            return; // no AVX2 here
+        };
+        assert_eq!(found, vec![(0, 0), (8, 0), (24, 1), (36, 2)]);
+        assert!(Sweep::new(&[b"Token".to_vec()], true, |_| 0).is_none());
+    }
+
     proptest::proptest! {
         /// On random text over a small alphabet (so that atoms occur often), with any number
         /// of buckets, the sweep finds exactly what a plain scan finds.
@@ -299,6 +379,20 @@ mod tests {
         ) {
             if let Some(found) = swept(&atoms, &hay, buckets) {
                 proptest::prop_assert_eq!(found, naive(&atoms, &hay));
+            }
+        }
+
+        /// The same for a sweep that ignores case, over text with capitals and with bytes
+        /// that only bit 5 tells from others.
+        #[test]
+        fn a_folding_sweep_agrees_with_a_plain_scan_in_any_case(
+            atoms in proptest::collection::vec(proptest::collection::vec(any_case_byte(), 3..10), 1..20),
+            hay in proptest::collection::vec(any_case_byte(), 0..300),
+            buckets in 1usize..=8,
+        ) {
+            let atoms: Vec<Vec<u8>> = atoms.iter().map(|a| a.to_ascii_lowercase()).collect();
+            if let Some(found) = swept_in(&atoms, &hay, buckets, true) {
+                proptest::prop_assert_eq!(found, naive_in(&atoms, &hay, true));
             }
         }
     }
