@@ -33,7 +33,10 @@ struct Inner {
     /// cost a page fault and a zeroed page every 4 KiB.
     spare: Receiver<Vec<u8>>,
     scanner: Option<JoinHandle<Vec<Finding>>>,
+    /// The chunk being gathered: `room` bytes of headroom for the scan's tail, then the
+    /// stream's bytes.
     buf: Vec<u8>,
+    room: usize,
     /// Bytes of the stream seen so far.
     position: u64,
     /// (stream offset where the entry starts, where its content starts, entry path).
@@ -55,22 +58,28 @@ fn padding(size: u64) -> u64 {
 impl Gate {
     /// A gate over `detector`; starts the scanning thread.
     pub fn new(detector: Arc<Detector>) -> Gate {
+        // Chunks are gathered after room for the scan's tail: the scan takes them whole.
+        let room = detector.stream_headroom();
         let (tx, rx) = sync_channel::<Vec<u8>>(IN_FLIGHT);
         let (done, spare) = sync_channel::<Vec<u8>>(IN_FLIGHT + 1);
         let scanner = std::thread::spawn(move || {
             let mut scan = detector.stream(STREAM);
             for chunk in rx {
-                scan.write_all(&chunk).expect("a scan writes to memory");
+                let n = chunk.len() - room;
+                let back = scan.write_owned(chunk, room, n);
                 // Full when the writer has enough spares: this one is then freed.
-                let _ = done.try_send(chunk);
+                let _ = done.try_send(back);
             }
             scan.finish()
         });
+        let mut buf = Vec::with_capacity(room + CHUNK);
+        buf.resize(room, 0);
         Gate(Rc::new(RefCell::new(Inner {
             tx: Some(tx),
             spare,
             scanner: Some(scanner),
-            buf: Vec::with_capacity(CHUNK),
+            buf,
+            room,
             position: 0,
             entries: Vec::new(),
         })))
@@ -134,14 +143,15 @@ impl Gate {
 impl Inner {
     /// Hands the gathered bytes to the scanning thread.
     fn send(&mut self) {
-        if self.buf.is_empty() {
+        if self.buf.len() == self.room {
             return;
         }
         let mut next = self
             .spare
             .try_recv()
-            .unwrap_or_else(|_| Vec::with_capacity(CHUNK));
-        next.clear();
+            .unwrap_or_else(|_| Vec::with_capacity(self.room + CHUNK));
+        // Only a fresh buffer is zeroed, and only its headroom.
+        next.resize(self.room, 0);
         let chunk = std::mem::replace(&mut self.buf, next);
         if let Some(tx) = &self.tx {
             // The receiver lives until `finish` joins it; a send can fail only if the scan
@@ -156,10 +166,11 @@ impl Write for Gate {
     /// make a chunk, and the chunks recycled after it, that large.
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
         let mut inner = self.0.borrow_mut();
-        let n = buf.len().min(CHUNK.saturating_sub(inner.buf.len()).max(1));
+        let gathered = inner.buf.len() - inner.room;
+        let n = buf.len().min(CHUNK.saturating_sub(gathered).max(1));
         inner.buf.extend_from_slice(&buf[..n]);
         inner.position += n as u64;
-        if inner.buf.len() >= CHUNK {
+        if inner.buf.len() - inner.room >= CHUNK {
             inner.send();
         }
         Ok(n)

@@ -152,6 +152,8 @@ pub(super) fn scan_archive(
     // queues, so that it overlaps decryption, decompression and hashing instead of adding to
     // them, and takes every core the reading leaves.
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(MAX_SCANNERS));
+    // Pieces are read after room for the scan's tail: the scanner takes them without a copy.
+    let room = detector.stream_headroom();
     let (read, mut findings) = std::thread::scope(|scope| {
         // Scanned pieces come back to be filled again: fresh buffers cost page faults.
         let (done, spare) = std::sync::mpsc::sync_channel::<Vec<u8>>(QUEUE * threads);
@@ -159,7 +161,10 @@ pub(super) fn scan_archive(
             .map(|_| {
                 let (tx, rx) = std::sync::mpsc::sync_channel::<Piece>(QUEUE);
                 let done = done.clone();
-                (tx, scope.spawn(move || scan_pieces(detector, rx, &done)))
+                (
+                    tx,
+                    scope.spawn(move || scan_pieces(detector, rx, room, &done)),
+                )
             })
             .unzip();
         drop(done);
@@ -177,14 +182,13 @@ pub(super) fn scan_archive(
             let _ = tx.send(Piece::Start(files, entry.path.clone()));
             files += 1;
             loop {
-                // Recycled buffers keep their full length: no zeroing before each read.
-                let mut buf = spare.try_recv().unwrap_or_else(|_| vec![0; SCAN_BUF]);
-                let n = match data.read(&mut buf) {
-                    Ok(0) => break,
-                    Ok(n) => n,
-                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                    Err(e) => return Err(Error::io(&entry.path, e)),
-                };
+                // Recycled buffers are zeroed only where they are shorter than a piece.
+                let mut buf = spare.try_recv().unwrap_or_default();
+                buf.resize(room + SCAN_BUF, 0);
+                let n = fill(data, &mut buf[room..]).map_err(|e| Error::io(&entry.path, e))?;
+                if n == 0 {
+                    break;
+                }
                 let _ = tx.send(Piece::Data(buf, n));
             }
             Ok(())
@@ -216,8 +220,23 @@ pub(super) fn scan_archive(
     })
 }
 
+/// Reads into `buf` until it is full or the reader ends; the bytes read. Full pieces are
+/// what a scan takes without copying.
+fn fill(data: &mut dyn Read, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match data.read(&mut buf[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(n)
+}
+
 /// What the reader hands a scanner thread: the start of an entry (its number among the
-/// files, and its path), or its next bytes (the first `n` of a buffer).
+/// files, and its path), or its next bytes (`n` of a buffer, after the scan's headroom).
 enum Piece {
     Start(usize, String),
     Data(Vec<u8>, usize),
@@ -230,10 +249,11 @@ const QUEUE: usize = 8;
 const MAX_SCANNERS: usize = 4;
 
 /// A scanner thread: one stream scan per entry it is given, findings tagged with the entry's
-/// number.
+/// number. Pieces hold their bytes after `room` bytes of headroom.
 fn scan_pieces(
     detector: &Detector,
     rx: std::sync::mpsc::Receiver<Piece>,
+    room: usize,
     done: &std::sync::mpsc::SyncSender<Vec<u8>>,
 ) -> Vec<(usize, Finding)> {
     let mut findings = Vec::new();
@@ -246,12 +266,16 @@ fn scan_pieces(
                 }
             }
             Piece::Data(bytes, n) => {
-                if let Some((_, scan)) = current.as_mut() {
-                    // A stream scan's write only buffers and scans: it cannot fail.
-                    let _ = std::io::Write::write_all(scan, &bytes[..n]);
+                let spare = match current.as_mut() {
+                    // The scan keeps the piece and gives back the buffer it replaced.
+                    Some((_, scan)) => scan.write_owned(bytes, room, n),
+                    None => bytes,
+                };
+                // Full when the reader has enough spares: this one is then freed. A buffer
+                // that a scan started with (empty) is not worth keeping.
+                if spare.capacity() >= room + SCAN_BUF {
+                    let _ = done.try_send(spare);
                 }
-                // Full when the reader has enough spares: this one is then freed.
-                let _ = done.try_send(bytes);
             }
         }
     }
