@@ -241,12 +241,20 @@ impl Detector {
 /// length: the prefilter checks it in a few bytes before a regex runs, since most hits of
 /// `key` or `token` are prose, a name without a value, or a short value.
 pub(super) fn assigned_len(hay: &[u8], at: usize, cap: usize) -> usize {
-    assigned_values(hay, at, cap)
-        .iter()
-        .flatten()
-        .map(Range::len)
-        .max()
-        .unwrap_or(0)
+    // On every hit of `token` in some logs: no ranges built, one pass over the bytes.
+    let Some((rest, op)) = operator(hay, at) else {
+        return 0;
+    };
+    let len = |i: usize| {
+        let from = value_start(rest, i);
+        skip(rest, from, cap, VALUE) - from
+    };
+    let one = len(op + 1);
+    if two_byte_operator(rest, op) {
+        one.max(len(op + 2))
+    } else {
+        one
+    }
 }
 
 /// The values (up to `cap` bytes each) that the assignment whose name starts at `at` may
@@ -255,28 +263,47 @@ pub(super) fn assigned_len(hay: &[u8], at: usize, cap: usize) -> usize {
 /// starts with `=` or `>`. The builtin assignment and entropy regexes read bytes (no Unicode
 /// classes), so when one matches here, its `secret` is one of these values.
 pub(super) fn assigned_values(hay: &[u8], at: usize, cap: usize) -> [Option<Range<usize>>; 2] {
+    let Some((rest, op)) = operator(hay, at) else {
+        return [None, None];
+    };
+    let value = |i: usize| {
+        let from = value_start(rest, i);
+        at + from..at + skip(rest, from, cap, VALUE)
+    };
+    let two = two_byte_operator(rest, op).then(|| value(op + 2));
+    [Some(value(op + 1)), two]
+}
+
+/// `hay[at..]` and the index in it of the operator (its first byte) after the name that
+/// starts at `at`, an optional closing quote and up to four spaces; `None` without one.
+fn operator(hay: &[u8], at: usize) -> Option<(&[u8], usize)> {
     const MAX_NAME: usize = 64;
     let rest = hay.get(at..).unwrap_or_default();
     let mut i = skip(rest, 0, MAX_NAME + 1, NAME);
     if i > MAX_NAME {
-        return [None, None];
+        return None;
     }
     if matches!(rest.get(i), Some(b'"' | b'\'')) {
         i += 1;
     }
     i = skip(rest, i, 5, SPACE);
-    if !matches!(rest.get(i), Some(b':' | b'=')) {
-        return [None, None];
+    matches!(rest.get(i), Some(b':' | b'=')).then_some((rest, i))
+}
+
+/// Whether the operator at `op` may be read as `:=` or `=>`.
+fn two_byte_operator(rest: &[u8], op: usize) -> bool {
+    matches!(rest.get(op..op + 2), Some(b":=" | b"=>"))
+}
+
+/// Where a value starts when its operator ends before `i`: up to four spaces and an opening
+/// quote skipped.
+fn value_start(rest: &[u8], i: usize) -> usize {
+    let i = skip(rest, i, 4, SPACE);
+    if matches!(rest.get(i), Some(b'"' | b'\'' | b'`')) {
+        i + 1
+    } else {
+        i
     }
-    let value_from = |mut i: usize| {
-        i = skip(rest, i, 4, SPACE);
-        if matches!(rest.get(i), Some(b'"' | b'\'' | b'`')) {
-            i += 1;
-        }
-        at + i..at + skip(rest, i, cap, VALUE)
-    };
-    let two = matches!(rest.get(i..i + 2), Some(b":=" | b"=>")).then(|| value_from(i + 2));
-    [Some(value_from(i + 1)), two]
 }
 
 /// Byte classes of [`assigned_len`], as bits of [`CLASSES`]: name characters

@@ -105,7 +105,7 @@ impl Finder {
 
     /// Calls `found(at, atom)` for every atom found in `hay`, in order of `at`; overlapping
     /// atoms included: Teddy and Aho-Corasick restart one byte after each.
-    fn each(&self, hay: &[u8], found: &mut dyn FnMut(usize, usize)) {
+    fn each(&self, hay: &[u8], found: &mut impl FnMut(usize, usize)) {
         let mut from = 0;
         while from < hay.len() {
             let next = match self {

@@ -150,7 +150,7 @@ impl Sweep {
     }
 
     /// Calls `found(at, atom)` for every occurrence of every atom in `hay`, in order of `at`.
-    pub(super) fn each(&self, hay: &[u8], found: &mut dyn FnMut(usize, usize)) {
+    pub(super) fn each(&self, hay: &[u8], found: &mut impl FnMut(usize, usize)) {
         #[cfg(target_arch = "x86_64")]
         // SAFETY: `new` returns a sweep only when the processor has AVX2, the one obligation
         // of calling an AVX2 function.
@@ -164,7 +164,13 @@ impl Sweep {
     /// Checks the candidates of the block at `start`: bit `j` of `mask` set when an atom's
     /// fingerprint matches at `start + j`.
     #[inline]
-    fn check(&self, hay: &[u8], start: usize, mut mask: u32, found: &mut dyn FnMut(usize, usize)) {
+    fn check(
+        &self,
+        hay: &[u8],
+        start: usize,
+        mut mask: u32,
+        found: &mut impl FnMut(usize, usize),
+    ) {
         while mask != 0 {
             let j = mask.trailing_zeros() as usize;
             mask &= mask - 1;
@@ -192,7 +198,7 @@ impl Sweep {
 
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2")]
-    fn each_avx2(&self, hay: &[u8], found: &mut dyn FnMut(usize, usize)) {
+    fn each_avx2(&self, hay: &[u8], found: &mut impl FnMut(usize, usize)) {
         use std::arch::x86_64::__m256i;
         let table = |t: &[u8; 32]| load(t, 0);
         let low: [__m256i; WIDTH] = std::array::from_fn(|k| table(&self.low[k]));
