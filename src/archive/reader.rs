@@ -16,7 +16,8 @@
 //! index, an index past [`MAX_INDEX_BYTES`], and more content than `max_bytes`.
 
 use std::collections::{HashMap, HashSet};
-use std::io::{self, BufRead, BufReader, Read};
+use std::io::{self, BufRead, Read};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 
 use crate::archive::encryption::Identity;
@@ -168,35 +169,35 @@ pub fn check_digest(input: impl Read, expected: &ArchiveDigest, name: &str) -> R
 /// `options.expected`; differences between entries and the index are in
 /// [`ReadReport::problems`] (see [`ReadReport::ensure_clean`]).
 ///
-/// The raw hash, decryption and decompression run on a thread of their own, ahead of the tar
-/// walk, the entry hashes and the visitor: one core decompresses while another hashes and
-/// visits. At most 8 pieces of 256 KiB wait between them.
+/// Three threads share the work: one reads the raw archive ahead and hashes it, one decrypts
+/// and decompresses, and the caller's walks the tar stream, hashes entries and visits them. At
+/// most 8 pieces of 256 KiB wait between two of them.
 pub fn read_archive(
     input: impl Read + Send,
     options: &ReadOptions<'_>,
     visitor: &mut dyn EntryVisitor,
 ) -> Result<ReadReport> {
-    let (walked, decoded) = std::thread::scope(|scope| {
-        let (tx, rx) = mpsc::sync_channel(DECODED_QUEUE);
-        let (spare_tx, spare_rx) = mpsc::sync_channel(DECODED_QUEUE + 1);
-        let decoder = scope.spawn(move || decode(input, options, &tx, &spare_rx));
-        let walked = walk(
-            Decoded {
-                rx,
-                spare: spare_tx,
-                piece: Vec::new(),
-                at: 0,
-                len: 0,
-                failed: None,
-            },
-            options,
-            visitor,
-        );
+    // Whether the raw archive is read to its end once decoding stops: always for a digest
+    // check, and after a normal end (to hash what follows the stream); not after a failure
+    // without one.
+    let drain = AtomicBool::new(options.expected.is_some());
+    let (walked, opened, raw) = std::thread::scope(|scope| {
+        let (raw_tx, raw_rx) = mpsc::sync_channel(PIECES_QUEUE);
+        let (raw_spare_tx, raw_spare_rx) = mpsc::sync_channel(PIECES_QUEUE + 1);
+        let drain = &drain;
+        let reader = scope.spawn(move || read_raw(input, &raw_tx, &raw_spare_rx, drain));
+        let (tx, rx) = mpsc::sync_channel(PIECES_QUEUE);
+        let (spare_tx, spare_rx) = mpsc::sync_channel(PIECES_QUEUE + 1);
+        let raw = Pieces::new(raw_rx, raw_spare_tx);
+        let decoder = scope.spawn(move || decode(raw, options, &tx, &spare_rx, drain));
+        let walked = walk(Pieces::new(rx, spare_tx), options, visitor);
         (
             walked,
             decoder.join().expect("the decoder thread does not panic"),
+            reader.join().expect("the reader thread does not panic"),
         )
     });
+    let decoded = Raw { opened, ..raw };
     // A layer that could not be opened explains any walk failure (it read nothing).
     let result = decoded.opened.and_then(|encrypted| {
         walked.map(|mut report| {
@@ -229,16 +230,16 @@ pub fn read_archive(
     Ok(report)
 }
 
-/// Bytes per decompressed piece handed from the decoder thread to the walk.
-const DECODED_PIECE: usize = 256 * 1024;
+/// Bytes per piece handed from the reader thread to the decoder, and from it to the walk.
+const PIECE: usize = 256 * 1024;
 
-/// Decompressed pieces in flight at most (with [`DECODED_PIECE`], 2 MiB).
-const DECODED_QUEUE: usize = 8;
+/// Pieces in flight at most between two threads (with [`PIECE`], 2 MiB).
+const PIECES_QUEUE: usize = 8;
 
-/// A decompressed piece (the first `n` bytes of a buffer), or the error that ended the stream.
+/// A piece (the first `n` bytes of a buffer), or the error that ended the stream.
 type Piece = io::Result<(Vec<u8>, usize)>;
 
-/// What the decoder thread found about the raw archive.
+/// What the reader and decoder threads found about the raw archive.
 struct Raw {
     /// Whether the archive is encrypted, or why its layers could not be opened.
     opened: Result<bool>,
@@ -249,26 +250,76 @@ struct Raw {
     drained: Option<String>,
 }
 
-/// The decoder thread: hashes the raw input while it decrypts and decompresses it into
-/// pieces for the walk, then hashes the rest (for a digest check, or after a normal end).
+/// A buffer of `len` bytes, recycled from `spare` when one of that length comes back: no
+/// zeroing before each read.
+fn full_piece(spare: &mpsc::Receiver<Vec<u8>>, len: usize) -> Vec<u8> {
+    match spare.try_recv() {
+        Ok(piece) if piece.len() == len => piece,
+        _ => vec![0; len],
+    }
+}
+
+/// The reader thread: reads the raw archive in pieces, hashes them, and hands them to the
+/// decoder; once the decoder stops taking them, reads and hashes the rest if `drain` says so.
+fn read_raw(
+    mut input: impl Read,
+    tx: &mpsc::SyncSender<Piece>,
+    spare: &mpsc::Receiver<Vec<u8>>,
+    drain: &AtomicBool,
+) -> Raw {
+    let mut hasher = blake3::Hasher::new();
+    let mut size = 0u64;
+    let mut decoding = true;
+    let mut drained = None;
+    loop {
+        let mut piece = full_piece(spare, PIECE);
+        let n = match input.read(&mut piece) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => {
+                if decoding {
+                    let _ = tx.send(Err(e));
+                } else {
+                    drained = Some(e.to_string());
+                }
+                break;
+            }
+        };
+        hasher.update(&piece[..n]);
+        size += n as u64;
+        // The decoder hung up: it is done (or failed, and said why).
+        if decoding && tx.send(Ok((piece, n))).is_err() {
+            decoding = false;
+            if !drain.load(Ordering::Acquire) {
+                break;
+            }
+        }
+    }
+    Raw {
+        opened: Ok(false),
+        size,
+        blake3: hasher.finalize().to_hex().to_string(),
+        drained,
+    }
+}
+
+/// The decoder thread: decrypts and decompresses the raw pieces into pieces for the walk.
+/// Returns whether the archive is encrypted, or why its layers could not be opened.
 fn decode(
-    input: impl Read,
+    raw: Pieces,
     options: &ReadOptions<'_>,
     tx: &mpsc::SyncSender<Piece>,
     spare: &mpsc::Receiver<Vec<u8>>,
-) -> Raw {
-    let mut raw = HashingReader::new(input);
-    let mut finished = false;
-    let opened = open_layers(&mut raw, options).map(|(encrypted, mut plain)| {
+    drain: &AtomicBool,
+) -> Result<bool> {
+    open_layers(raw, options).map(|(encrypted, mut plain)| {
         loop {
-            // Recycled pieces keep their full length: no zeroing before each read.
-            let mut piece = match spare.try_recv() {
-                Ok(piece) if piece.len() == DECODED_PIECE => piece,
-                _ => vec![0; DECODED_PIECE],
-            };
+            let mut piece = full_piece(spare, PIECE);
             let sent = match plain.read(&mut piece) {
                 Ok(0) => {
-                    finished = true;
+                    // Hash what may follow the stream, before the raw pieces are dropped.
+                    drain.store(true, Ordering::Release);
                     break;
                 }
                 Ok(n) => tx.send(Ok((piece, n))),
@@ -284,35 +335,16 @@ fn decode(
             }
         }
         encrypted
-    });
-    // Hash to the end even after a failure, so that a damaged archive is named as such.
-    let drained = if finished || options.expected.is_some() {
-        io::copy(&mut raw, &mut io::sink())
-            .err()
-            .map(|e| e.to_string())
-    } else {
-        None
-    };
-    let (size, blake3) = raw.digest();
-    Raw {
-        opened,
-        size,
-        blake3,
-        drained,
-    }
+    })
 }
 
 /// Recognizes the archive by its first bytes and opens its age and zstd layers.
-fn open_layers<'r, R: Read>(
-    raw: &'r mut HashingReader<R>,
-    options: &ReadOptions<'_>,
-) -> Result<(bool, Box<dyn Read + 'r>)> {
+fn open_layers(mut raw: Pieces, options: &ReadOptions<'_>) -> Result<(bool, Box<dyn Read>)> {
     let name = options.name.as_str();
     let damaged = |e: io::Error| integrity(name, IntegrityProblem::Stream(e.to_string()));
-    let mut buffered = BufReader::with_capacity(1 << 16, raw);
-    let head = buffered.fill_buf().map_err(damaged)?;
+    let head = raw.fill_buf().map_err(damaged)?;
     let encrypted = head.starts_with(AGE_MAGIC);
-    let plain: Box<dyn Read + 'r> = if encrypted {
+    if encrypted {
         let identity = options.identity.ok_or_else(|| Error::Identity {
             origin: name.to_string(),
             reason: "the archive is encrypted: pass --identity FILE (or set AGENTBAK_IDENTITY)"
@@ -320,23 +352,24 @@ fn open_layers<'r, R: Read>(
         })?;
         let decrypt =
             |e: age::DecryptError| integrity(name, IntegrityProblem::Decrypt(e.to_string()));
-        let decryptor = age::Decryptor::new_buffered(buffered).map_err(decrypt)?;
-        Box::new(decryptor.decrypt(identity.as_dyn()).map_err(decrypt)?)
+        let decryptor = age::Decryptor::new_buffered(raw).map_err(decrypt)?;
+        let plain = decryptor.decrypt(identity.as_dyn()).map_err(decrypt)?;
+        let decoder = zstd::stream::read::Decoder::new(plain).map_err(damaged)?;
+        Ok((true, Box::new(decoder)))
     } else if head.starts_with(ZSTD_MAGIC) {
-        Box::new(buffered)
+        let decoder = zstd::stream::read::Decoder::with_buffer(raw).map_err(damaged)?;
+        Ok((false, Box::new(decoder)))
     } else {
-        return Err(integrity(
+        Err(integrity(
             name,
             IntegrityProblem::Stream("neither an age file nor a zstd stream".into()),
-        ));
-    };
-    let decoder = zstd::stream::read::Decoder::new(plain).map_err(damaged)?;
-    Ok((encrypted, Box::new(decoder)))
+        ))
+    }
 }
 
-/// The walk's end of the decoder thread's queue, as a reader. Read pieces go back to the
-/// decoder to be filled again: fresh buffers cost page faults.
-struct Decoded {
+/// The receiving end of a queue of pieces, as a reader. Read pieces go back to be filled
+/// again: fresh buffers cost page faults.
+struct Pieces {
     rx: mpsc::Receiver<Piece>,
     spare: mpsc::SyncSender<Vec<u8>>,
     /// The piece being read: `piece[at..len]` is left.
@@ -347,8 +380,21 @@ struct Decoded {
     failed: Option<(io::ErrorKind, String)>,
 }
 
-impl Read for Decoded {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+impl Pieces {
+    fn new(rx: mpsc::Receiver<Piece>, spare: mpsc::SyncSender<Vec<u8>>) -> Pieces {
+        Pieces {
+            rx,
+            spare,
+            piece: Vec::new(),
+            at: 0,
+            len: 0,
+            failed: None,
+        }
+    }
+}
+
+impl BufRead for Pieces {
+    fn fill_buf(&mut self) -> io::Result<&[u8]> {
         while self.at == self.len {
             if let Some((kind, message)) = &self.failed {
                 return Err(io::Error::new(*kind, message.clone()));
@@ -360,19 +406,30 @@ impl Read for Decoded {
                     (self.at, self.len) = (0, len);
                 }
                 Ok(Err(e)) => self.failed = Some((e.kind(), e.to_string())),
-                Err(mpsc::RecvError) => return Ok(0),
+                Err(mpsc::RecvError) => return Ok(&[]),
             }
         }
-        let n = buf.len().min(self.len - self.at);
-        buf[..n].copy_from_slice(&self.piece[self.at..self.at + n]);
-        self.at += n;
+        Ok(&self.piece[self.at..self.len])
+    }
+
+    fn consume(&mut self, n: usize) {
+        self.at = (self.at + n).min(self.len);
+    }
+}
+
+impl Read for Pieces {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let left = self.fill_buf()?;
+        let n = buf.len().min(left.len());
+        buf[..n].copy_from_slice(&left[..n]);
+        self.consume(n);
         Ok(n)
     }
 }
 
 /// The tar walk over the decompressed stream; `encrypted` is filled in by the caller.
 fn walk(
-    plain: Decoded,
+    plain: Pieces,
     options: &ReadOptions<'_>,
     visitor: &mut dyn EntryVisitor,
 ) -> Result<ReadReport> {

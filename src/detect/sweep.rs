@@ -164,13 +164,7 @@ impl Sweep {
     /// Checks the candidates of the block at `start`: bit `j` of `mask` set when an atom's
     /// fingerprint matches at `start + j`.
     #[inline]
-    fn check(
-        &self,
-        hay: &[u8],
-        start: usize,
-        mut mask: u32,
-        found: &mut impl FnMut(usize, usize),
-    ) {
+    fn check(&self, hay: &[u8], start: usize, mut mask: u32, found: &mut impl FnMut(usize, usize)) {
         while mask != 0 {
             let j = mask.trailing_zeros() as usize;
             mask &= mask - 1;
