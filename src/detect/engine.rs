@@ -241,8 +241,14 @@ impl Detector {
 /// length: the prefilter checks it in a few bytes before a regex runs, since most hits of
 /// `key` or `token` are prose, a name without a value, or a short value.
 pub(super) fn assigned_len(hay: &[u8], at: usize, cap: usize) -> usize {
+    assigned_len_past(hay, at, 0, cap)
+}
+
+/// [`assigned_len`] when the first `known` bytes at `at` are known to be name characters (a
+/// keyword made of them, just found there): they are not read again.
+pub(super) fn assigned_len_past(hay: &[u8], at: usize, known: usize, cap: usize) -> usize {
     // On every hit of `token` in some logs: no ranges built, one pass over the bytes.
-    let Some((rest, op)) = operator(hay, at) else {
+    let Some((rest, op)) = operator(hay, at, known) else {
         return 0;
     };
     let len = |i: usize| {
@@ -263,7 +269,7 @@ pub(super) fn assigned_len(hay: &[u8], at: usize, cap: usize) -> usize {
 /// starts with `=` or `>`. The builtin assignment and entropy regexes read bytes (no Unicode
 /// classes), so when one matches here, its `secret` is one of these values.
 pub(super) fn assigned_values(hay: &[u8], at: usize, cap: usize) -> [Option<Range<usize>>; 2] {
-    let Some((rest, op)) = operator(hay, at) else {
+    let Some((rest, op)) = operator(hay, at, 0) else {
         return [None, None];
     };
     let value = |i: usize| {
@@ -275,11 +281,13 @@ pub(super) fn assigned_values(hay: &[u8], at: usize, cap: usize) -> [Option<Rang
 }
 
 /// `hay[at..]` and the index in it of the operator (its first byte) after the name that
-/// starts at `at`, an optional closing quote and up to four spaces; `None` without one.
-fn operator(hay: &[u8], at: usize) -> Option<(&[u8], usize)> {
+/// starts at `at` (its first `known` bytes name characters already), an optional closing
+/// quote and up to four spaces; `None` without one.
+fn operator(hay: &[u8], at: usize, known: usize) -> Option<(&[u8], usize)> {
     const MAX_NAME: usize = 64;
     let rest = hay.get(at..).unwrap_or_default();
-    let mut i = skip(rest, 0, MAX_NAME + 1, NAME);
+    let known = known.min(rest.len());
+    let mut i = skip(rest, known, MAX_NAME + 1 - known.min(MAX_NAME + 1), NAME);
     if i > MAX_NAME {
         return None;
     }
@@ -329,6 +337,11 @@ static CLASSES: [u8; 256] = {
     }
     table
 };
+
+/// Whether every byte of `bytes` is a name character of [`assigned_len`].
+pub(super) fn is_name(bytes: &[u8]) -> bool {
+    bytes.iter().all(|&b| CLASSES[usize::from(b)] & NAME != 0)
+}
 
 /// The index after the run of at most `max` bytes of `bytes[from..]` of the class `class`.
 #[inline]
@@ -453,6 +466,24 @@ mod tests {
         assert_eq!(assigned_len(b"token:=abcdefg", 0, 16), 8);
         assert_eq!(assigned_len(b"token: 'abcdefg'", 0, 16), 7);
         assert_eq!(assigned_len(b"token=abcdefghijklmnopqrstuvwxyz", 0, 16), 16);
+        // Name bytes already known are skipped, with the same result.
+        for hay in [
+            &b"tokens=abcdefgh"[..],
+            b"token : 'abc'",
+            b"token",
+            b"token_count=12",
+        ] {
+            for known in 0..=5 {
+                assert_eq!(
+                    assigned_len_past(hay, 0, known, 16),
+                    assigned_len(hay, 0, 16),
+                    "{known}"
+                );
+            }
+        }
+        let long = format!("{}=abcdefgh", "n".repeat(70));
+        assert_eq!(assigned_len_past(long.as_bytes(), 0, 65, 16), 0);
+        assert_eq!(assigned_len(long.as_bytes(), 0, 16), 0);
     }
 
     proptest::proptest! {

@@ -26,7 +26,7 @@ use std::ops::Range;
 
 use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind, Span, packed};
 
-use super::engine::{assigned_len, assigned_values};
+use super::engine::{assigned_len, assigned_len_past, assigned_values, is_name};
 use super::rules::{self, Compiled, MAX_REACH};
 use super::sweep::Sweep;
 
@@ -44,6 +44,13 @@ struct Keyword {
     /// The keyword is its atom: found is matched.
     whole: bool,
     rules: Vec<usize>,
+    /// When every rule of the keyword is an anchored assignment rule: the shortest value any
+    /// of them takes (see [`assigned_len`]); a hit with a shorter one is dropped before the
+    /// rules are looked at. Otherwise 0.
+    assign_min: usize,
+    /// The keyword's length when it is made of name characters (which `assigned_len` then
+    /// need not read again), else 0.
+    name_len: usize,
 }
 
 /// What finds the atoms of a pass.
@@ -133,6 +140,8 @@ struct Pass {
     /// and the set of those bytes (the byte just before the atom, 256 bits).
     inner: Vec<(usize, [u64; 4])>,
     folded: bool,
+    /// How far a hit's value is read for [`Keyword::assign_min`].
+    value_cap: usize,
 }
 
 impl Pass {
@@ -186,9 +195,11 @@ impl Pass {
             };
             grouped[index].push(Keyword {
                 whole: anchor == (0..bytes.len()),
+                name_len: if is_name(&bytes) { bytes.len() } else { 0 },
                 bytes,
                 offset: anchor.start,
                 rules,
+                assign_min: 0,
             });
         }
         let inner = grouped
@@ -208,6 +219,7 @@ impl Pass {
             keywords: grouped,
             inner,
             folded,
+            value_cap: 0,
         })
     }
 
@@ -234,9 +246,15 @@ impl Pass {
                 Some(b) if leads[usize::from(b >> 6)] & (1 << (b & 63)) != 0 => group.len(),
                 _ => *inner,
             };
+            let short = |k: &Keyword, at: usize| {
+                k.assign_min > 0
+                    && assigned_len_past(hay, at, k.name_len, self.value_cap) < k.assign_min
+            };
             for k in &group[..to] {
                 if k.whole {
-                    k.rules.iter().for_each(|&rule| hit(rule, found));
+                    if !short(k, found) {
+                        k.rules.iter().for_each(|&rule| hit(rule, found));
+                    }
                     continue;
                 }
                 let Some(at) = found.checked_sub(k.offset) else {
@@ -253,7 +271,7 @@ impl Pass {
                 } else {
                     text == k.bytes.as_slice()
                 };
-                if same {
+                if same && !short(k, at) {
                     for &rule in &k.rules {
                         hit(rule, at);
                     }
@@ -291,11 +309,38 @@ impl Passes {
                 }
             }
         }
-        Passes {
-            folded: Pass::new(folded, true, |k| 0..k.len()),
-            exact: Pass::new(exact, false, rarest),
+        let mut passes = [
+            Pass::new(folded, true, |k| 0..k.len()),
+            Pass::new(exact, false, rarest),
+        ];
+        for pass in passes.iter_mut().flatten() {
+            pass.value_cap = value_cap(rules);
+            for k in pass.keywords.iter_mut().flatten() {
+                let assignment = |&r: &usize| rules[r].anchored && rules[r].text_only();
+                if k.rules.iter().all(assignment) {
+                    k.assign_min = k
+                        .rules
+                        .iter()
+                        .map(|&r| rules[r].min_secret.max(1))
+                        .min()
+                        .unwrap_or(0);
+                }
+            }
         }
+        let [folded, exact] = passes;
+        Passes { folded, exact }
     }
+}
+
+/// The longest shortest `secret` of the assignment rules: how far a hit's value is read to
+/// decide whether it is long enough.
+fn value_cap(rules: &[Compiled]) -> usize {
+    rules
+        .iter()
+        .filter(|r| r.text_only())
+        .map(|r| r.min_secret)
+        .max()
+        .unwrap_or(0)
 }
 
 /// A rule without keywords (or with an empty one) runs over every region.
@@ -334,12 +379,7 @@ impl Prefilter {
             always: (0..rules.len())
                 .filter(|&i| has_no_keyword(&rules[i]))
                 .collect(),
-            value_cap: rules
-                .iter()
-                .filter(|r| r.text_only())
-                .map(|r| r.min_secret)
-                .max()
-                .unwrap_or(0),
+            value_cap: value_cap(rules),
             value_max: rules
                 .iter()
                 .filter(|r| r.text_only())
