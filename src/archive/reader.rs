@@ -197,19 +197,18 @@ pub fn read_archive(
             reader.join().expect("the reader thread does not panic"),
         )
     });
-    let decoded = Raw { opened, ..raw };
     // A layer that could not be opened explains any walk failure (it read nothing).
-    let result = decoded.opened.and_then(|encrypted| {
+    let result = opened.and_then(|encrypted| {
         walked.map(|mut report| {
             report.encrypted = encrypted;
             report
         })
     });
-    let (size, blake3) = (decoded.size, decoded.blake3);
+    let (size, blake3) = (raw.size, raw.blake3);
     if let Some(expected) = &options.expected
-        && (size != expected.size || blake3 != expected.blake3 || decoded.drained.is_some())
+        && (size != expected.size || blake3 != expected.blake3 || raw.drained.is_some())
     {
-        let cause = match (&result, decoded.drained) {
+        let cause = match (&result, raw.drained) {
             (Err(e), _) => Some(e.to_string()),
             (Ok(_), d) => d,
         };
@@ -239,10 +238,8 @@ const PIECES_QUEUE: usize = 8;
 /// A piece (the first `n` bytes of a buffer), or the error that ended the stream.
 type Piece = io::Result<(Vec<u8>, usize)>;
 
-/// What the reader and decoder threads found about the raw archive.
+/// What the reader thread found about the raw archive.
 struct Raw {
-    /// Whether the archive is encrypted, or why its layers could not be opened.
-    opened: Result<bool>,
     /// Raw size and blake3.
     size: u64,
     blake3: String,
@@ -297,7 +294,6 @@ fn read_raw(
         }
     }
     Raw {
-        opened: Ok(false),
         size,
         blake3: hasher.finalize().to_hex().to_string(),
         drained,

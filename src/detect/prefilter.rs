@@ -5,8 +5,10 @@
 //! built on each atom found:
 //!
 //! - **Folded**: the keywords of case-insensitive rules (`token`, `secret`, `bearer`, …) are
-//!   searched in any case (by the sweep itself, or else in a lowercased copy of the buffer). Their atoms are the keywords that contain no
-//!   other keyword: `vault_token` is checked where `token` is found.
+//!   searched in any case (by the sweep itself, or else in a lowercased copy of the buffer).
+//!   Their atoms are the keywords that contain no other keyword: `vault_token` is checked
+//!   where `token` is found. A keyword whose rules all take an assignment's value drops a hit
+//!   whose value is too short before its rules are looked at.
 //! - **Exact**: the keywords of case-sensitive rules (`ghp_`, `AKIA`, `sk-ant-`, …) are searched
 //!   by their rarest three bytes (`hp_`, `KIA`, `sk-`), which keeps a vectorized (Teddy) search
 //!   over dozens of prefixes fast on prose and code.

@@ -386,7 +386,10 @@ mod tests {
         /// that only bit 5 tells from others.
         #[test]
         fn a_folding_sweep_agrees_with_a_plain_scan_in_any_case(
-            atoms in proptest::collection::vec(proptest::collection::vec(any_case_byte(), 3..10), 1..20),
+            atoms in proptest::collection::vec(
+                proptest::collection::vec(any_case_byte(), 3..10),
+                1..20,
+            ),
             hay in proptest::collection::vec(any_case_byte(), 0..300),
             buckets in 1usize..=8,
         ) {
