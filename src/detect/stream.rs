@@ -116,8 +116,8 @@ impl<'d> StreamScan<'d> {
         &self.buf[self.start..]
     }
 
-    /// Bytes a buffer handed to [`StreamScan::write_owned`] should leave free before its data
-    /// ([`headroom`]).
+    /// Bytes a buffer handed to [`StreamScan::write_owned`] should leave free before its data:
+    /// the most a round keeps for the next (see [`Detector::stream_headroom`]).
     pub fn headroom(&self) -> usize {
         headroom(self.detector)
     }
