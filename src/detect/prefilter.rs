@@ -142,8 +142,6 @@ struct Pass {
     /// and the set of those bytes (the byte just before the atom, 256 bits).
     inner: Vec<(usize, [u64; 4])>,
     folded: bool,
-    /// How far a hit's value is read for [`Keyword::assign_min`].
-    value_cap: usize,
 }
 
 impl Pass {
@@ -221,7 +219,6 @@ impl Pass {
             keywords: grouped,
             inner,
             folded,
-            value_cap: 0,
         })
     }
 
@@ -233,7 +230,16 @@ impl Pass {
     /// Calls `hit(rule, at)` for every keyword found starting at `at`, its atom lying in
     /// `search[..]`, which is `hay[base..]` (or its lowercased copy, when
     /// [`Pass::needs_lowercase`]).
-    fn run(&self, hay: &[u8], search: &[u8], base: usize, mut hit: impl FnMut(usize, usize)) {
+    /// A hit of a keyword with an [`Keyword::assign_min`] has its value read up to `value_cap`
+    /// bytes.
+    fn run(
+        &self,
+        hay: &[u8],
+        search: &[u8],
+        base: usize,
+        value_cap: usize,
+        mut hit: impl FnMut(usize, usize),
+    ) {
         self.finder.each(search, &mut |found, atom| {
             let found = base + found;
             let group = &self.keywords[atom];
@@ -249,8 +255,7 @@ impl Pass {
                 _ => *inner,
             };
             let short = |k: &Keyword, at: usize| {
-                k.assign_min > 0
-                    && assigned_len_past(hay, at, k.name_len, self.value_cap) < k.assign_min
+                k.assign_min > 0 && assigned_len_past(hay, at, k.name_len, value_cap) < k.assign_min
             };
             for k in &group[..to] {
                 if k.whole {
@@ -316,7 +321,6 @@ impl Passes {
             Pass::new(exact, false, rarest),
         ];
         for pass in passes.iter_mut().flatten() {
-            pass.value_cap = value_cap(rules);
             for k in pass.keywords.iter_mut().flatten() {
                 let assignment = |&r: &usize| rules[r].anchored && rules[r].text_only();
                 if k.rules.iter().all(assignment) {
@@ -442,16 +446,17 @@ impl Prefilter {
             out[rule].push(start..reach);
         };
         let passes = if binary { &self.binary } else { &self.text };
+        let cap = self.value_cap;
         if let Some(pass) = &passes.exact {
-            pass.run(hay, &hay[range.clone()], range.start, &mut hit);
+            pass.run(hay, &hay[range.clone()], range.start, cap, &mut hit);
         }
         if let Some(pass) = passes.folded.as_ref().filter(|p| !p.needs_lowercase()) {
-            pass.run(hay, &hay[range.clone()], range.start, &mut hit);
+            pass.run(hay, &hay[range.clone()], range.start, cap, &mut hit);
         } else if let Some(pass) = &passes.folded {
             FOLDED.with_borrow_mut(|lower| {
                 lower.clear();
                 lower.extend(hay[range.clone()].iter().map(u8::to_ascii_lowercase));
-                pass.run(hay, lower, range.start, &mut hit);
+                pass.run(hay, lower, range.start, cap, &mut hit);
             });
         }
         for (rule, windows) in out.iter_mut().enumerate() {
@@ -648,7 +653,7 @@ mod tests {
         let mut found = Vec::new();
         let hay = hay.as_bytes();
         if let Some(pass) = Pass::new(exact, false, rarest) {
-            pass.run(hay, hay, 0, |rule, at| found.push((rule, at)));
+            pass.run(hay, hay, 0, 0, |rule, at| found.push((rule, at)));
         }
         if let Some(pass) = Pass::new(folded, true, |k| 0..k.len()) {
             let search = if pass.needs_lowercase() {
@@ -656,7 +661,7 @@ mod tests {
             } else {
                 hay.to_vec()
             };
-            pass.run(hay, &search, 0, |rule, at| found.push((rule, at)));
+            pass.run(hay, &search, 0, 0, |rule, at| found.push((rule, at)));
         }
         found.sort_unstable();
         found
