@@ -17,6 +17,7 @@
 //! means "this archive cannot be trusted" is an [`IntegrityError`] (exit 5).
 
 mod encryption;
+mod frames;
 mod index;
 mod reader;
 mod sidecar;

@@ -21,6 +21,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 
 use crate::archive::encryption::Identity;
+use crate::archive::frames::{self, Piece, piece};
 use crate::archive::index::{EntryKind, INDEX_FORMAT, INDEX_PATH, Index, MAX_INDEX_BYTES};
 use crate::archive::sidecar::ArchiveDigest;
 use crate::archive::{HashingReader, IntegrityError, IntegrityProblem};
@@ -186,8 +187,8 @@ pub fn read_archive(
         let (raw_spare_tx, raw_spare_rx) = mpsc::sync_channel(PIECES_QUEUE + 1);
         let drain = &drain;
         let reader = scope.spawn(move || read_raw(input, &raw_tx, &raw_spare_rx, drain));
-        let (tx, rx) = mpsc::sync_channel(PIECES_QUEUE);
-        let (spare_tx, spare_rx) = mpsc::sync_channel(PIECES_QUEUE + 1);
+        let (tx, rx) = mpsc::sync_channel(FRAMES_QUEUE);
+        let (spare_tx, spare_rx) = mpsc::sync_channel(FRAMES_QUEUE + 1);
         let raw = Pieces::new(raw_rx, raw_spare_tx);
         let decoder = scope.spawn(move || decode(raw, options, &tx, &spare_rx, drain));
         let walked = walk(Pieces::new(rx, spare_tx), options, visitor);
@@ -232,11 +233,12 @@ pub fn read_archive(
 /// Bytes per piece handed from the reader thread to the decoder, and from it to the walk.
 const PIECE: usize = 256 * 1024;
 
-/// Pieces in flight at most between two threads (with [`PIECE`], 2 MiB).
+/// Raw pieces in flight at most between the reader and the decoder (2 MiB).
 const PIECES_QUEUE: usize = 8;
 
-/// A piece (the first `n` bytes of a buffer), or the error that ended the stream.
-type Piece = io::Result<(Vec<u8>, usize)>;
+/// Decompressed frames in flight at most between the decoder and the walk (with 2 MiB frames,
+/// 4 MiB); the frames being decompressed are bounded by the decoder.
+const FRAMES_QUEUE: usize = 2;
 
 /// What the reader thread found about the raw archive.
 struct Raw {
@@ -245,15 +247,6 @@ struct Raw {
     blake3: String,
     /// An error met while hashing the rest of the raw archive.
     drained: Option<String>,
-}
-
-/// A buffer of `len` bytes, recycled from `spare` when one of that length comes back: no
-/// zeroing before each read.
-fn full_piece(spare: &mpsc::Receiver<Vec<u8>>, len: usize) -> Vec<u8> {
-    match spare.try_recv() {
-        Ok(piece) if piece.len() == len => piece,
-        _ => vec![0; len],
-    }
 }
 
 /// The reader thread: reads the raw archive in pieces, hashes them, and hands them to the
@@ -269,7 +262,7 @@ fn read_raw(
     let mut decoding = true;
     let mut drained = None;
     loop {
-        let mut piece = full_piece(spare, PIECE);
+        let mut piece = piece(spare, PIECE);
         let n = match input.read(&mut piece) {
             Ok(0) => break,
             Ok(n) => n,
@@ -309,33 +302,24 @@ fn decode(
     spare: &mpsc::Receiver<Vec<u8>>,
     drain: &AtomicBool,
 ) -> Result<bool> {
-    open_layers(raw, options).map(|(encrypted, mut plain)| {
-        loop {
-            let mut piece = full_piece(spare, PIECE);
-            let sent = match plain.read(&mut piece) {
-                Ok(0) => {
-                    // Hash what may follow the stream, before the raw pieces are dropped.
-                    drain.store(true, Ordering::Release);
-                    break;
-                }
-                Ok(n) => tx.send(Ok((piece, n))),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => {
-                    let _ = tx.send(Err(e));
-                    break;
-                }
-            };
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    open_layers(raw, options).map(|(encrypted, compressed)| {
+        match frames::decode(compressed, threads, tx, spare) {
+            // Hash what may follow the stream, before the raw pieces are dropped.
+            Ok(true) => drain.store(true, Ordering::Release),
             // The walk hung up: it failed, and said why.
-            if sent.is_err() {
-                break;
+            Ok(false) => {}
+            Err(e) => {
+                let _ = tx.send(Err(e));
             }
         }
         encrypted
     })
 }
 
-/// Recognizes the archive by its first bytes and opens its age and zstd layers.
-fn open_layers(mut raw: Pieces, options: &ReadOptions<'_>) -> Result<(bool, Box<dyn Read>)> {
+/// Recognizes the archive by its first bytes and opens its age layer: returns whether it is
+/// encrypted, and the zstd stream.
+fn open_layers(mut raw: Pieces, options: &ReadOptions<'_>) -> Result<(bool, Box<dyn BufRead>)> {
     let name = options.name.as_str();
     let damaged = |e: io::Error| integrity(name, IntegrityProblem::Stream(e.to_string()));
     let head = raw.fill_buf().map_err(damaged)?;
@@ -350,11 +334,9 @@ fn open_layers(mut raw: Pieces, options: &ReadOptions<'_>) -> Result<(bool, Box<
             |e: age::DecryptError| integrity(name, IntegrityProblem::Decrypt(e.to_string()));
         let decryptor = age::Decryptor::new_buffered(raw).map_err(decrypt)?;
         let plain = decryptor.decrypt(identity.as_dyn()).map_err(decrypt)?;
-        let decoder = zstd::stream::read::Decoder::new(plain).map_err(damaged)?;
-        Ok((true, Box::new(decoder)))
+        Ok((true, Box::new(io::BufReader::with_capacity(PIECE, plain))))
     } else if head.starts_with(ZSTD_MAGIC) {
-        let decoder = zstd::stream::read::Decoder::with_buffer(raw).map_err(damaged)?;
-        Ok((false, Box::new(decoder)))
+        Ok((false, Box::new(raw)))
     } else {
         Err(integrity(
             name,
@@ -437,7 +419,7 @@ fn walk(
         let entry = entry.map_err(damaged)?;
         walk.entry(entry)?;
     }
-    // Past the tar end-of-archive marker: read the zstd frame (and age stream) to its end, so
+    // Past the tar end-of-archive marker: read the zstd frames (and age stream) to their end, so
     // that their checksums and final-chunk tags are verified.
     io::copy(&mut archive.into_inner(), &mut io::sink()).map_err(damaged)?;
     walk.finish()

@@ -21,6 +21,7 @@ use std::io::{self, Read, Write};
 use std::path::Path;
 
 use crate::archive::encryption::Recipients;
+use crate::archive::frames::FrameEncoder;
 use crate::archive::index::{
     EntryKind, INDEX_FORMAT, INDEX_PATH, Index, IndexEntry, SecretLocation, SnapshotInfo,
     archive_path,
@@ -134,7 +135,7 @@ impl<W: Write> Write for Tee<'_, W> {
     }
 }
 
-type Compressor<W> = zstd::stream::write::Encoder<'static, Encrypt<W>>;
+type Compressor<W> = FrameEncoder<Encrypt<W>>;
 
 /// Streams an archive into a sink. See the module documentation for the invariants.
 pub struct ArchiveWriter<'o, W: Write> {
@@ -171,17 +172,7 @@ impl<'o, W: Write> ArchiveWriter<'o, W> {
                 Encrypt::Age(encryptor.wrap_output(sink).map_err(io_err)?)
             }
         };
-        let mut zstd = zstd::stream::write::Encoder::new(encrypt, options.level).map_err(io_err)?;
-        // The frame checksum lets stock `zstd -d` detect corruption on its own.
-        zstd.include_checksum(true).map_err(io_err)?;
-        if options.threads > 0 {
-            zstd.multithread(options.threads).map_err(io_err)?;
-            // zstd's default job at level 3 is 8 MiB, and as many jobs as workers plus two
-            // may wait with their input and output: a fast producer (the writer hands whole
-            // files over) filled them all, past the 100 MiB memory bound. 4 MiB jobs halve that.
-            zstd.set_parameter(zstd::zstd_safe::CParameter::JobSize(JOB_SIZE))
-                .map_err(io_err)?;
-        }
+        let zstd = FrameEncoder::new(encrypt, options.level, options.threads);
         let tar = tar::Builder::new(Tee {
             inner: zstd,
             observer,
@@ -428,9 +419,6 @@ impl<'o, W: Write> ArchiveWriter<'o, W> {
 
 /// A tar block.
 const BLOCK: u64 = 512;
-
-/// Bytes of input per zstd job when compressing on several threads.
-const JOB_SIZE: u32 = 4 << 20;
 
 /// Bytes copied per piece from a file into the stream.
 const COPY_BUF: usize = 256 * 1024;

@@ -38,6 +38,15 @@ fn files() -> Vec<(&'static str, u32, Vec<u8>)> {
             (0..200_000u32).map(|i| (i * 7 % 251) as u8).collect(),
         ),
         ("empty", 0o644, Vec::new()),
+        // Past four frames of the zstd layer (2 MiB each), so that every test below reads
+        // several frames.
+        (
+            "logs/agent.log",
+            0o600,
+            (0..9u32 << 20)
+                .map(|i| (i % 251) as u8 ^ (i >> 16) as u8)
+                .collect(),
+        ),
     ]
 }
 
@@ -76,7 +85,7 @@ fn write_sample(
         mtime: MTIME,
     };
     writer.append_dir("", dir).unwrap();
-    for folder in ["config", "bin", "memory", "memory/projects"] {
+    for folder in ["config", "bin", "memory", "memory/projects", "logs"] {
         writer.append_dir(folder, dir).unwrap();
     }
     for (path, mode, data) in files() {
@@ -105,8 +114,8 @@ fn write_sample(
         written.blake3,
         blake3::hash(&written.sink).to_hex().to_string()
     );
-    assert_eq!(written.counts.files, 5);
-    assert_eq!(written.counts.dirs, 5);
+    assert_eq!(written.counts.files, 6);
+    assert_eq!(written.counts.dirs, 6);
     assert_eq!(written.counts.symlinks, 2);
     assert_eq!(written.counts.secrets, 1);
     (written.sink, digest, written.index, observed)
