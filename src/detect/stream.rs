@@ -146,12 +146,21 @@ impl<'d> StreamScan<'d> {
     }
 
     /// Ends the stream and returns every finding not yet taken, in offset order.
-    pub fn finish(mut self) -> Vec<Finding> {
+    pub fn finish(self) -> Vec<Finding> {
+        self.finish_reclaim().0
+    }
+
+    /// [`finish`](Self::finish), also handing back the scan's buffer (the last piece given to
+    /// [`write_owned`](Self::write_owned)) to be filled again: a fresh one costs page faults.
+    pub fn finish_reclaim(mut self) -> (Vec<Finding>, Vec<u8>) {
         self.round(Settle::End);
         // A known value is reported when its bytes arrive, a rule match once it can no longer
         // grow: a round may report them out of order.
         self.findings.sort_by_key(|f| (f.offset, f.length));
-        std::mem::take(&mut self.findings)
+        (
+            std::mem::take(&mut self.findings),
+            std::mem::take(&mut self.buf),
+        )
     }
 
     /// Scans `data` as the stream's whole content without copying it (for `scan_bytes`).

@@ -261,8 +261,10 @@ fn scan_pieces(
     for piece in rx {
         match piece {
             Piece::Start(entry, path) => {
-                if let Some((done, scan)) = current.replace((entry, detector.stream(&path))) {
-                    findings.extend(scan.finish().into_iter().map(|f| (done, f)));
+                if let Some((number, scan)) = current.replace((entry, detector.stream(&path))) {
+                    let (found, spare) = scan.finish_reclaim();
+                    findings.extend(found.into_iter().map(|f| (number, f)));
+                    recycle(spare, room, done);
                 }
             }
             Piece::Data(bytes, n) => {
@@ -271,11 +273,7 @@ fn scan_pieces(
                     Some((_, scan)) => scan.write_owned(bytes, room, n),
                     None => bytes,
                 };
-                // Full when the reader has enough spares: this one is then freed. A buffer
-                // that a scan started with (empty) is not worth keeping.
-                if spare.capacity() >= room + SCAN_BUF {
-                    let _ = done.try_send(spare);
-                }
+                recycle(spare, room, done);
             }
         }
     }
@@ -283,6 +281,14 @@ fn scan_pieces(
         findings.extend(scan.finish().into_iter().map(|f| (done, f)));
     }
     findings
+}
+
+/// Hands a scanned buffer back to the reader, unless it is too small to be worth keeping (the
+/// empty one a scan starts with) or the reader has enough spares (it is then freed).
+fn recycle(spare: Vec<u8>, room: usize, done: &std::sync::mpsc::SyncSender<Vec<u8>>) {
+    if spare.capacity() >= room + SCAN_BUF {
+        let _ = done.try_send(spare);
+    }
 }
 
 /// Scans entry names and link targets as one text, one per line; a finding names its entry.
