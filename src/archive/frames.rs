@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex, mpsc};
 use std::thread::JoinHandle;
 
 use zeroize::Zeroizing;
-use zstd::zstd_safe::{self, CCtx, CParameter, DCtx};
+use zstd::zstd_safe::{self, CCtx, CParameter, DCtx, DParameter};
 
 /// Bytes of the tar stream per frame.
 pub(crate) const FRAME: usize = 2 << 20;
@@ -154,7 +154,10 @@ type Compress = (Buf, Buf);
 /// inputs and 4 outputs of about 2 MiB each.
 pub(crate) struct FrameEncoder<W: Write> {
     sink: W,
+    /// The frame being filled: `frame[..filled]`. It is kept [`FRAME`] bytes long, so that
+    /// files are read straight into it without zeroing it first.
     frame: Buf,
+    filled: usize,
     /// The compressor for `threads == 0`, with its output buffer.
     inline: Option<(CCtx<'static>, Buf)>,
     pool: Option<Ordered<Compress, Compress>>,
@@ -181,7 +184,8 @@ impl<W: Write> FrameEncoder<W> {
         };
         FrameEncoder {
             sink,
-            frame: Buf::new(Vec::with_capacity(FRAME)),
+            frame: Buf::new(vec![0; FRAME]),
+            filled: 0,
             inline,
             pool,
             threads,
@@ -193,16 +197,16 @@ impl<W: Write> FrameEncoder<W> {
     /// Compresses the frame being filled (or hands it to a thread).
     fn end_frame(&mut self) -> io::Result<()> {
         self.started = true;
+        let filled = std::mem::take(&mut self.filled);
         if let Some((cctx, out)) = &mut self.inline {
-            compress_frame(cctx, &self.frame, out)?;
-            self.frame.clear();
+            compress_frame(cctx, &self.frame[..filled], out)?;
             return self.sink.write_all(out);
         }
-        let (input, out) = self
-            .spare
-            .pop()
-            .unwrap_or_else(|| (Buf::new(Vec::with_capacity(FRAME)), Buf::default()));
-        let input = std::mem::replace(&mut self.frame, input);
+        let (mut next, out) = self.spare.pop().unwrap_or_default();
+        // Only a buffer that held a shorter (last) frame, or a new one, is zeroed here.
+        next.resize(FRAME, 0);
+        let mut input = std::mem::replace(&mut self.frame, next);
+        input.truncate(filled);
         let pool = self
             .pool
             .as_mut()
@@ -218,9 +222,39 @@ impl<W: Write> FrameEncoder<W> {
         Ok(())
     }
 
+    /// Reads once from `reader` straight into the frame being filled, shows what was read to
+    /// `observe`, and takes it into the stream; returns the bytes read (0 at its end).
+    ///
+    /// This is [`Write::write`] without the copy from a buffer of the caller's.
+    pub(crate) fn write_from(
+        &mut self,
+        reader: &mut impl Read,
+        observe: impl FnOnce(&[u8]) -> io::Result<()>,
+    ) -> io::Result<usize> {
+        let room = &mut self.frame[self.filled..];
+        let n = loop {
+            match reader.read(room) {
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                read => break read?,
+            }
+        };
+        observe(&self.frame[self.filled..self.filled + n])?;
+        self.advance(n)?;
+        Ok(n)
+    }
+
+    /// Takes `n` more bytes of the frame into the stream, ending the frame when it is full.
+    fn advance(&mut self, n: usize) -> io::Result<()> {
+        self.filled += n;
+        if self.filled == FRAME {
+            self.end_frame()?;
+        }
+        Ok(())
+    }
+
     /// Compresses what is left and writes every frame; returns the sink (not flushed).
     pub(crate) fn finish(mut self) -> io::Result<W> {
-        if !self.frame.is_empty() || !self.started {
+        if self.filled > 0 || !self.started {
             self.end_frame()?;
         }
         if let Some(pool) = &mut self.pool {
@@ -234,22 +268,19 @@ impl<W: Write> FrameEncoder<W> {
 
 fn write_frame(
     sink: &mut impl Write,
-    (mut input, out): Compress,
+    (input, out): Compress,
     spare: &mut Vec<Compress>,
 ) -> io::Result<()> {
     sink.write_all(&out)?;
-    input.clear();
     spare.push((input, out));
     Ok(())
 }
 
 impl<W: Write> Write for FrameEncoder<W> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let n = buf.len().min(FRAME - self.frame.len());
-        self.frame.extend_from_slice(&buf[..n]);
-        if self.frame.len() == FRAME {
-            self.end_frame()?;
-        }
+        let n = buf.len().min(FRAME - self.filled);
+        self.frame[self.filled..self.filled + n].copy_from_slice(&buf[..n]);
+        self.advance(n)?;
         Ok(n)
     }
 
@@ -276,10 +307,15 @@ type Decompress = (Vec<u8>, usize, Vec<u8>);
 /// Decompresses the zstd stream `input` into pieces sent in order to `tx`, on `threads`
 /// threads. Returns `Ok(true)` at the stream's end, `Ok(false)` if `tx`'s receiver hung up.
 ///
+/// With `checksums` false, the frames' content checksums are not computed: for a caller
+/// that checks a stronger hash of the whole stream anyway (the archive's blake3 against its
+/// sidecar). Frames for the streaming decoder are always checked.
+///
 /// At most `threads + 2` frames (compressed, and their content) are in flight here.
 pub(crate) fn decode(
     mut input: impl BufRead,
     threads: usize,
+    checksums: bool,
     tx: &mpsc::SyncSender<Piece>,
     spare: &mpsc::Receiver<Vec<u8>>,
 ) -> io::Result<bool> {
@@ -295,7 +331,13 @@ pub(crate) fn decode(
         }
         Ok((out, frame))
     };
-    let mut pool = Ordered::new(threads, DCtx::create, work);
+    let decompressor = move || {
+        let mut dctx = DCtx::create();
+        // Takes any boolean.
+        let _ = dctx.set_parameter(DParameter::ForceIgnoreChecksum(!checksums));
+        dctx
+    };
+    let mut pool = Ordered::new(threads, decompressor, work);
     // Sends a decompressed frame on; false if the receiver hung up.
     let forward = |done: io::Result<(Vec<u8>, Vec<u8>)>, frames: &mut Vec<Vec<u8>>| {
         let (out, frame) = done?;
@@ -501,8 +543,12 @@ mod tests {
         encoder.finish().unwrap()
     }
 
-    /// Decodes with [`decode`] on `threads` threads, as the reader does.
+    /// Decodes with [`decode`] on `threads` threads, checking checksums.
     fn decode_all(stream: &[u8], threads: usize) -> io::Result<Vec<u8>> {
+        decode_checked(stream, threads, true)
+    }
+
+    fn decode_checked(stream: &[u8], threads: usize, checksums: bool) -> io::Result<Vec<u8>> {
         let (tx, rx) = mpsc::sync_channel(2);
         let (_spare_tx, spare) = mpsc::sync_channel(1);
         std::thread::scope(|scope| {
@@ -514,7 +560,7 @@ mod tests {
                 }
                 Ok(out)
             });
-            let ended = decode(stream, threads, &tx, &spare);
+            let ended = decode(stream, threads, checksums, &tx, &spare);
             drop(tx);
             let out = collect.join().unwrap();
             assert!(ended?, "the collector does not hang up");
@@ -632,5 +678,48 @@ mod tests {
             Next::Other
         );
         assert!(decode_all(&stream, 2).is_err());
+    }
+
+    #[test]
+    fn checksums_are_checked_unless_the_caller_checks_the_whole_stream() {
+        let data = sample(FRAME + 1000);
+        let stream = encode(&data, 2, FRAME);
+        let first = frames(&stream)[0].1;
+        // The first frame's checksum is its last 4 bytes.
+        let mut bad = stream.clone();
+        bad[first - 2] ^= 0x10;
+        let err = decode_checked(&bad, 2, true).unwrap_err();
+        assert!(err.to_string().contains("checksum"), "{err}");
+        assert!(decode_checked(&bad, 2, false).unwrap() == data);
+        assert!(decode_checked(&stream, 2, false).unwrap() == data);
+    }
+
+    #[test]
+    fn reading_into_the_frame_makes_the_same_frames_and_shows_every_byte_once() {
+        let data = sample(2 * FRAME + 4321);
+        let mut encoder = FrameEncoder::new(Vec::new(), 3, 2);
+        let mut seen = Vec::new();
+        // As the archive writer does: headers written, contents read into the frame.
+        let mut source = &data[..];
+        for k in 0.. {
+            if source.is_empty() {
+                break;
+            }
+            if k % 2 == 0 {
+                let n = 1000.min(source.len());
+                encoder.write_all(&source[..n]).unwrap();
+                seen.extend_from_slice(&source[..n]);
+                source = &source[n..];
+            } else {
+                let mut content = (&mut source).take(700_000);
+                let mut observe = |piece: &[u8]| {
+                    seen.extend_from_slice(piece);
+                    Ok(())
+                };
+                while encoder.write_from(&mut content, &mut observe).unwrap() > 0 {}
+            }
+        }
+        assert!(seen == data);
+        assert_eq!(encoder.finish().unwrap(), encode(&data, 0, FRAME));
     }
 }

@@ -304,7 +304,9 @@ fn decode(
 ) -> Result<bool> {
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     open_layers(raw, options).map(|(encrypted, compressed)| {
-        match frames::decode(compressed, threads, tx, spare) {
+        // The raw archive's blake3, when checked, covers every byte zstd's checksums would.
+        let checksums = options.expected.is_none();
+        match frames::decode(compressed, threads, checksums, tx, spare) {
             // Hash what may follow the stream, before the raw pieces are dropped.
             Ok(true) => drain.store(true, Ordering::Release),
             // The walk hung up: it failed, and said why.

@@ -119,6 +119,17 @@ struct Tee<'o, W> {
     observer: Option<&'o mut dyn Write>,
 }
 
+impl<W: Write> Tee<'_, FrameEncoder<W>> {
+    /// Reads once from `reader` into the compressor's frame, and shows it to the observer.
+    fn write_from(&mut self, reader: &mut impl Read) -> io::Result<usize> {
+        let observer = &mut self.observer;
+        self.inner.write_from(reader, |piece| match observer {
+            Some(observer) => observer.write_all(piece),
+            None => Ok(()),
+        })
+    }
+}
+
 impl<W: Write> Write for Tee<'_, W> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         let n = self.inner.write(buf)?;
@@ -140,9 +151,6 @@ type Compressor<W> = FrameEncoder<Encrypt<W>>;
 /// Streams an archive into a sink. See the module documentation for the invariants.
 pub struct ArchiveWriter<'o, W: Write> {
     tar: tar::Builder<Tee<'o, Compressor<W>>>,
-    /// The buffer file contents are copied through, [`COPY_BUF`] bytes at a time; zeroed
-    /// when the writer is dropped (a file may hold a value the leak gate is about to find).
-    copy_buf: zeroize::Zeroizing<Vec<u8>>,
     entries: Vec<IndexEntry>,
     seen: HashSet<String>,
     counts: Counts,
@@ -179,7 +187,6 @@ impl<'o, W: Write> ArchiveWriter<'o, W> {
         });
         Ok(ArchiveWriter {
             tar,
-            copy_buf: zeroize::Zeroizing::new(Vec::new()),
             entries: Vec::new(),
             seen: HashSet::new(),
             counts: Counts::default(),
@@ -227,11 +234,13 @@ impl<'o, W: Write> ArchiveWriter<'o, W> {
     ) -> Result<&IndexEntry> {
         let path = self.start_file(relative, meta, size)?;
         let mut reader = ExactReader::new(data, size);
-        let mut buf = std::mem::take(&mut self.copy_buf);
-        buf.resize(COPY_BUF, 0);
-        let copied = copy(&mut reader, self.tar.get_mut(), &mut buf);
-        self.copy_buf = buf;
-        copied.map_err(|e| Error::io(&self.name, e))?;
+        // Read straight into the compressor's frame; the observer sees each piece there.
+        let tee = self.tar.get_mut();
+        while tee
+            .write_from(&mut reader)
+            .map_err(|e| Error::io(&self.name, e))?
+            > 0
+        {}
         let (digest, got, longer) = reader.finish().map_err(|e| Error::io(&path, e))?;
         self.end_file(path, meta, size, digest)?;
         if got != size || longer {
@@ -419,21 +428,6 @@ impl<'o, W: Write> ArchiveWriter<'o, W> {
 
 /// A tar block.
 const BLOCK: u64 = 512;
-
-/// Bytes copied per piece from a file into the stream.
-const COPY_BUF: usize = 256 * 1024;
-
-/// Copies `reader` to its end into `out` through `buf`.
-fn copy(reader: &mut impl Read, out: &mut impl Write, buf: &mut [u8]) -> io::Result<()> {
-    loop {
-        match reader.read(buf) {
-            Ok(0) => return Ok(()),
-            Ok(n) => out.write_all(&buf[..n])?,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-}
 
 /// Yields exactly `size` bytes from `inner` (zero-padded if it ends early) and hashes them.
 struct ExactReader<R> {
