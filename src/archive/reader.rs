@@ -170,9 +170,10 @@ pub fn check_digest(input: impl Read, expected: &ArchiveDigest, name: &str) -> R
 /// `options.expected`; differences between entries and the index are in
 /// [`ReadReport::problems`] (see [`ReadReport::ensure_clean`]).
 ///
-/// Three threads share the work: one reads the raw archive ahead and hashes it, one decrypts
-/// and decompresses, and the caller's walks the tar stream, hashes entries and visits them. At
-/// most 8 pieces of 256 KiB wait between two of them.
+/// The work is shared by threads: one reads the raw archive ahead and hashes it; one decrypts
+/// and hands whole zstd frames to one decompressing thread per core (see the `frames`
+/// module); the caller's walks the tar stream, hashes entries and visits them. At most 8 raw
+/// pieces of 256 KiB, and a few 2 MiB frames, are in flight.
 pub fn read_archive(
     input: impl Read + Send,
     options: &ReadOptions<'_>,
@@ -422,7 +423,7 @@ fn walk(
         walk.entry(entry)?;
     }
     // Past the tar end-of-archive marker: read the zstd frames (and age stream) to their end, so
-    // that their checksums and final-chunk tags are verified.
+    // that age's final tag is verified, and the frames' checksums when they are checked.
     io::copy(&mut archive.into_inner(), &mut io::sink()).map_err(damaged)?;
     walk.finish()
 }

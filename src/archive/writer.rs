@@ -236,11 +236,13 @@ impl<'o, W: Write> ArchiveWriter<'o, W> {
         let mut reader = ExactReader::new(data, size);
         // Read straight into the compressor's frame; the observer sees each piece there.
         let tee = self.tar.get_mut();
-        while tee
-            .write_from(&mut reader)
-            .map_err(|e| Error::io(&self.name, e))?
-            > 0
-        {}
+        loop {
+            match tee.write_from(&mut reader) {
+                Ok(0) => break,
+                Ok(_) => {}
+                Err(e) => return Err(Error::io(&self.name, e)),
+            }
+        }
         let (digest, got, longer) = reader.finish().map_err(|e| Error::io(&path, e))?;
         self.end_file(path, meta, size, digest)?;
         if got != size || longer {
