@@ -305,8 +305,8 @@ fn create_private(path: &Path) -> Result<File> {
         .map_err(|e| Error::io(path, e))
 }
 
-/// Makes renames and removals in `dir` durable.
-fn sync_dir(dir: &Path) -> Result<()> {
+/// Makes renames and removals in `dir` durable (restore uses it for the target's parent).
+pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
     File::open(dir)
         .and_then(|d| d.sync_all())
         .map_err(|e| Error::io(dir, e))

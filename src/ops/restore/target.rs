@@ -17,7 +17,7 @@ use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
-use crate::repo::{alive, host_name};
+use crate::repo::{alive, host_name, sync_dir};
 
 /// What is at the target path now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -236,12 +236,6 @@ fn hidden_sibling(target: &Path, what: &str) -> Result<PathBuf> {
         std::process::id(),
         host_name()
     )))
-}
-
-fn sync_dir(dir: &Path) -> Result<()> {
-    fs::File::open(dir)
-        .and_then(|f| f.sync_all())
-        .map_err(|e| Error::io(dir, e))
 }
 
 #[cfg(test)]
