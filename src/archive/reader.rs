@@ -231,7 +231,8 @@ pub fn read_archive(
     Ok(report)
 }
 
-/// Bytes per piece handed from the reader thread to the decoder, and from it to the walk.
+/// Bytes per raw piece handed from the reader thread to the decoder (and the size of the
+/// decrypted stream's buffer).
 const PIECE: usize = 256 * 1024;
 
 /// Raw pieces in flight at most between the reader and the decoder (2 MiB).
@@ -253,13 +254,12 @@ struct Raw {
 /// The reader thread: reads the raw archive in pieces, hashes them, and hands them to the
 /// decoder; once the decoder stops taking them, reads and hashes the rest if `drain` says so.
 fn read_raw(
-    mut input: impl Read,
+    input: impl Read,
     tx: &mpsc::SyncSender<Piece>,
     spare: &mpsc::Receiver<Vec<u8>>,
     drain: &AtomicBool,
 ) -> Raw {
-    let mut hasher = blake3::Hasher::new();
-    let mut size = 0u64;
+    let mut input = HashingReader::new(input);
     let mut decoding = true;
     let mut drained = None;
     loop {
@@ -277,8 +277,6 @@ fn read_raw(
                 break;
             }
         };
-        hasher.update(&piece[..n]);
-        size += n as u64;
         // The decoder hung up: it is done (or failed, and said why).
         if decoding && tx.send(Ok((piece, n))).is_err() {
             decoding = false;
@@ -287,9 +285,10 @@ fn read_raw(
             }
         }
     }
+    let (size, blake3) = input.digest();
     Raw {
         size,
-        blake3: hasher.finalize().to_hex().to_string(),
+        blake3,
         drained,
     }
 }
