@@ -2,7 +2,7 @@
 //!
 //! `cargo bench --bench verify` (or `scripts/bench-verify.sh`) writes a snapshot of about
 //! 500 MiB of generated agent state (set `AGENTBAK_BENCH_MIB`) into a real repository, then
-//! times, alternating, best of two:
+//! times, alternating, best of two (set `AGENTBAK_BENCH_ROUNDS` for more):
 //! - `ops::verify` of it: blake3 of the archive, zstd -d, tar, blake3 of every entry against
 //!   the index, index schema, and the leak scan of every byte with the builtin rules;
 //! - `zstd -d -c ARCHIVE | b3sum`: decompression and one hash, the floor.
@@ -175,8 +175,12 @@ fn main() {
         read_archive(file, &options, &mut ignore).unwrap();
     };
     stock(); // warm the page cache
+    let rounds: usize = std::env::var("AGENTBAK_BENCH_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(2);
     let (mut best_ours, mut best_stock, mut best_read) = (f64::MAX, f64::MAX, f64::MAX);
-    for _ in 0..2 {
+    for _ in 0..rounds.max(1) {
         best_ours = best_ours.min(timed(ours));
         best_stock = best_stock.min(timed(stock));
         best_read = best_read.min(timed(read_only));

@@ -92,7 +92,7 @@ impl Detector {
             if rule_windows.is_empty() || r.binary && self.rules[i].text_only() {
                 continue;
             }
-            let mut caps = self.rules[i].regex.create_captures();
+            let mut caps = self.rules[i].regex().create_captures();
             for w in rule_windows {
                 self.rule_matches(i, r.hay, w.clone(), &mut caps, &mut spans);
                 for span in spans.drain(..) {
@@ -138,18 +138,18 @@ impl Detector {
             }
             // Most keyword hits do not match: find the match with the fast engines first, and
             // resolve capture groups only inside a match.
-            let Some(m) = rule.regex.search(&input) else {
+            let Some(m) = rule.regex().search(&input) else {
                 break;
             };
             let whole = m.range();
             let assignment = matches!(rule.gate, Gate::Entropy | Gate::Assignment);
-            let secret = match rule.group {
+            let secret = match rule.group() {
                 // The value of an assignment is what follows its operator: found by reading a
                 // few bytes instead of resolving capture groups (most matches fail the gate).
                 Some(_) if assignment && let Some(value) = assignment_value(hay, &whole) => value,
                 Some(g) => {
                     let exact = input.clone().range(whole.clone()).anchored(Anchored::Yes);
-                    rule.regex.search_captures(&exact, caps);
+                    rule.regex().search_captures(&exact, caps);
                     caps.get_group(g).map_or(whole.clone(), |s| s.range())
                 }
                 None => whole.clone(),
@@ -438,15 +438,15 @@ mod tests {
             if !matches!(rule.gate, Gate::Entropy | Gate::Assignment) {
                 continue;
             }
-            let g = rule.group.expect("assignment rules have a secret group");
-            let mut caps = rule.regex.create_captures();
+            let g = rule.group().expect("assignment rules have a secret group");
+            let mut caps = rule.regex().create_captures();
             for s in samples {
                 let hay = s.as_bytes();
-                let Some(m) = rule.regex.search(&Input::new(hay)) else {
+                let Some(m) = rule.regex().search(&Input::new(hay)) else {
                     continue;
                 };
                 let exact = Input::new(hay).range(m.range()).anchored(Anchored::Yes);
-                rule.regex.search_captures(&exact, &mut caps);
+                rule.regex().search_captures(&exact, &mut caps);
                 let want = caps.get_group(g).map(|s| s.range());
                 assert_eq!(assignment_value(hay, &m.range()), want, "rule {i} on {s:?}");
                 let min = rule.min_secret;
@@ -502,7 +502,7 @@ mod tests {
                     continue;
                 }
                 let input = Input::new(hay).anchored(Anchored::Yes);
-                if rule.regex.search(&input).is_some() {
+                if rule.regex().search(&input).is_some() {
                     proptest::prop_assert!(
                         assigned_len(hay, 0, rule.min_secret) >= rule.min_secret,
                         "rule {} on {:?}", rule.id, text

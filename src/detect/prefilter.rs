@@ -793,8 +793,8 @@ mod tests {
                 let input = regex_automata::Input::new(hay)
                     .range(0..window_end)
                     .anchored(regex_automata::Anchored::Yes);
-                let mut caps = rule.regex.create_captures();
-                rule.regex.search_captures(&input, &mut caps);
+                let mut caps = rule.regex().create_captures();
+                rule.regex().search_captures(&input, &mut caps);
                 let Some(secret) = caps.get_group_by_name("secret") else {
                     continue;
                 };

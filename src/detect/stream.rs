@@ -111,6 +111,12 @@ impl<'d> StreamScan<'d> {
         self.base + self.kept().len() as u64
     }
 
+    /// The capacity of the scan's own buffer (what it ever copied at once).
+    #[cfg(test)]
+    pub(super) fn buffer_capacity(&self) -> usize {
+        self.buf.capacity()
+    }
+
     /// The bytes kept: the tail of earlier rounds and what has not been scanned yet.
     fn kept(&self) -> &[u8] {
         &self.buf[self.start..]
@@ -143,6 +149,42 @@ impl<'d> StreamScan<'d> {
             self.round(Settle::Chunk);
         }
         old
+    }
+
+    /// Takes `data` as the next bytes of the stream and scans it where it lies, for a caller
+    /// whose bytes sit in buffers it cannot give away (shared decompressed frames): only the
+    /// seam with the kept tail ([`StreamScan::headroom`] bytes of `data`) and the new tail are
+    /// copied. Data shorter than half a chunk, or than twice the seam, is copied as by `write`.
+    /// The findings are those of any other way of writing the same bytes.
+    pub fn write_shared(&mut self, data: &[u8]) {
+        let seam = self.headroom();
+        if data.len() < self.chunk / 2 || data.len() < 2 * seam {
+            io::Write::write_all(self, data).expect("a scan writes to memory");
+            return;
+        }
+        if self.binary.is_none() {
+            // Decided on the stream's first bytes, as a round over a copy would.
+            let kept = self.kept();
+            let head = &data[..data.len().min(8192_usize.saturating_sub(kept.len()))];
+            self.binary = Some(is_binary(kept) || is_binary(head));
+        }
+        // The seam: the kept bytes and the start of `data`, as one round. It settles so far
+        // into `data` (a headroom covers the lookahead, the look-behind and the longest known
+        // value) that nothing from before `data` is kept after it.
+        self.buf.drain(..self.start);
+        self.start = 0;
+        self.buf.extend_from_slice(&data[..seam]);
+        self.round(Settle::Chunk);
+        debug_assert!(self.kept().len() <= seam && data[..seam].ends_with(self.kept()));
+        let mut from = seam - self.kept().len();
+        // The rest in place, a chunk per round: `data[from..]` is what is kept.
+        while from + self.known_done < data.len() {
+            let end = (from + self.known_done + self.chunk).min(data.len());
+            from += self.round_in(&data[from..end], Settle::Chunk);
+        }
+        self.buf.clear();
+        self.buf.extend_from_slice(&data[from..]);
+        self.start = 0;
     }
 
     /// Ends the stream and returns every finding not yet taken, in offset order.
@@ -181,19 +223,23 @@ impl<'d> StreamScan<'d> {
     }
 
     fn round(&mut self, settle: Settle) {
-        let len = self.kept().len();
-        let binary = *self
-            .binary
-            .get_or_insert_with(|| is_binary(&self.buf[self.start..]));
+        let buf = std::mem::take(&mut self.buf);
+        let drop = self.round_in(&buf[self.start..], settle);
+        self.buf = buf;
+        self.start += drop;
+    }
+
+    /// A round over `hay`, the kept bytes wherever they lie; returns how many of its first
+    /// bytes no later round needs (see [`StreamScan::discard`]).
+    fn round_in(&mut self, hay: &[u8], settle: Settle) -> usize {
+        let len = hay.len();
+        let binary = *self.binary.get_or_insert_with(|| is_binary(hay));
         let settle_to = match settle {
             Settle::End => len,
             Settle::Chunk => len.saturating_sub(self.detector.rule_lookahead()),
-            Settle::Lines => memchr::memrchr(b'\n', self.kept()).map_or(0, |p| p + 1),
+            Settle::Lines => memchr::memrchr(b'\n', hay).map_or(0, |p| p + 1),
         }
         .max(self.settled);
-        let known_new_from = self.known_done;
-        let buf = std::mem::take(&mut self.buf);
-        let hay = &buf[self.start..];
         let reported: Vec<Range<usize>> = self
             .reported
             .iter()
@@ -203,17 +249,16 @@ impl<'d> StreamScan<'d> {
             hay,
             rule_from: self.settled,
             rule_to: settle_to,
-            known_new_from,
+            known_new_from: self.known_done,
             binary,
             reported: &reported,
         };
         self.report(hay, &region);
-        self.buf = buf;
         self.settled = settle_to;
         let settled = self.base + settle_to as u64;
         self.reported.retain(|r| r.end > settled);
         self.known_done = len;
-        self.discard();
+        self.discard(hay)
     }
 
     /// Scans a region and appends its findings with absolute positions.
@@ -240,17 +285,18 @@ impl<'d> StreamScan<'d> {
         }
     }
 
-    /// Drops bytes no later round needs, keeping line and column counts.
-    fn discard(&mut self) {
+    /// Drops the first bytes of `hay` (the kept bytes) that no later round needs, keeping line
+    /// and column counts; returns how many.
+    fn discard(&mut self, hay: &[u8]) -> usize {
         let keep_known = self.detector.known_keep();
         let drop = self
             .settled
             .saturating_sub(TAIL_BACK)
             .min(self.known_done.saturating_sub(keep_known));
         if drop == 0 {
-            return;
+            return 0;
         }
-        let gone = &self.buf[self.start..self.start + drop];
+        let gone = &hay[..drop];
         match memchr::memrchr(b'\n', gone) {
             Some(p) => {
                 self.lines_before += memchr::memchr_iter(b'\n', gone).count();
@@ -258,11 +304,10 @@ impl<'d> StreamScan<'d> {
             }
             None => self.col_before += chars(gone),
         }
-        // Dropped by moving the start; `write` moves the rest to the front before it appends.
-        self.start += drop;
         self.base += drop as u64;
         self.settled -= drop;
         self.known_done -= drop;
+        drop
     }
 }
 

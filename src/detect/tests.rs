@@ -401,3 +401,62 @@ fn finish_reclaim_hands_back_the_last_owned_piece_with_the_findings() {
     assert!(!found.is_empty());
     assert_eq!(found, d.scan_bytes("f", &data));
 }
+
+/// Data scanned where it lies finds what copied writes find, at the same lines and offsets,
+/// with pieces of every size and chunks shorter and longer than the seam, mixed with writes;
+/// pieces long enough are not copied whole.
+#[test]
+fn shared_pieces_find_what_copied_writes_find() {
+    let value = "kV7#pQ2-zR9!mW4x";
+    let d = detector_with(&[("env:TOKEN", value)]);
+    let mut data = Vec::new();
+    for i in 0..6000 {
+        data.extend_from_slice(format!("line {i} tokens={i} note=\"state\"\n").as_bytes());
+        if i % 397 == 13 {
+            data.extend_from_slice(b"token ghp_R4nd0mT0k3nV4lu3Abcdefghij0123456789\n");
+        }
+        if i % 389 == 5 {
+            data.extend_from_slice(format!("pass={value}\n").as_bytes());
+        }
+    }
+    let expected = d.scan_bytes("f", &data);
+    assert!(expected.len() >= 30, "{expected:?}");
+    let seam = StreamScan::new(&d, "f").headroom();
+    for chunk in [64, 4096, 65536] {
+        for size in [999, 2 * seam, 2 * seam + 1, 50_000, data.len()] {
+            for mixed in [false, true] {
+                let mut s = StreamScan::with_chunk(&d, "f", chunk);
+                for (k, piece) in data.chunks(size).enumerate() {
+                    if mixed && k % 2 == 1 {
+                        s.write_all(piece).unwrap();
+                    } else {
+                        s.write_shared(piece);
+                    }
+                }
+                if !mixed && size >= 2 * seam && size >= chunk / 2 {
+                    // Only the seams and the tails were copied.
+                    assert!(s.buffer_capacity() <= 3 * seam, "chunk {chunk} size {size}");
+                }
+                let tag = format!("chunk {chunk} size {size} mixed {mixed}");
+                assert_eq!(s.finish(), expected, "{tag}");
+            }
+        }
+    }
+}
+
+/// A shared piece decides whether the stream is binary on its first 8 KiB, as a copy does.
+#[test]
+fn shared_pieces_tell_binary_as_copies_do() {
+    let d = Detector::builtin();
+    for nul_at in [100, 8191, 8192, 9000] {
+        let mut data = b"api_key = \"Zx81qWv0Lm3nPq7RsT2uVw9yBc4dEf6G\"\n".repeat(2000);
+        data[nul_at] = 0;
+        let expected = d.scan_bytes("f", &data);
+        for head in [0, 10, 5000, 8192] {
+            let mut s = StreamScan::new(&d, "f");
+            s.write_all(&data[..head]).unwrap();
+            s.write_shared(&data[head..]);
+            assert_eq!(s.finish(), expected, "NUL at {nul_at}, head {head}");
+        }
+    }
+}

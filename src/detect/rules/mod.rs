@@ -13,6 +13,8 @@ mod builtin;
 
 pub use builtin::{BUILTIN, NEGATIVES};
 
+use std::sync::OnceLock;
+
 use base64::Engine;
 use regex_automata::meta::Regex;
 use regex_automata::util::syntax;
@@ -129,13 +131,18 @@ pub static ENTROPY: Rule = rule(
 pub const KNOWN_VALUE_RULE: &str = "known-value";
 
 /// A rule ready to run.
+///
+/// A builtin rule's regex is compiled the first time a keyword hit needs it: most of the
+/// table never runs on a given input (its keywords do not occur), and compiling all of it took
+/// most of the start-up of every command that scans. The table is tested to compile.
 #[derive(Debug)]
 pub(crate) struct Compiled {
     pub id: String,
     pub description: String,
-    pub regex: Regex,
-    /// Capture group of the secret, if not the whole match.
-    pub group: Option<usize>,
+    /// The pattern, for builtin rules (compiled on first use); custom rules are compiled
+    /// when the detector is built, so that a bad one is reported then.
+    pattern: &'static str,
+    matcher: OnceLock<Matcher>,
     pub gate: Gate,
     /// Keywords and whether they compare case-insensitively.
     pub keywords: Vec<String>,
@@ -151,27 +158,51 @@ pub(crate) struct Compiled {
     pub max_secret: usize,
 }
 
+/// A compiled regex and the capture group of its secret, if not the whole match.
+#[derive(Debug)]
+struct Matcher {
+    regex: Regex,
+    group: Option<usize>,
+}
+
 impl Compiled {
     pub(crate) fn builtin(rule: &Rule) -> Compiled {
-        let regex = Regex::builder()
-            .syntax(syntax::Config::new().unicode(false).utf8(false))
-            .build(rule.regex)
-            .unwrap_or_else(|e| panic!("builtin rule {} does not compile: {e}", rule.id));
-        let group = secret_group(&regex, false);
-        let (min_secret, max_secret) = secret_len(rule.regex, false);
+        let hir = parse(rule.regex, false);
+        let (min_secret, max_secret) = secret_len(hir.as_ref());
         Compiled {
             anchored: !WINDOWED.contains(&rule.id),
             id: rule.id.to_string(),
             description: rule.description.to_string(),
-            reach: reach(rule.regex, false),
+            reach: reach(hir.as_ref()),
             min_secret,
             max_secret,
-            regex,
-            group,
+            pattern: rule.regex,
+            matcher: OnceLock::new(),
             gate: rule.gate,
             keywords: rule.keywords.iter().map(|k| k.to_string()).collect(),
             case_insensitive: rule.regex.starts_with("(?i)"),
         }
+    }
+
+    /// The rule's regex, compiled on first use.
+    pub(crate) fn regex(&self) -> &Regex {
+        &self.matcher().regex
+    }
+
+    /// The capture group of the secret, if not the whole match.
+    pub(crate) fn group(&self) -> Option<usize> {
+        self.matcher().group
+    }
+
+    fn matcher(&self) -> &Matcher {
+        self.matcher.get_or_init(|| {
+            let regex = Regex::builder()
+                .syntax(syntax::Config::new().unicode(false).utf8(false))
+                .build(self.pattern)
+                .unwrap_or_else(|e| panic!("builtin rule {} does not compile: {e}", self.id));
+            let group = secret_group(&regex, false);
+            Matcher { regex, group }
+        })
     }
 
     /// Whether the rule runs on text only: assignments and entropy, whose names are common
@@ -189,16 +220,17 @@ impl Compiled {
                 reason: e.to_string(),
             })?;
         let group = secret_group(&regex, true);
-        let (min_secret, max_secret) = secret_len(&rule.regex, true);
+        let hir = parse(&rule.regex, true);
+        let (min_secret, max_secret) = secret_len(hir.as_ref());
         Ok(Compiled {
             anchored: false,
             id: rule.id.clone(),
             description: format!("custom rule {}", rule.id),
-            reach: reach(&rule.regex, true),
+            reach: reach(hir.as_ref()),
             min_secret,
             max_secret,
-            regex,
-            group,
+            pattern: "",
+            matcher: OnceLock::from(Matcher { regex, group }),
             gate: Gate::Custom,
             keywords: rule.keywords.clone().unwrap_or_default(),
             case_insensitive: true,
@@ -222,16 +254,15 @@ fn parse(pattern: &str, unicode: bool) -> Option<Hir> {
         .ok()
 }
 
-/// The longest match `pattern` can produce, capped at [`MAX_REACH`].
-fn reach(pattern: &str, unicode: bool) -> usize {
-    parse(pattern, unicode)
-        .and_then(|hir| hir.properties().maximum_len())
+/// The longest match a pattern (parsed) can produce, capped at [`MAX_REACH`].
+fn reach(hir: Option<&Hir>) -> usize {
+    hir.and_then(|hir| hir.properties().maximum_len())
         .map_or(MAX_REACH, |n| n.min(MAX_REACH))
 }
 
-/// The fewest and the most bytes the group named `secret` of `pattern` can match: (0,
-/// `usize::MAX`) without one; the most is `usize::MAX` when unbounded.
-fn secret_len(pattern: &str, unicode: bool) -> (usize, usize) {
+/// The fewest and the most bytes the group named `secret` of a pattern (parsed) can match:
+/// (0, `usize::MAX`) without one; the most is `usize::MAX` when unbounded.
+fn secret_len(hir: Option<&Hir>) -> (usize, usize) {
     fn walk(hir: &Hir) -> Option<(usize, usize)> {
         match hir.kind() {
             HirKind::Capture(c) if c.name.as_deref() == Some("secret") => {
@@ -250,9 +281,7 @@ fn secret_len(pattern: &str, unicode: bool) -> (usize, usize) {
             _ => None,
         }
     }
-    parse(pattern, unicode)
-        .and_then(|hir| walk(&hir))
-        .unwrap_or((0, usize::MAX))
+    hir.and_then(walk).unwrap_or((0, usize::MAX))
 }
 
 /// Whether a captured `secret` passes `gate`.

@@ -86,8 +86,8 @@ fn every_rule_has_keywords_that_occur_in_its_positives() {
 
 #[test]
 fn reach_is_bounded_for_bounded_patterns() {
-    assert_eq!(reach(r"ghp_[A-Za-z0-9]{36}", false), 40);
-    assert_eq!(reach(r"a+", false), MAX_REACH);
+    assert_eq!(reach(parse(r"ghp_[A-Za-z0-9]{36}", false).as_ref()), 40);
+    assert_eq!(reach(parse(r"a+", false).as_ref()), MAX_REACH);
 }
 
 #[test]
@@ -99,10 +99,60 @@ fn basic_gate_needs_user_and_password() {
 
 #[test]
 fn secret_len_is_the_secret_group_shortest_and_longest_match() {
-    assert_eq!(secret_len(ENTROPY.regex, false), (16, 400));
-    assert_eq!(secret_len(r"(?P<secret>ab|c{3,})x", false), (2, usize::MAX));
-    assert_eq!(secret_len(r"(?P<secret>ab|c{3,5})x", false), (2, 5));
-    assert_eq!(secret_len(r"abc", false), (0, usize::MAX));
+    assert_eq!(secret_len(parse(ENTROPY.regex, false).as_ref()), (16, 400));
+    assert_eq!(
+        secret_len(parse(r"(?P<secret>ab|c{3,})x", false).as_ref()),
+        (2, usize::MAX)
+    );
+    assert_eq!(
+        secret_len(parse(r"(?P<secret>ab|c{3,5})x", false).as_ref()),
+        (2, 5)
+    );
+    assert_eq!(secret_len(parse(r"abc", false).as_ref()), (0, usize::MAX));
     let generic = BUILTIN.iter().find(|r| r.id == "generic-assignment");
-    assert_eq!(secret_len(generic.expect("rule").regex, false), (8, 200));
+    assert_eq!(
+        secret_len(parse(generic.expect("rule").regex, false).as_ref()),
+        (8, 200)
+    );
+}
+
+#[test]
+fn builtin_regexes_compile_on_first_use() {
+    for rule in BUILTIN.iter().chain(std::iter::once(&ENTROPY)) {
+        let compiled = Compiled::builtin(rule);
+        assert!(
+            compiled.matcher.get().is_none(),
+            "{}: compiled early",
+            rule.id
+        );
+        let named = rule.regex.contains("(?P<secret>");
+        assert_eq!(
+            compiled.group().is_some(),
+            named,
+            "{}: secret group",
+            rule.id
+        );
+        assert!(compiled.matcher.get().is_some(), "{}", rule.id);
+    }
+}
+
+#[test]
+fn custom_rules_compile_when_the_detector_is_built() {
+    let bad = CustomRule {
+        id: "broken".into(),
+        regex: "(unclosed".into(),
+        keywords: None,
+    };
+    assert!(matches!(
+        Compiled::custom(&bad),
+        Err(DetectError::Rule { .. })
+    ));
+    let good = CustomRule {
+        id: "ours".into(),
+        regex: "ours_([a-z]{8})".into(),
+        keywords: None,
+    };
+    let compiled = Compiled::custom(&good).unwrap();
+    assert!(compiled.matcher.get().is_some());
+    assert_eq!(compiled.group(), Some(1));
 }

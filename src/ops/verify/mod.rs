@@ -354,6 +354,7 @@ pub fn verify(
     }
 
     let mut reports = run_parallel(&repo, &selected, &detector, options);
+    let rules = detector.rules().into_iter().map(|r| r.id).collect();
     drop(detector);
 
     let searched: BTreeSet<Handle> = manifest_handles.iter().cloned().collect();
@@ -406,11 +407,7 @@ pub fn verify(
             against_store: options.against_store,
             all: options.selection == Selection::All,
         },
-        rules: Detector::new(&manifest.detect, None)?
-            .rules()
-            .into_iter()
-            .map(|r| r.id)
-            .collect(),
+        rules,
         known_values: known,
         snapshots,
         orphans: listing.orphans,
