@@ -12,13 +12,14 @@
 //! machine makes timings advice, not a test.
 
 use std::fs::File;
-use std::io::{BufWriter, Read, Write};
+use std::io::{BufWriter, Write};
 use std::path::Path;
 use std::process::Command;
 use std::time::Instant;
 
 use agentbak::archive::{
-    ArchiveEntry, ArchiveWriter, EntryMeta, ReadOptions, SnapshotInfo, WriterOptions, read_archive,
+    ArchiveEntry, ArchiveWriter, EntryData, EntryMeta, ReadOptions, SnapshotInfo, WriterOptions,
+    read_archive,
 };
 
 /// A small xorshift generator: reproducible data without a dependency.
@@ -112,7 +113,7 @@ fn read_ours(archive: &Path) {
         name: "bench".into(),
         ..ReadOptions::default()
     };
-    let mut ignore = |_: &ArchiveEntry, _: &mut dyn Read| Ok(());
+    let mut ignore = |_: &ArchiveEntry, _: &mut EntryData<'_>| Ok(());
     let report = read_archive(File::open(archive).unwrap(), &options, &mut ignore).unwrap();
     report.ensure_clean("bench").unwrap();
 }

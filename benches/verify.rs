@@ -16,8 +16,8 @@ use std::process::Command;
 use std::time::Instant;
 
 use agentbak::archive::{
-    ArchiveEntry, ArchiveWriter, EntryMeta, ReadOptions, SIDECAR_FORMAT, Sidecar, SnapshotInfo,
-    WriterOptions, read_archive,
+    ArchiveEntry, ArchiveWriter, EntryData, EntryMeta, ReadOptions, SIDECAR_FORMAT, Sidecar,
+    SnapshotInfo, WriterOptions, read_archive,
 };
 use agentbak::manifest::Manifest;
 use agentbak::ops::verify::{Selection, VerifyOptions, verify};
@@ -170,7 +170,7 @@ fn main() {
             expected: Some(sidecar.digest()),
             ..ReadOptions::default()
         };
-        let mut ignore = |_: &ArchiveEntry, _: &mut dyn std::io::Read| Ok(());
+        let mut ignore = |_: &ArchiveEntry, _: &mut EntryData<'_>| Ok(());
         let file = std::fs::File::open(&archive).unwrap();
         read_archive(file, &options, &mut ignore).unwrap();
     };

@@ -31,7 +31,8 @@ pub use index::{
     SecretLocation, SnapshotInfo, archive_path, state_relative,
 };
 pub use reader::{
-    ArchiveEntry, EntryProblem, EntryVisitor, ReadOptions, ReadReport, check_digest, read_archive,
+    ArchiveEntry, EntryData, EntryProblem, EntryVisitor, ReadOptions, ReadReport, SharedBytes,
+    check_digest, read_archive,
 };
 pub use sidecar::{ArchiveDigest, Counts, SIDECAR_FORMAT, Sidecar};
 pub use writer::{ArchiveWriter, EntryMeta, WriterOptions, Written, default_threads};

@@ -15,10 +15,13 @@
 //! `.`/`..` or empty segments, hard links, devices, FIFOs, duplicates, anything after the
 //! index, an index past [`MAX_INDEX_BYTES`], and more content than `max_bytes`.
 
+use std::cell::RefCell;
 use std::collections::{HashMap, HashSet};
-use std::io::{self, BufRead, Read};
+use std::io::{self, BufRead, Read, Seek, SeekFrom};
+use std::ops::{Deref, Range};
+use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc;
+use std::sync::{Arc, mpsc};
 
 use crate::archive::encryption::Identity;
 use crate::archive::frames::{self, Piece, piece};
@@ -61,19 +64,112 @@ pub struct ArchiveEntry {
     pub link: Option<String>,
 }
 
-/// Receives each entry under `state/` and a reader of its content.
+/// Receives each entry under `state/` and its content.
 ///
 /// The visitor may read all, part or none of `data`; the rest is drained and hashed. An error
 /// stops the read and is returned as is, unless the stream was damaged, in which case the
 /// integrity error is returned instead.
 pub trait EntryVisitor {
     /// Called once per entry, in archive order.
-    fn visit(&mut self, entry: &ArchiveEntry, data: &mut dyn Read) -> Result<()>;
+    fn visit(&mut self, entry: &ArchiveEntry, data: &mut EntryData<'_>) -> Result<()>;
 }
 
-impl<F: FnMut(&ArchiveEntry, &mut dyn Read) -> Result<()>> EntryVisitor for F {
-    fn visit(&mut self, entry: &ArchiveEntry, data: &mut dyn Read) -> Result<()> {
+impl<F: FnMut(&ArchiveEntry, &mut EntryData<'_>) -> Result<()>> EntryVisitor for F {
+    fn visit(&mut self, entry: &ArchiveEntry, data: &mut EntryData<'_>) -> Result<()> {
         self(entry, data)
+    }
+}
+
+/// An entry's content as the walk hands it to a visitor: read it ([`Read`], a copy), or take
+/// it where it lies, as slices of the decompressed frames ([`EntryData::next_shared`]). Both
+/// may be mixed; every byte is hashed once, whichever way it leaves.
+pub struct EntryData<'a> {
+    pieces: &'a RefCell<Pieces>,
+    /// Bytes of the entry not yet handed out.
+    left: u64,
+    hasher: blake3::Hasher,
+    /// Why the stream failed under this entry, if it did.
+    failed: Option<String>,
+}
+
+impl EntryData<'_> {
+    /// The entry's next bytes where they lie, up to the end of the frame that holds them;
+    /// `None` once the entry has been handed out whole. A short stream is an error.
+    pub fn next_shared(&mut self) -> io::Result<Option<SharedBytes>> {
+        if self.left == 0 {
+            return Ok(None);
+        }
+        let max = usize::try_from(self.left).unwrap_or(usize::MAX);
+        let taken = self.pieces.borrow_mut().take_shared(max);
+        match taken {
+            Ok(bytes) => {
+                self.took(&bytes);
+                Ok(Some(bytes))
+            }
+            Err(e) => Err(self.fail(e)),
+        }
+    }
+
+    /// Hands out the rest, hashing it.
+    fn drain(&mut self) -> io::Result<()> {
+        while self.next_shared()?.is_some() {}
+        Ok(())
+    }
+
+    fn took(&mut self, bytes: &[u8]) {
+        self.hasher.update(bytes);
+        self.left -= bytes.len() as u64;
+        self.pieces.borrow_mut().taken += bytes.len() as u64;
+    }
+
+    fn fail(&mut self, e: io::Error) -> io::Error {
+        if self.failed.is_none() && e.kind() != io::ErrorKind::Interrupted {
+            self.failed = Some(e.to_string());
+        }
+        e
+    }
+}
+
+impl Read for EntryData<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.left == 0 || buf.is_empty() {
+            return Ok(0);
+        }
+        let max = usize::try_from(self.left)
+            .unwrap_or(usize::MAX)
+            .min(buf.len());
+        let read = self.pieces.borrow_mut().take_shared(max);
+        match read {
+            Ok(bytes) => {
+                buf[..bytes.len()].copy_from_slice(&bytes);
+                self.took(&bytes);
+                Ok(bytes.len())
+            }
+            Err(e) => Err(self.fail(e)),
+        }
+    }
+}
+
+/// Bytes of a decompressed frame, shared with whoever else holds some (a scanner thread).
+/// The frame goes back to be filled again once the last of them is dropped.
+#[derive(Clone)]
+pub struct SharedBytes {
+    frame: Arc<Frame>,
+    range: Range<usize>,
+}
+
+impl Deref for SharedBytes {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        &self.frame.data[self.range.clone()]
+    }
+}
+
+impl std::fmt::Debug for SharedBytes {
+    /// The length only: the bytes may be a secret's.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "SharedBytes({} bytes)", self.range.len())
     }
 }
 
@@ -347,29 +443,68 @@ fn open_layers(mut raw: Pieces, options: &ReadOptions<'_>) -> Result<(bool, Box<
     }
 }
 
-/// The receiving end of a queue of pieces, as a reader. Read pieces go back to be filled
-/// again: fresh buffers cost page faults.
+/// A piece's buffer, which goes back to the queue's spares when the last reference to it is
+/// dropped: fresh buffers cost page faults.
+struct Frame {
+    data: Vec<u8>,
+    home: mpsc::SyncSender<Vec<u8>>,
+}
+
+impl Drop for Frame {
+    fn drop(&mut self) {
+        let _ = self.home.try_send(std::mem::take(&mut self.data));
+    }
+}
+
+/// The receiving end of a queue of pieces, as a reader.
 struct Pieces {
     rx: mpsc::Receiver<Piece>,
     spare: mpsc::SyncSender<Vec<u8>>,
-    /// The piece being read: `piece[at..len]` is left.
-    piece: Vec<u8>,
+    /// The piece being read: `piece.data[at..len]` is left.
+    piece: Arc<Frame>,
     at: usize,
     len: usize,
     /// The error that ended the stream, returned again on every later read.
     failed: Option<(io::ErrorKind, String)>,
+    /// Bytes consumed so far.
+    pos: u64,
+    /// Bytes that entries took themselves ([`EntryData`]) and the tar walk has not yet moved
+    /// past (see [`Plain`]'s `seek`).
+    taken: u64,
 }
 
 impl Pieces {
     fn new(rx: mpsc::Receiver<Piece>, spare: mpsc::SyncSender<Vec<u8>>) -> Pieces {
         Pieces {
             rx,
+            piece: Arc::new(Frame {
+                data: Vec::new(),
+                home: spare.clone(),
+            }),
             spare,
-            piece: Vec::new(),
             at: 0,
             len: 0,
             failed: None,
+            pos: 0,
+            taken: 0,
         }
+    }
+
+    /// Up to `max` of the next bytes, where they lie; an error at the stream's end.
+    fn take_shared(&mut self, max: usize) -> io::Result<SharedBytes> {
+        let n = self.fill_buf()?.len().min(max);
+        if n == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "the stream ends inside an entry",
+            ));
+        }
+        let bytes = SharedBytes {
+            frame: Arc::clone(&self.piece),
+            range: self.at..self.at + n,
+        };
+        self.consume(n);
+        Ok(bytes)
     }
 }
 
@@ -381,19 +516,24 @@ impl BufRead for Pieces {
             }
             match self.rx.recv() {
                 Ok(Ok((piece, len))) => {
-                    let read = std::mem::replace(&mut self.piece, piece);
-                    let _ = self.spare.try_send(read);
+                    // The piece read goes back once nobody else holds part of it.
+                    self.piece = Arc::new(Frame {
+                        data: piece,
+                        home: self.spare.clone(),
+                    });
                     (self.at, self.len) = (0, len);
                 }
                 Ok(Err(e)) => self.failed = Some((e.kind(), e.to_string())),
                 Err(mpsc::RecvError) => return Ok(&[]),
             }
         }
-        Ok(&self.piece[self.at..self.len])
+        Ok(&self.piece.data[self.at..self.len])
     }
 
     fn consume(&mut self, n: usize) {
-        self.at = (self.at + n).min(self.len);
+        let n = n.min(self.len - self.at);
+        self.at += n;
+        self.pos += n as u64;
     }
 }
 
@@ -407,6 +547,47 @@ impl Read for Pieces {
     }
 }
 
+/// The decompressed stream as the tar walk reads it: shared with the entries' [`EntryData`],
+/// which take their content directly. The walk skips an entry's content by seeking past it;
+/// what the entry took already counts as skipped, so nothing is read twice.
+struct Plain(Rc<RefCell<Pieces>>);
+
+impl Read for Plain {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.0.borrow_mut().read(buf)
+    }
+}
+
+impl Seek for Plain {
+    /// Forward moves only (`SeekFrom::Current`), which is all the tar walk asks for; returns
+    /// the position in the stream.
+    fn seek(&mut self, to: SeekFrom) -> io::Result<u64> {
+        let mut pieces = self.0.borrow_mut();
+        let ahead = match to {
+            SeekFrom::Current(n) => u64::try_from(n).ok(),
+            _ => None,
+        }
+        .ok_or_else(|| io::Error::new(io::ErrorKind::Unsupported, "the stream moves forward"))?;
+        let mut skip = ahead.checked_sub(pieces.taken).ok_or_else(|| {
+            io::Error::new(io::ErrorKind::InvalidData, "an entry ran past its end")
+        })?;
+        pieces.taken = 0;
+        while skip > 0 {
+            let left = pieces.fill_buf()?.len();
+            if left == 0 {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "the stream ends inside an entry",
+                ));
+            }
+            let n = left.min(usize::try_from(skip).unwrap_or(usize::MAX));
+            pieces.consume(n);
+            skip -= n as u64;
+        }
+        Ok(pieces.pos)
+    }
+}
+
 /// The tar walk over the decompressed stream; `encrypted` is filled in by the caller.
 fn walk(
     plain: Pieces,
@@ -415,11 +596,12 @@ fn walk(
 ) -> Result<ReadReport> {
     let name = options.name.as_str();
     let damaged = |e: io::Error| integrity(name, IntegrityProblem::Stream(e.to_string()));
-    let mut archive = tar::Archive::new(plain);
+    let pieces = Rc::new(RefCell::new(plain));
+    let mut archive = tar::Archive::new(Plain(Rc::clone(&pieces)));
     let mut walk = Walk::new(options, visitor);
-    for entry in archive.entries().map_err(damaged)? {
+    for entry in archive.entries_with_seek().map_err(damaged)? {
         let entry = entry.map_err(damaged)?;
-        walk.entry(entry)?;
+        walk.entry(entry, &pieces)?;
     }
     // Past the tar end-of-archive marker: read the zstd frames (and age stream) to their end, so
     // that age's final tag is verified, and the frames' checksums when they are checked.
@@ -459,7 +641,11 @@ impl<'v, 'o> Walk<'v, 'o> {
         )
     }
 
-    fn entry<R: Read>(&mut self, mut entry: tar::Entry<'_, R>) -> Result<()> {
+    fn entry<R: Read>(
+        &mut self,
+        mut entry: tar::Entry<'_, R>,
+        pieces: &RefCell<Pieces>,
+    ) -> Result<()> {
         let name = self.options.name.clone();
         let damaged = |e: io::Error| integrity(&name, IntegrityProblem::Stream(e.to_string()));
         let raw_path = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
@@ -515,15 +701,22 @@ impl<'v, 'o> Walk<'v, 'o> {
             mtime,
             link,
         };
-        let mut data = HashingReader::new(&mut entry);
+        // The content is taken from the stream itself, not through `entry`: the walk seeks
+        // past it afterwards (see `Plain`).
+        let mut data = EntryData {
+            pieces,
+            left: size,
+            hasher: blake3::Hasher::new(),
+            failed: None,
+        };
         let visited = self.visitor.visit(&record, &mut data);
-        let drained = io::copy(&mut data, &mut io::sink());
+        let drained = data.drain();
         if let Some(cause) = data.failed.take() {
             return Err(integrity(&name, IntegrityProblem::Stream(cause)));
         }
         visited?;
         drained.map_err(damaged)?;
-        let digest = (kind == EntryKind::File).then(|| data.digest().1);
+        let digest = (kind == EntryKind::File).then(|| data.hasher.finalize().to_hex().to_string());
         self.entries.push((record, digest));
         Ok(())
     }
@@ -708,7 +901,7 @@ mod tests {
                 name: "forged".into(),
                 ..ReadOptions::default()
             };
-            let mut visit = |_: &ArchiveEntry, _: &mut dyn Read| Ok(());
+            let mut visit = |_: &ArchiveEntry, _: &mut EntryData<'_>| Ok(());
             let err = read_archive(&archive[..], &options, &mut visit).unwrap_err();
             let text = err.to_string();
             assert!(!text.contains("PLANTED"), "{text}");

@@ -10,9 +10,9 @@ use std::process::Command;
 
 use age::secrecy::ExposeSecret;
 use agentbak::archive::{
-    ArchiveDigest, ArchiveEntry, ArchiveWriter, EntryKind, EntryMeta, EntryProblem, INDEX_PATH,
-    Identity, ReadOptions, Recipients, SecretLocation, SnapshotInfo, WriterOptions, check_digest,
-    read_archive,
+    ArchiveDigest, ArchiveEntry, ArchiveWriter, EntryData, EntryKind, EntryMeta, EntryProblem,
+    INDEX_PATH, Identity, ReadOptions, Recipients, SecretLocation, SnapshotInfo, WriterOptions,
+    check_digest, read_archive,
 };
 use agentbak::handle::Handle;
 use agentbak::manifest::Locator;
@@ -261,7 +261,7 @@ fn read_ok(
         max_bytes: None,
     };
     let mut seen = Vec::new();
-    let mut visitor = |entry: &ArchiveEntry, data: &mut dyn Read| {
+    let mut visitor = |entry: &ArchiveEntry, data: &mut EntryData<'_>| {
         let mut content = Vec::new();
         data.read_to_end(&mut content)
             .map_err(|e| Error::io(&entry.path, e))?;
@@ -281,7 +281,7 @@ fn read_err(bytes: &[u8], identity: Option<&Identity>, digest: Option<ArchiveDig
         identity,
         max_bytes: None,
     };
-    let mut ignore = |_: &ArchiveEntry, _: &mut dyn Read| Ok(());
+    let mut ignore = |_: &ArchiveEntry, _: &mut EntryData<'_>| Ok(());
     match read_archive(bytes, &options, &mut ignore) {
         Ok(report) => report.ensure_clean("sample").unwrap_err(),
         Err(e) => e,
@@ -451,7 +451,7 @@ fn tampered_missing_and_unindexed_entries_are_reported() {
         name: "forged".into(),
         ..ReadOptions::default()
     };
-    let mut ignore = |_: &ArchiveEntry, _: &mut dyn Read| Ok(());
+    let mut ignore = |_: &ArchiveEntry, _: &mut EntryData<'_>| Ok(());
     let report = read_archive(forged.as_slice(), &options, &mut ignore).unwrap();
     let problems = &report.problems;
     assert!(problems.iter().any(|p| matches!(p, EntryProblem::Differs { path, field: "blake3", .. } if path == "state/bin/run.sh")), "{problems:?}");
@@ -510,7 +510,7 @@ fn max_bytes_bounds_the_expansion() {
         max_bytes: Some(100_000),
         ..ReadOptions::default()
     };
-    let mut ignore = |_: &ArchiveEntry, _: &mut dyn Read| Ok(());
+    let mut ignore = |_: &ArchiveEntry, _: &mut EntryData<'_>| Ok(());
     let err = read_archive(bytes.as_slice(), &options, &mut ignore).unwrap_err();
     assert_eq!(err.exit_code(), ExitCode::Integrity);
     assert!(err.to_string().contains("expands past"), "{err}");
@@ -557,7 +557,7 @@ fn a_secret_location_must_name_an_archived_file() {
 fn a_visitor_error_is_returned_and_a_damaged_stream_wins_over_it() {
     let (bytes, _, _, _) = write_sample(None);
     let options = ReadOptions::default();
-    let mut failing = |entry: &ArchiveEntry, _: &mut dyn Read| {
+    let mut failing = |entry: &ArchiveEntry, _: &mut EntryData<'_>| {
         if entry.path == "state/blob.bin" {
             return Err(Error::Usage("visitor says no".into()));
         }
@@ -630,4 +630,69 @@ fn files_from_readers_and_from_memory_make_the_same_tar_stream_as_tar_itself() {
     }
     let reference = reference.into_inner().unwrap();
     assert_eq!(from_memory, reference);
+}
+
+/// A visitor may read an entry, take it where it lies in the frames, mix both or leave some:
+/// it gets the content in order, and every entry's digest still matches the index.
+#[test]
+fn entries_read_shared_mixed_or_left_come_out_whole_and_hashed() {
+    let (bytes, digest, _, _) = write_sample(None);
+    let options = ReadOptions {
+        name: "sample".into(),
+        expected: Some(digest),
+        identity: None,
+        max_bytes: None,
+    };
+    let want: HashMap<String, Vec<u8>> = files()
+        .into_iter()
+        .map(|(path, _, data)| (format!("state/{path}"), data))
+        .collect();
+    let mut got: HashMap<String, Vec<u8>> = HashMap::new();
+    let mut slices = 0;
+    let mut visitor = |entry: &ArchiveEntry, data: &mut EntryData<'_>| {
+        if entry.kind != agentbak::archive::EntryKind::File {
+            return Ok(());
+        }
+        let mut content = Vec::new();
+        match entry.path.as_str() {
+            // Left unread: drained and hashed by the walk.
+            "state/blob.bin" => return Ok(()),
+            // Half read, then left.
+            "state/bin/run.sh" => {
+                let mut half = vec![0; 9];
+                data.read_exact(&mut half).unwrap();
+                content = half;
+            }
+            _ => {
+                let mut small = [0u8; 1000];
+                loop {
+                    let n = data.read(&mut small).unwrap();
+                    content.extend_from_slice(&small[..n]);
+                    match data.next_shared().unwrap() {
+                        Some(piece) => {
+                            assert!(piece.len() <= 2 << 20, "at most a frame");
+                            slices += 1;
+                            content.extend_from_slice(&piece);
+                        }
+                        None => break,
+                    }
+                }
+                assert_eq!(data.read(&mut small).unwrap(), 0);
+            }
+        }
+        got.insert(entry.path.clone(), content);
+        Ok(())
+    };
+    let report = read_archive(bytes.as_slice(), &options, &mut visitor).unwrap();
+    report.ensure_clean("sample").unwrap();
+    assert!(slices >= 5, "the 9 MiB log spans frames: {slices} slices");
+    for (path, content) in &got {
+        let whole = &want[path];
+        if path == "state/bin/run.sh" {
+            assert_eq!(content.as_slice(), &whole[..9]);
+        } else {
+            assert_eq!(content, whole, "{path}");
+        }
+    }
+    assert_eq!(got.len(), want.len() - 1);
 }

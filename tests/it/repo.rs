@@ -48,7 +48,8 @@ fn commit_makes_a_private_complete_snapshot_that_reads_back() {
         expected: Some(sidecar.digest()),
         ..ReadOptions::default()
     };
-    let mut ignore = |_: &agentbak::archive::ArchiveEntry, _: &mut dyn std::io::Read| Ok(());
+    let mut ignore =
+        |_: &agentbak::archive::ArchiveEntry, _: &mut agentbak::archive::EntryData<'_>| Ok(());
     let report = read_archive(repo.open_archive(&sidecar).unwrap(), &options, &mut ignore).unwrap();
     report.ensure_clean(&sidecar.id).unwrap();
     assert_eq!(report.index.snapshot_id, sidecar.id);

@@ -17,7 +17,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::fs::{self, OpenOptions};
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
@@ -25,11 +25,10 @@ use rustix::fs::{AtFlags, CWD, Timespec, Timestamps, UTIME_OMIT};
 use serde::Serialize;
 
 use super::safe_path;
-use crate::archive::{ArchiveEntry, EntryKind, EntryVisitor, IntegrityError, IntegrityProblem};
+use crate::archive::{
+    ArchiveEntry, EntryData, EntryKind, EntryVisitor, IntegrityError, IntegrityProblem,
+};
 use crate::error::{Error, Result};
-
-/// Copy buffer: large enough that a multi-MiB file is a handful of syscalls.
-const BUF: usize = 256 * 1024;
 
 /// Permission bits kept from the archive: set-user-ID and set-group-ID are dropped, since an
 /// agent's state has no use for them and a forged archive could plant one.
@@ -77,7 +76,6 @@ pub(crate) struct Extractor {
     links: HashMap<PathBuf, PathBuf>,
     link_order: Vec<(PathBuf, Meta)>,
     metas: Vec<Meta>,
-    buf: Vec<u8>,
     counts: Extracted,
 }
 
@@ -91,7 +89,6 @@ impl Extractor {
             links: HashMap::new(),
             link_order: Vec::new(),
             metas: Vec::new(),
-            buf: vec![0; BUF],
             counts: Extracted::default(),
         }
     }
@@ -111,7 +108,7 @@ impl Extractor {
         self.counts
     }
 
-    fn write_file(&mut self, rel: &Path, data: &mut dyn Read) -> io::Result<()> {
+    fn write_file(&mut self, rel: &Path, data: &mut EntryData<'_>) -> io::Result<()> {
         let Some(root) = &self.root else {
             return Ok(());
         };
@@ -125,14 +122,9 @@ impl Extractor {
             .create_new(true)
             .mode(0o600)
             .open(&path)?;
-        loop {
-            let n = match data.read(&mut self.buf) {
-                Ok(0) => break,
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(e),
-            };
-            file.write_all(&self.buf[..n])?;
+        // Written from the decompressed frames where they lie: no copy, a write per frame.
+        while let Some(bytes) = data.next_shared()? {
+            file.write_all(&bytes)?;
         }
         Ok(())
     }
@@ -200,7 +192,7 @@ impl Extractor {
 }
 
 impl EntryVisitor for Extractor {
-    fn visit(&mut self, entry: &ArchiveEntry, data: &mut dyn Read) -> Result<()> {
+    fn visit(&mut self, entry: &ArchiveEntry, data: &mut EntryData<'_>) -> Result<()> {
         let rel = safe_path::relative(&entry.path).map_err(|r| self.refuse(&entry.path, r))?;
         if rel.as_os_str().is_empty() && entry.kind != EntryKind::Dir {
             return Err(self.refuse(&entry.path, "the state folder itself is not a folder"));

@@ -9,7 +9,6 @@
 //! their errors are reported by location only (`/entries/3/blake3: pattern`), never with the
 //! offending text: a forged index could hold a value.
 
-use std::io::Read;
 use std::sync::OnceLock;
 
 use serde_json::Value;
@@ -17,8 +16,8 @@ use serde_json::Value;
 use super::handles::IndexHandle;
 use super::{Check, SnapshotReport, Verified, blocks};
 use crate::archive::{
-    ArchiveEntry, EntryKind, Identity, Index, IntegrityError, IntegrityProblem, ReadOptions,
-    Sidecar, check_digest, read_archive,
+    ArchiveEntry, EntryData, EntryKind, Identity, Index, IntegrityError, IntegrityProblem,
+    ReadOptions, SharedBytes, Sidecar, check_digest, read_archive,
 };
 use crate::detect::{Detector, Finding, StreamScan};
 use crate::error::{Error, ExitCode, Result};
@@ -27,9 +26,6 @@ use crate::repo::{ENCRYPTED_SUFFIX, Repository};
 
 const INDEX_SCHEMA: &str = include_str!("../../../schemas/index.schema.json");
 const SIDECAR_SCHEMA: &str = include_str!("../../../schemas/sidecar.schema.json");
-
-/// Bytes handed to the detector per write (its own chunk size).
-const SCAN_BUF: usize = 256 * 1024;
 
 /// Runs every file check of one snapshot; returns its report and the handles of its index.
 pub(super) fn verify_snapshot(
@@ -150,26 +146,18 @@ pub(super) fn scan_archive(
     let mut names = Vec::new();
     // The scan runs on its own threads, one entry at a time each, fed through small bounded
     // queues, so that it overlaps decryption, decompression and hashing instead of adding to
-    // them, and takes every core the reading leaves.
+    // them, and takes every core the reading leaves. Entries are handed over as they lie in
+    // the decompressed frames, and scanned there: nothing is copied on the way.
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(MAX_SCANNERS));
-    // Pieces are read after room for the scan's tail: the scanner takes them without a copy.
-    let room = detector.stream_headroom();
     let (read, mut findings) = std::thread::scope(|scope| {
-        // Scanned pieces come back to be filled again: fresh buffers cost page faults.
-        let (done, spare) = std::sync::mpsc::sync_channel::<Vec<u8>>(QUEUE * threads);
         let (queues, scanners): (Vec<_>, Vec<_>) = (0..threads)
             .map(|_| {
                 let (tx, rx) = std::sync::mpsc::sync_channel::<Piece>(QUEUE);
-                let done = done.clone();
-                (
-                    tx,
-                    scope.spawn(move || scan_pieces(detector, rx, room, &done)),
-                )
+                (tx, scope.spawn(move || scan_pieces(detector, rx)))
             })
             .unzip();
-        drop(done);
         let mut files = 0;
-        let mut visit = |entry: &ArchiveEntry, data: &mut dyn Read| -> Result<()> {
+        let mut visit = |entry: &ArchiveEntry, data: &mut EntryData<'_>| -> Result<()> {
             names.push(entry.path.clone());
             if let Some(link) = &entry.link {
                 names.push(format!("{} -> {link}", entry.path));
@@ -181,15 +169,8 @@ pub(super) fn scan_archive(
             // A closed queue means the scanner is gone (it panicked): join reports that.
             let _ = tx.send(Piece::Start(files, entry.path.clone()));
             files += 1;
-            loop {
-                // Recycled buffers are zeroed only where they are shorter than a piece.
-                let mut buf = spare.try_recv().unwrap_or_default();
-                buf.resize(room + SCAN_BUF, 0);
-                let n = fill(data, &mut buf[room..]).map_err(|e| Error::io(&entry.path, e))?;
-                if n == 0 {
-                    break;
-                }
-                let _ = tx.send(Piece::Data(buf, n));
+            while let Some(bytes) = data.next_shared().map_err(|e| Error::io(&entry.path, e))? {
+                let _ = tx.send(Piece::Data(bytes));
             }
             Ok(())
         };
@@ -220,60 +201,36 @@ pub(super) fn scan_archive(
     })
 }
 
-/// Reads into `buf` until it is full or the reader ends; the bytes read. Full pieces are
-/// what a scan takes without copying.
-fn fill(data: &mut dyn Read, buf: &mut [u8]) -> std::io::Result<usize> {
-    let mut n = 0;
-    while n < buf.len() {
-        match data.read(&mut buf[n..]) {
-            Ok(0) => break,
-            Ok(k) => n += k,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(n)
-}
-
 /// What the reader hands a scanner thread: the start of an entry (its number among the
-/// files, and its path), or its next bytes (`n` of a buffer, after the scan's headroom).
+/// files, and its path), or its next bytes.
 enum Piece {
     Start(usize, String),
-    Data(Vec<u8>, usize),
+    Data(SharedBytes),
 }
 
-/// Pieces in flight at most per scanner: with [`SCAN_BUF`]-sized pieces, 2 MiB.
-const QUEUE: usize = 8;
+/// Pieces in flight at most per scanner. A piece holds on to its frame (2 MiB at most) until
+/// it is scanned.
+const QUEUE: usize = 4;
 
 /// Scanner threads per snapshot at most (one per core up to this).
 const MAX_SCANNERS: usize = 4;
 
 /// A scanner thread: one stream scan per entry it is given, findings tagged with the entry's
-/// number. Pieces hold their bytes after `room` bytes of headroom.
-fn scan_pieces(
-    detector: &Detector,
-    rx: std::sync::mpsc::Receiver<Piece>,
-    room: usize,
-    done: &std::sync::mpsc::SyncSender<Vec<u8>>,
-) -> Vec<(usize, Finding)> {
+/// number.
+fn scan_pieces(detector: &Detector, rx: std::sync::mpsc::Receiver<Piece>) -> Vec<(usize, Finding)> {
     let mut findings = Vec::new();
     let mut current: Option<(usize, StreamScan<'_>)> = None;
     for piece in rx {
         match piece {
             Piece::Start(entry, path) => {
                 if let Some((number, scan)) = current.replace((entry, detector.stream(&path))) {
-                    let (found, spare) = scan.finish_reclaim();
-                    findings.extend(found.into_iter().map(|f| (number, f)));
-                    recycle(spare, room, done);
+                    findings.extend(scan.finish().into_iter().map(|f| (number, f)));
                 }
             }
-            Piece::Data(bytes, n) => {
-                let spare = match current.as_mut() {
-                    // The scan keeps the piece and gives back the buffer it replaced.
-                    Some((_, scan)) => scan.write_owned(bytes, room, n),
-                    None => bytes,
-                };
-                recycle(spare, room, done);
+            Piece::Data(bytes) => {
+                if let Some((_, scan)) = current.as_mut() {
+                    scan.write_shared(&bytes);
+                }
             }
         }
     }
@@ -281,14 +238,6 @@ fn scan_pieces(
         findings.extend(scan.finish().into_iter().map(|f| (done, f)));
     }
     findings
-}
-
-/// Hands a scanned buffer back to the reader, unless it is too small to be worth keeping (the
-/// empty one a scan starts with) or the reader has enough spares (it is then freed).
-fn recycle(spare: Vec<u8>, room: usize, done: &std::sync::mpsc::SyncSender<Vec<u8>>) {
-    if spare.capacity() >= room + SCAN_BUF {
-        let _ = done.try_send(spare);
-    }
 }
 
 /// Scans entry names and link targets as one text, one per line; a finding names its entry.
