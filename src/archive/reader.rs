@@ -4,9 +4,10 @@
 //! caller passes the sidecar's digest, a mismatch is reported as the cause of any failure,
 //! since a flipped byte usually surfaces first as a zstd or age error.
 //!
-//! Each entry under `state/` is handed to an [`EntryVisitor`] together with a reader of its
-//! content. Restore plugs in its safe extractor, verify a leak scanner; the reader hashes what
-//! the visitor reads and drains what it leaves. Because the index is the *last* entry, entries
+//! Each entry under `state/` is handed to an [`EntryVisitor`] together with its content
+//! ([`EntryData`]: a reader, or slices of the decompressed frames where they lie). Restore
+//! plugs in its safe extractor, verify a leak scanner; the reader hashes what the visitor takes
+//! and drains what it leaves. Because the index is the *last* entry, entries
 //! are checked against it only at the end: a visitor must treat what it was given as untrusted
 //! until [`read_archive`] returns `Ok` and [`ReadReport::ensure_clean`] passes (restore
 //! extracts into a fresh folder and renames it into place only then).

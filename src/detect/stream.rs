@@ -11,7 +11,9 @@
 //! A caller that reads into buffers of its own can hand them over whole
 //! ([`StreamScan::write_owned`]) instead of having them copied: the tail is copied into the
 //! room left before the new bytes ([`StreamScan::headroom`]), and the buffer it replaces is
-//! handed back to be filled again.
+//! handed back to be filled again. Bytes that must stay where they are (shared decompressed
+//! frames) are scanned in place ([`StreamScan::write_shared`]): only the seam with the kept
+//! tail is copied.
 
 use std::io::{self, Write};
 use std::ops::Range;
@@ -188,21 +190,12 @@ impl<'d> StreamScan<'d> {
     }
 
     /// Ends the stream and returns every finding not yet taken, in offset order.
-    pub fn finish(self) -> Vec<Finding> {
-        self.finish_reclaim().0
-    }
-
-    /// [`finish`](Self::finish), also handing back the scan's buffer (the last piece given to
-    /// [`write_owned`](Self::write_owned)) to be filled again: a fresh one costs page faults.
-    pub fn finish_reclaim(mut self) -> (Vec<Finding>, Vec<u8>) {
+    pub fn finish(mut self) -> Vec<Finding> {
         self.round(Settle::End);
         // A known value is reported when its bytes arrive, a rule match once it can no longer
         // grow: a round may report them out of order.
         self.findings.sort_by_key(|f| (f.offset, f.length));
-        (
-            std::mem::take(&mut self.findings),
-            std::mem::take(&mut self.buf),
-        )
+        self.findings
     }
 
     /// Scans `data` as the stream's whole content without copying it (for `scan_bytes`).
