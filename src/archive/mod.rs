@@ -144,13 +144,11 @@ impl<W: Write> Write for HashingWriter<W> {
     }
 }
 
-/// A reader that counts and blake3-hashes what passes through it, and remembers the first
-/// read error (so that a visitor's failure can be traced to a damaged stream).
+/// A reader that counts and blake3-hashes what passes through it.
 pub(crate) struct HashingReader<R> {
     inner: R,
     hasher: blake3::Hasher,
     count: u64,
-    failed: Option<String>,
 }
 
 impl<R: Read> HashingReader<R> {
@@ -159,7 +157,6 @@ impl<R: Read> HashingReader<R> {
             inner,
             hasher: blake3::Hasher::new(),
             count: 0,
-            failed: None,
         }
     }
 
@@ -171,21 +168,10 @@ impl<R: Read> HashingReader<R> {
 
 impl<R: Read> Read for HashingReader<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        match self.inner.read(buf) {
-            Ok(n) => {
-                if n > 0 {
-                    self.hasher.update(&buf[..n]);
-                    self.count += n as u64;
-                }
-                Ok(n)
-            }
-            Err(e) => {
-                if self.failed.is_none() && e.kind() != io::ErrorKind::Interrupted {
-                    self.failed = Some(e.to_string());
-                }
-                Err(e)
-            }
-        }
+        let n = self.inner.read(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.count += n as u64;
+        Ok(n)
     }
 }
 

@@ -110,7 +110,10 @@ impl OpenBao {
     fn try_start(binary: &Path) -> Result<OpenBao, String> {
         let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
         let port = free_port();
-        let token = format!("root-{}", std::process::id());
+        // Unique per server, also when one process starts several.
+        static STARTED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let nth = STARTED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let token = format!("root-{}-{nth}", std::process::id());
         let log = std::fs::File::create(dir.path().join("bao.log")).map_err(|e| e.to_string())?;
         let child = Command::new(binary)
             .args([
@@ -143,8 +146,13 @@ impl OpenBao {
             if let Ok(Some(status)) = bao.child.try_wait() {
                 return Err(format!("server exited with {status}: {}", bao.log()));
             }
+            // Healthy, and ours: another test's server may have taken the port between the
+            // probe and the bind (this one then exits). Its root token is not ours.
             if matches!(http_get(&bao.addr, "/v1/sys/health"), Ok((200, _))) {
-                return Ok(bao);
+                let own = http_get_with_token(&bao.addr, "/v1/auth/token/lookup-self", &bao.token);
+                if matches!(own, Ok((200, _))) && matches!(bao.child.try_wait(), Ok(None)) {
+                    return Ok(bao);
+                }
             }
             std::thread::sleep(Duration::from_millis(100));
         }
