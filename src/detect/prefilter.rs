@@ -576,25 +576,44 @@ fn bucket_order(atoms: &[Vec<u8>]) -> Vec<usize> {
         .collect()
 }
 
-/// The expected share of text positions that are candidates for a Teddy bucket holding
-/// `atoms`: per byte, the weight of the bytes whose nibbles are both in the bucket's sets.
-fn bucket_cost<'a>(atoms: impl Iterator<Item = &'a [u8]> + Clone) -> f64 {
-    // WEIGHTS[high][low]: how common the byte is in text, as a share of all text.
-    static WEIGHTS: std::sync::LazyLock<[[f64; 16]; 16]> = std::sync::LazyLock::new(|| {
-        let weight = |b: u8| match b {
+/// How common byte `b` is in text, as a share of all text (a rough model: letters, spaces,
+/// quotes and digits common, other bytes rare).
+fn text_share(b: u8) -> f64 {
+    fn weight(b: u8) -> f64 {
+        match b {
             b'a'..=b'z' => 30.0,
             b' ' | b'"' => 40.0,
             b'0'..=b'9' => 20.0,
             b'A'..=b'Z' | b'\n' => 10.0,
             b'!'..=b'~' => 15.0,
             _ => 1.0,
-        };
-        let total: f64 = (0..=255).map(weight).sum();
-        let mut table = [[0.0; 16]; 16];
-        for b in 0..=255u8 {
-            table[usize::from(b >> 4)][usize::from(b & 15)] = weight(b) / total;
         }
-        table
+    }
+    static TOTAL: std::sync::LazyLock<f64> =
+        std::sync::LazyLock::new(|| (0..=255).map(weight).sum());
+    weight(b) / *TOTAL
+}
+
+/// The expected share of text positions that are candidates for a Teddy bucket holding
+/// `atoms`: per byte, the weight of the bytes whose nibbles are both in the bucket's sets.
+fn bucket_cost<'a>(atoms: impl Iterator<Item = &'a [u8]> + Clone) -> f64 {
+    // ROWS[high][half][set]: how common in text the bytes are whose high nibble is `high` and
+    // whose low nibble is in `set` (the low eight nibbles when `half` is 0, the high eight when
+    // 1), as a share of all text. A bucket's share at a position is then a sum over its high
+    // nibbles only: this runs for every swap `bucket_order` tries.
+    static ROWS: std::sync::LazyLock<Box<[[[f64; 256]; 2]; 16]>> = std::sync::LazyLock::new(|| {
+        let mut rows = Box::new([[[0.0; 256]; 2]; 16]);
+        for (high, row) in rows.iter_mut().enumerate() {
+            for (half, sums) in row.iter_mut().enumerate() {
+                for (set, sum) in sums.iter_mut().enumerate() {
+                    *sum = (0..8)
+                        .filter(|bit| set & (1 << bit) != 0)
+                        .map(|bit| text_share((high << 4 | (half * 8 + bit)) as u8))
+                        .sum();
+                }
+            }
+        }
+        rows
     });
     let mut low = [0u16; ANCHOR_LEN];
     let mut high = [0u16; ANCHOR_LEN];
@@ -606,19 +625,16 @@ fn bucket_cost<'a>(atoms: impl Iterator<Item = &'a [u8]> + Clone) -> f64 {
             high[at] |= 1 << (b >> 4);
         }
     }
-    // Over the set bits only: this runs for every swap `bucket_order` tries.
-    let bits = |mut set: u16| {
-        std::iter::from_fn(move || {
-            let bit = set.trailing_zeros() as usize;
-            set &= set.wrapping_sub(1);
-            (bit < 16).then_some(bit)
-        })
-    };
     let mut product = 1.0;
     for at in 0..width {
-        let share: f64 = bits(high[at])
-            .flat_map(|h| bits(low[at]).map(move |l| WEIGHTS[h][l]))
-            .sum();
+        let [lo, hi] = low[at].to_le_bytes().map(usize::from);
+        let mut share = 0.0;
+        let mut highs = high[at];
+        while highs != 0 {
+            let row = &ROWS[highs.trailing_zeros() as usize];
+            highs &= highs - 1;
+            share += row[0][lo] + row[1][hi];
+        }
         product *= share;
     }
     product
@@ -719,6 +735,33 @@ mod tests {
         let alike = bucket_cost([&b"ho_"[..], b"hu_"].into_iter());
         let mixed = bucket_cost([&b"ho_"[..], b"AKI"].into_iter());
         assert!(alike < mixed, "{alike} {mixed}");
+    }
+
+    /// The cost is, per position, the share of the bytes whose two nibbles are both in the
+    /// bucket's sets, multiplied over the positions.
+    #[test]
+    fn bucket_cost_is_the_share_of_bytes_a_bucket_lets_through() {
+        let sets: [&[&[u8]]; 4] = [
+            &[b"hp_"],
+            &[b"ho_", b"hu_", b"AKI"],
+            &[b"sk-", b"xb-", b"\xff\x00\x10"],
+            &[b"tok", b"pas", b"sal", b"key"],
+        ];
+        for set in sets {
+            let mut want = 1.0;
+            for at in 0..ANCHOR_LEN {
+                let through = |b: u8| {
+                    let nibbles = |n: fn(u8) -> u8| set.iter().any(|a| n(a[at]) == n(b));
+                    nibbles(|x| x >> 4) && nibbles(|x| x & 15)
+                };
+                want *= (0..=255u8)
+                    .filter(|&b| through(b))
+                    .map(text_share)
+                    .sum::<f64>();
+            }
+            let got = bucket_cost(set.iter().copied());
+            assert!((got - want).abs() <= want * 1e-9, "{set:?}: {got} {want}");
+        }
     }
 
     #[test]
