@@ -100,15 +100,7 @@ impl EntryData<'_> {
         if self.left == 0 {
             return Ok(None);
         }
-        let max = usize::try_from(self.left).unwrap_or(usize::MAX);
-        let taken = self.pieces.borrow_mut().take_shared(max);
-        match taken {
-            Ok(bytes) => {
-                self.took(&bytes);
-                Ok(Some(bytes))
-            }
-            Err(e) => Err(self.fail(e)),
-        }
+        self.take(usize::MAX).map(Some)
     }
 
     /// Hands out the rest, hashing it.
@@ -117,17 +109,24 @@ impl EntryData<'_> {
         Ok(())
     }
 
-    fn took(&mut self, bytes: &[u8]) {
-        self.hasher.update(bytes);
-        self.left -= bytes.len() as u64;
-        self.pieces.borrow_mut().taken += bytes.len() as u64;
-    }
-
-    fn fail(&mut self, e: io::Error) -> io::Error {
-        if self.failed.is_none() && e.kind() != io::ErrorKind::Interrupted {
-            self.failed = Some(e.to_string());
+    /// Up to `max` of the entry's next bytes (at least one), hashed and counted as taken.
+    fn take(&mut self, max: usize) -> io::Result<SharedBytes> {
+        let max = usize::try_from(self.left).unwrap_or(usize::MAX).min(max);
+        let taken = self.pieces.borrow_mut().take_shared(max);
+        match taken {
+            Ok(bytes) => {
+                self.hasher.update(&bytes);
+                self.left -= bytes.len() as u64;
+                self.pieces.borrow_mut().taken += bytes.len() as u64;
+                Ok(bytes)
+            }
+            Err(e) => {
+                if self.failed.is_none() && e.kind() != io::ErrorKind::Interrupted {
+                    self.failed = Some(e.to_string());
+                }
+                Err(e)
+            }
         }
-        e
     }
 }
 
@@ -136,18 +135,9 @@ impl Read for EntryData<'_> {
         if self.left == 0 || buf.is_empty() {
             return Ok(0);
         }
-        let max = usize::try_from(self.left)
-            .unwrap_or(usize::MAX)
-            .min(buf.len());
-        let read = self.pieces.borrow_mut().take_shared(max);
-        match read {
-            Ok(bytes) => {
-                buf[..bytes.len()].copy_from_slice(&bytes);
-                self.took(&bytes);
-                Ok(bytes.len())
-            }
-            Err(e) => Err(self.fail(e)),
-        }
+        let bytes = self.take(buf.len())?;
+        buf[..bytes.len()].copy_from_slice(&bytes);
+        Ok(bytes.len())
     }
 }
 

@@ -331,6 +331,22 @@ fn entropy_action_sets_severity_or_disables() {
     );
 }
 
+/// `lines` log lines with `tokens=` on each, a GitHub token after every `token_every`-th and
+/// an assignment of `value` after every `value_every`-th.
+fn planted_log(lines: usize, token_every: usize, value_every: usize, value: &str) -> Vec<u8> {
+    let mut data = Vec::new();
+    for i in 0..lines {
+        data.extend_from_slice(format!("line {i} tokens={i} note=\"state\"\n").as_bytes());
+        if i % token_every == 13 {
+            data.extend_from_slice(b"token ghp_R4nd0mT0k3nV4lu3Abcdefghij0123456789\n");
+        }
+        if i % value_every == 5 {
+            data.extend_from_slice(format!("pass={value}\n").as_bytes());
+        }
+    }
+    data
+}
+
 /// Buffers handed over whole find what copied writes find, at the same lines and offsets,
 /// with pieces of every size, with and without room for the tail, and mixed with writes.
 /// (Regression: with chunks shorter than the rules' lookahead, a known value was reported
@@ -339,16 +355,7 @@ fn entropy_action_sets_severity_or_disables() {
 fn owned_pieces_find_what_copied_writes_find() {
     let value = "kV7#pQ2-zR9!mW4x";
     let d = detector_with(&[("env:TOKEN", value)]);
-    let mut data = Vec::new();
-    for i in 0..400 {
-        data.extend_from_slice(format!("line {i} tokens={i} note=\"state\"\n").as_bytes());
-        if i % 97 == 13 {
-            data.extend_from_slice(b"token ghp_R4nd0mT0k3nV4lu3Abcdefghij0123456789\n");
-        }
-        if i % 89 == 5 {
-            data.extend_from_slice(format!("pass={value}\n").as_bytes());
-        }
-    }
+    let data = planted_log(400, 97, 89, value);
     let expected = d.scan_bytes("f", &data);
     assert!(expected.len() >= 8, "{expected:?}");
     for chunk in [64, 1000, 4096] {
@@ -392,16 +399,7 @@ fn owned_pieces_find_what_copied_writes_find() {
 fn shared_pieces_find_what_copied_writes_find() {
     let value = "kV7#pQ2-zR9!mW4x";
     let d = detector_with(&[("env:TOKEN", value)]);
-    let mut data = Vec::new();
-    for i in 0..6000 {
-        data.extend_from_slice(format!("line {i} tokens={i} note=\"state\"\n").as_bytes());
-        if i % 397 == 13 {
-            data.extend_from_slice(b"token ghp_R4nd0mT0k3nV4lu3Abcdefghij0123456789\n");
-        }
-        if i % 389 == 5 {
-            data.extend_from_slice(format!("pass={value}\n").as_bytes());
-        }
-    }
+    let data = planted_log(6000, 397, 389, value);
     let expected = d.scan_bytes("f", &data);
     assert!(expected.len() >= 30, "{expected:?}");
     let seam = StreamScan::new(&d, "f").headroom();
