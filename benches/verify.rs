@@ -111,6 +111,7 @@ fn snapshot(repo: &Repository, mib: u64) -> Sidecar {
         counts: w.counts,
         encrypted: false,
         degraded: vec![],
+        signature: None,
     };
     pending.commit(&sidecar).unwrap();
     sidecar

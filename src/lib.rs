@@ -35,6 +35,7 @@ pub mod redact;
 pub mod repo;
 pub mod report;
 pub mod secret;
+pub mod signing;
 pub mod store;
 
 pub use error::{Error, ExitCode, Result};

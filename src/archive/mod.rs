@@ -92,6 +92,18 @@ pub enum IntegrityProblem {
     /// The entries expand past the bound the caller set (a decompression bomb guard).
     #[error("expands past its bound of {0} bytes")]
     TooLarge(u64),
+    /// The index asks for handles the restoring manifest does not declare (a forged index:
+    /// see `ops::trust`). Each item is `file: handle`.
+    #[error(
+        "the index asks for {} handle record{} the manifest does not declare, so restore would \
+         fetch a secret nobody asked for (a forged snapshot?): {}",
+        .0.len(), if .0.len() == 1 { "" } else { "s" }, .0.join("; ")
+    )]
+    Undeclared(Vec<String>),
+    /// The snapshot's signature is missing (while signing is configured), invalid, or made
+    /// by a key that is not trusted (see `crate::signing`).
+    #[error("signature: {0}")]
+    Signature(String),
     /// Entries differ from the index.
     #[error("{} entr{} differ from the index: {}", .0.len(),
         if .0.len() == 1 { "y" } else { "ies" },

@@ -46,6 +46,10 @@ pub struct Sidecar {
     /// `store-unreachable:vault`. Empty for a normal snapshot.
     #[serde(default)]
     pub degraded: Vec<String>,
+    /// The snapshot's signature, when the manifest configures `signing`: over every other
+    /// field of this sidecar, so over the archive's blake3 too (`crate::signing`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signature: Option<crate::signing::Signature>,
 }
 
 /// Entry and secret counts of a snapshot.
@@ -87,6 +91,15 @@ impl Sidecar {
         serde_json::from_slice(bytes)
     }
 
+    /// The JSON a signature covers: this sidecar without its signature.
+    pub fn unsigned_json(&self) -> Vec<u8> {
+        let unsigned = Sidecar {
+            signature: None,
+            ..self.clone()
+        };
+        unsigned.to_json()
+    }
+
     /// The sidecar as pretty JSON with a trailing newline.
     pub fn to_json(&self) -> Vec<u8> {
         let mut out = serde_json::to_vec_pretty(self).expect("a sidecar always serializes");
@@ -115,6 +128,7 @@ mod tests {
             counts: Counts::default(),
             encrypted: false,
             degraded: vec!["store-unreachable:vault".into()],
+            signature: None,
         };
         let json = sidecar.to_json();
         assert_eq!(Sidecar::from_json(&json).unwrap(), sidecar);

@@ -169,6 +169,9 @@ pub struct RestoreArgs {
     /// Use the version before the current one (rotation grace period).
     #[arg(long, requires = "rehydrate")]
     pub previous: bool,
+    /// Accept a snapshot without a signature although the manifest configures `signing`.
+    #[arg(long)]
+    pub allow_unsigned: bool,
 }
 
 /// `agentbak verify`.
@@ -189,6 +192,9 @@ pub struct VerifyArgs {
     /// Search for the current and previous value of every handle, in every encoding.
     #[arg(long)]
     pub against_store: bool,
+    /// Accept snapshots without a signature although the manifest configures `signing`.
+    #[arg(long)]
+    pub allow_unsigned: bool,
 }
 
 /// `agentbak scan`.

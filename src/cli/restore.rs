@@ -5,6 +5,7 @@ use std::fmt::Write as _;
 use super::{Cli, RestoreArgs, load_manifest, write_stdout};
 use crate::error::{ExitCode, Result};
 use crate::ops::restore::{Outcome, RestoreOptions, RestoreReport, Versions, restore_archive};
+use crate::ops::trust::{DeclaredHandles, SignatureStatus, SignatureVerifier};
 use crate::repo::Repository;
 use crate::store::{ResolveOptions, Status, Stores};
 
@@ -18,7 +19,12 @@ pub(super) fn restore(cli: &Cli, args: &RestoreArgs) -> Result<ExitCode> {
         (Some(given), true) => Some(crate::ops::identity::load_identity(given, &stores)?),
         _ => None,
     };
+    let declared = DeclaredHandles::from_manifest(&manifest);
+    let signatures = SignatureVerifier::new(&manifest, &stores);
     let options = RestoreOptions {
+        declared: &declared,
+        signatures: &signatures,
+        allow_unsigned: args.allow_unsigned,
         target: args.target.clone(),
         rehydrate: args.rehydrate,
         force: args.force,
@@ -46,6 +52,13 @@ pub(super) fn restore(cli: &Cli, args: &RestoreArgs) -> Result<ExitCode> {
 /// `--identity` is a handle when it parses as one of a store the manifest names; else a file.
 /// Warnings on stderr: what needs attention even though the restore went through.
 fn warn(report: &RestoreReport) {
+    if let SignatureStatus::NotChecked { .. } = report.signature {
+        tracing::warn!(
+            "snapshot {}: {}",
+            report.snapshot,
+            report.signature.describe()
+        );
+    }
     for h in &report.handles {
         match &h.status {
             Status::FromCache { reason, .. } => {
@@ -95,6 +108,7 @@ fn human(r: &RestoreReport) -> String {
             r.handles.len()
         ),
     };
+    let _ = writeln!(out, "signature: {}", r.signature.describe());
     if !r.rehydrate {
         let _ = writeln!(
             out,

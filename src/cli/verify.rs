@@ -29,6 +29,7 @@ pub(super) fn verify(cli: &Cli, args: &VerifyArgs) -> Result<ExitCode> {
         identity: identity.as_ref(),
         check_handles: args.check_handles,
         against_store: args.against_store,
+        allow_unsigned: args.allow_unsigned,
         ..VerifyOptions::default()
     };
     let report = verify::verify(&manifest, &stores, &options)?;

@@ -52,6 +52,9 @@ pub struct Manifest {
     /// Archive compression.
     #[serde(default)]
     pub compression: Compression,
+    /// Snapshot signatures; absent means snapshots are not signed (`docs/signing.md`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signing: Option<Signing>,
 }
 
 fn default_include() -> Vec<String> {
@@ -466,4 +469,44 @@ impl Default for Compression {
             level: default_level(),
         }
     }
+}
+
+/// `signing`: how snapshots are signed and which signatures restore and verify trust.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Signing {
+    /// A handle holding an Ed25519 private key (PKCS#8 PEM or OpenSSH); each version of the
+    /// handle is a version of the key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<Handle>,
+    /// An Ed25519 key of the Vault/OpenBao transit engine.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transit: Option<TransitKey>,
+    /// Versions of the signing key that no longer count: a snapshot signed by one fails.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub revoked: Vec<u64>,
+    /// A handle holding a stable Ed25519 identity key that certifies each signing key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identity: Option<Handle>,
+    /// Identity public keys (`ed25519:BASE64` or `ssh-ed25519 AAAA…`) whose certificates a
+    /// verifier accepts without reading the signing key from a store.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub trust: Vec<String>,
+}
+
+/// `signing.transit`: a key of the transit secrets engine.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TransitKey {
+    /// The name of a `vault` store of the manifest.
+    pub store: String,
+    /// The transit key's name (type `ed25519`).
+    pub key: String,
+    /// The transit engine's mount (default `transit`).
+    #[serde(default = "default_transit_mount")]
+    pub mount: String,
+}
+
+fn default_transit_mount() -> String {
+    "transit".to_string()
 }

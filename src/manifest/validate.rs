@@ -83,10 +83,68 @@ impl Manifest {
         self.validate_stores(&mut c);
         self.validate_secrets(&mut c);
         self.validate_detect(&mut c);
+        self.validate_signing(&mut c);
         if !(1..=19).contains(&self.compression.level) {
             c.push("/compression/level", "expected a zstd level from 1 to 19");
         }
         c.problems
+    }
+
+    fn validate_signing(&self, c: &mut Collector<'_>) {
+        let Some(s) = &self.signing else { return };
+        match (&s.key, &s.transit) {
+            (Some(_), Some(_)) => {
+                c.push("/signing", "expected one of `key` or `transit`, not both")
+            }
+            // A verify-only manifest (an auditor's) may know nothing but the identity.
+            (None, None) if s.trust.is_empty() => c.push(
+                "/signing",
+                "expected `key` (a handle of an Ed25519 private key), `transit`, or `trust`",
+            ),
+            _ => {}
+        }
+        for (field, handle) in [("key", &s.key), ("identity", &s.identity)] {
+            let Some(h) = handle else { continue };
+            let at = format!("/signing/{field}");
+            if h.is_env() {
+                c.push(
+                    &at,
+                    "expected a handle of a key/value store (`STORE:PATH#FIELD`), not `env:`",
+                );
+            } else if !self.stores.contains_key(&h.store) {
+                c.push(&at, format!("no store named `{}` in `stores`", h.store));
+            } else if matches!(
+                &h.target,
+                crate::handle::Target::Kv {
+                    version: Some(_),
+                    ..
+                }
+            ) {
+                c.push(
+                    &at,
+                    "a signing key handle names no version: each version of it is a key version",
+                );
+            }
+        }
+        if let Some(t) = &s.transit {
+            if !matches!(self.stores.get(&t.store), Some(StoreConfig::Vault(_))) {
+                c.push(
+                    "/signing/transit/store",
+                    format!(
+                        "expected the name of a `vault` store; `{}` is not one",
+                        t.store
+                    ),
+                );
+            }
+            if t.key.is_empty() || t.key.contains('/') {
+                c.push("/signing/transit/key", "expected a transit key name");
+            }
+        }
+        for (i, key) in s.trust.iter().enumerate() {
+            if let Err(e) = crate::signing::parse_public_key(key) {
+                c.push(format!("/signing/trust/{i}"), e.to_string());
+            }
+        }
     }
 
     fn validate_encryption(&self, c: &mut Collector<'_>) {

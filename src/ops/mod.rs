@@ -6,4 +6,5 @@ pub mod init;
 pub mod restore;
 pub mod scan;
 pub mod snapshot;
+pub mod trust;
 pub mod verify;

@@ -262,6 +262,7 @@ mod tests {
             counts: Counts::default(),
             encrypted: false,
             degraded: vec![],
+            signature: None,
         }
     }
 

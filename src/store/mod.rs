@@ -258,6 +258,31 @@ pub trait SecretStore: Send + Sync {
 
     /// Every secret path under `prefix` (`""` for all), recursively, sorted.
     fn list(&self, prefix: &str) -> Result<Vec<String>, StoreError>;
+
+    /// The store's transit engine, for stores that have one (Vault/OpenBao).
+    fn transit(&self) -> Option<&dyn Transit> {
+        None
+    }
+}
+
+/// The Vault/OpenBao transit engine: signatures by a key that never leaves the server.
+pub trait Transit {
+    /// Signs `message` with the Ed25519 key `name` of the engine at `mount`: the key version
+    /// used and the 64-byte signature, base64.
+    fn sign(&self, mount: &str, name: &str, message: &[u8]) -> Result<(u64, String), StoreError>;
+
+    /// The public keys of every version of key `name`, and the oldest version the engine still
+    /// accepts (`min_decryption_version`).
+    fn public_keys(&self, mount: &str, name: &str) -> Result<TransitKeys, StoreError>;
+}
+
+/// A transit key's public keys by version.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TransitKeys {
+    /// Version to the public key, base64 of its 32 bytes.
+    pub keys: BTreeMap<u64, String>,
+    /// Versions below this one are retired by the engine.
+    pub min_version: u64,
 }
 
 /// Where a handle points inside its store: path, field and pinned version.

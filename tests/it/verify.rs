@@ -196,6 +196,7 @@ fn make_snapshot(
         counts: written.counts,
         encrypted: recipients.is_some(),
         degraded: vec![],
+        signature: None,
     };
     pending.commit(&sidecar).unwrap();
     sidecar
@@ -719,6 +720,7 @@ fn write_two_handle_snapshot(repo: &Repository, config: &[u8]) -> Sidecar {
         counts: written.counts,
         encrypted: false,
         degraded: vec![],
+        signature: None,
     };
     pending.commit(&sidecar).unwrap();
     sidecar

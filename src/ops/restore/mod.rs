@@ -1,14 +1,18 @@
 //! `restore`: check, extract beside the target, rehydrate, and only then rename into place.
 //!
 //! The pipeline (SPEC "Restore", issue 7):
-//! 1. Look at the target: a non-empty folder needs `force` (`target`).
+//! 1. Check the snapshot's signature against what the manifest trusts, before anything is read
+//!    ([`crate::ops::trust`]); look at the target: a non-empty folder needs `force` (`target`).
 //! 2. Stream the archive through [`read_archive`]: its blake3 and size against the sidecar,
 //!    age, zstd, tar, with a decompression bound taken from the sidecar. The `Extractor`
 //!    writes `state/…` into a fresh hidden folder beside the target (`extract`). Nothing in it
 //!    is trusted until the read returns `Ok` and every entry matched the index (exit 5 else).
-//! 3. With `rehydrate`: resolve **every** handle of the index first (`rehydrate`). One that is
+//! 3. Trust only what the restoring manifest declares: an index that asks for any handle the
+//!    manifest does not declare is a forged snapshot (exit 5, nothing written;
+//!    [`crate::ops::trust`]), with or without `rehydrate`.
+//! 4. With `rehydrate`: resolve **every** handle of the index first (`rehydrate`). One that is
 //!    unresolved stops the restore: the folder is removed and the report says why, per handle.
-//! 4. Put the values back, create the links that stay inside, restore modes and mtimes (files
+//! 5. Put the values back, create the links that stay inside, restore modes and mtimes (files
 //!    that hold a value stay `0600`), sync, and rename the folder into place.
 //!
 //! Invariants: nothing is written outside the hidden folder until the final rename; every
@@ -31,6 +35,7 @@ pub use rehydrate::{HandleReport, Versions};
 
 use crate::archive::{Identity, ReadOptions, Sidecar, read_archive};
 use crate::error::{ExitCode, Result};
+use crate::ops::trust::{DeclaredHandles, SignatureStatus, SignatureVerifier};
 use crate::repo::Repository;
 use crate::store::{ResolveOptions, Stores};
 use extract::Extractor;
@@ -38,8 +43,15 @@ use rehydrate::Plan;
 use target::Staging;
 
 /// How to restore.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct RestoreOptions<'a> {
+    /// The handles the restoring manifest declares: an index that asks for any other is
+    /// refused (exit 5, nothing written; see [`crate::ops::trust`]).
+    pub declared: &'a DeclaredHandles,
+    /// Checks the snapshot's signature before any entry is read.
+    pub signatures: &'a SignatureVerifier<'a>,
+    /// Accept an unsigned snapshot although the manifest configures signing.
+    pub allow_unsigned: bool,
     /// The folder to restore into.
     pub target: PathBuf,
     /// Fetch every handle's value and put it back (else placeholders stay).
@@ -73,6 +85,8 @@ pub enum Outcome {
 pub struct RestoreReport {
     /// The snapshot restored.
     pub snapshot: String,
+    /// Its signature, as checked before any entry was read.
+    pub signature: SignatureStatus,
     /// The target folder.
     pub target: PathBuf,
     /// How it ended.
@@ -131,6 +145,9 @@ pub fn restore_archive(
     stores: &Stores,
     options: &RestoreOptions<'_>,
 ) -> Result<RestoreReport> {
+    // Before anything is read or written: whoever can write the repository must not get to
+    // choose what restore fetches and writes.
+    let signature = options.signatures.check(sidecar, options.allow_unsigned)?;
     let state = target::inspect(&options.target, options.force)?;
     let staging = if options.dry_run {
         None
@@ -148,9 +165,11 @@ pub fn restore_archive(
     };
     let report = read_archive(input, &read, &mut extractor)?;
     report.ensure_clean(&name)?;
+    options.declared.check(&report.index, &name)?;
     let plan = Plan::from_index(&report.index, &name)?;
     let mut out = RestoreReport {
         snapshot: name,
+        signature,
         target: options.target.clone(),
         outcome: Outcome::DryRun,
         rehydrate: options.rehydrate,

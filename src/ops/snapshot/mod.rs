@@ -400,7 +400,7 @@ pub fn snapshot(m: &Manifest, opts: &SnapshotOptions) -> Result<SnapshotReport> 
         return Ok(report);
     }
     let pending = pending.expect("not a dry run");
-    let sidecar = Sidecar {
+    let mut sidecar = Sidecar {
         format: SIDECAR_FORMAT,
         id: id.to_string(),
         agent: m.agent.clone(),
@@ -414,7 +414,23 @@ pub fn snapshot(m: &Manifest, opts: &SnapshotOptions) -> Result<SnapshotReport> 
         counts,
         encrypted: recipients.is_some(),
         degraded: report.degraded.clone(),
+        signature: None,
     };
+    if m.signing.is_some() {
+        // A snapshot that cannot be signed is still a backup: keep it, say so (exit 3), and
+        // let restore refuse it unless told otherwise (`--allow-unsigned`).
+        match crate::ops::trust::sign(m, &stores, &sidecar) {
+            Ok(signature) => sidecar.signature = Some(signature),
+            Err(e) => {
+                report.warnings.push(format!(
+                    "the snapshot is not signed ({e}); restore and verify refuse it unless \
+                     given --allow-unsigned"
+                ));
+                report.degraded.push("unsigned".to_string());
+                sidecar.degraded.push("unsigned".to_string());
+            }
+        }
+    }
     pending.commit(&sidecar)?;
     report.id = Some(id.to_string());
     drop(lock);

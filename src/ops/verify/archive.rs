@@ -14,7 +14,7 @@ use std::sync::OnceLock;
 use serde_json::Value;
 
 use super::handles::IndexHandle;
-use super::{Check, SnapshotReport, Verified, blocks};
+use super::{Check, CheckResult, SnapshotReport, Trust, Verified, blocks};
 use crate::archive::{
     ArchiveEntry, EntryData, EntryKind, Identity, Index, IntegrityError, IntegrityProblem,
     ReadOptions, SharedBytes, Sidecar, check_digest, read_archive,
@@ -22,6 +22,7 @@ use crate::archive::{
 use crate::detect::{Detector, Finding, StreamScan};
 use crate::error::{Error, ExitCode, Result};
 use crate::handle::Handle;
+use crate::ops::trust::{DeclaredHandles, SignatureStatus};
 use crate::repo::{ENCRYPTED_SUFFIX, Repository};
 
 const INDEX_SCHEMA: &str = include_str!("../../../schemas/index.schema.json");
@@ -32,13 +33,44 @@ pub(super) fn verify_snapshot(
     repo: &Repository,
     sidecar: &Sidecar,
     detector: &Detector,
+    trust: &Trust<'_>,
     identity: Option<&Identity>,
 ) -> Verified {
     let mut report = SnapshotReport::new(sidecar);
     report.checks.push(check_sidecar(repo, sidecar));
+    // Before any entry is read: a snapshot that is not vouched for is not opened.
+    match trust.signatures.check(sidecar, trust.allow_unsigned) {
+        Ok(status) => {
+            report.checks.push(Check::new(
+                "signature",
+                CheckResult::Pass,
+                ExitCode::Success,
+                vec![status.describe()],
+            ));
+            report.signature = status;
+        }
+        Err(e) => {
+            report.signature = SignatureStatus::Invalid {
+                reason: e.to_string(),
+            };
+            report.checks.push(Check::with_code(
+                "signature",
+                e.exit_code(),
+                vec![e.to_string()],
+            ));
+            report.checks.push(check_archive_digest(repo, sidecar));
+            for name in ["contents", "index", "declared", "leak-scan"] {
+                report.checks.push(Check::skipped(
+                    name,
+                    "the signature check failed: the contents are not read",
+                ));
+            }
+            return (report, None);
+        }
+    }
     if sidecar.encrypted && identity.is_none() {
         report.checks.push(check_archive_digest(repo, sidecar));
-        for name in ["contents", "index", "leak-scan"] {
+        for name in ["contents", "index", "declared", "leak-scan"] {
             report.checks.push(Check::skipped(
                 name,
                 "the archive is encrypted: pass --identity (or AGENTBAK_IDENTITY) to read it",
@@ -71,7 +103,7 @@ pub(super) fn verify_snapshot(
                     .checks
                     .push(Check::with_code("contents", e.exit_code(), detail));
             }
-            for name in ["index", "leak-scan"] {
+            for name in ["index", "declared", "leak-scan"] {
                 report
                     .checks
                     .push(Check::skipped(name, "the contents could not be read"));
@@ -88,12 +120,31 @@ pub(super) fn verify_snapshot(
             report.checks.push(check_index(&scanned.index, sidecar));
             report
                 .checks
+                .push(check_declared(&scanned.index, &trust.declared));
+            report
+                .checks
                 .push(leak_check(&scanned.findings, "leak-scan"));
             report.findings = scanned.findings;
             mask_names(&mut report, &scanned.masks);
             let handles = index_handles(&scanned.index);
             (report, Some(handles))
         }
+    }
+}
+
+/// The index's secret records against the handles the manifest declares.
+fn check_declared(index: &Index, declared: &DeclaredHandles) -> Check {
+    let undeclared = declared.undeclared(index);
+    if undeclared.is_empty() {
+        Check::pass("declared")
+    } else {
+        let mut detail = vec![format!(
+            "the index asks for {} handle record(s) the manifest does not declare (a forged \
+             index?); restore refuses this snapshot",
+            undeclared.len()
+        )];
+        detail.extend(undeclared);
+        Check::with_code("declared", ExitCode::Integrity, detail)
     }
 }
 

@@ -6,9 +6,11 @@
 //! | check | needs | fails with |
 //! | --- | --- | --- |
 //! | `sidecar` | nothing | 5: the sidecar does not match its schema or its archive's name |
+//! | `signature` | the manifest's `signing` (and its store) | 5: unsigned while signing is configured, a bad signature, a revoked or unknown key; checked before the contents are read |
 //! | `archive` | nothing | 5: size or blake3 differ from the sidecar (bit rot, truncation) |
 //! | `contents` | the identity, or an unencrypted archive | 5: undecryptable, damaged, entries differ from the index |
 //! | `index` | the contents | 5: the index does not match `schemas/index.schema.json` or the sidecar |
+//! | `declared` | the contents | 5: the index asks for a handle the manifest does not declare (a forged index) |
 //! | `leak-scan` | the contents | 4: a rule or a known value matched an entry, a name or the index |
 //! | `against-store` | `--against-store` | 6: a handle's current value could not be fetched, so its absence is unproven |
 //! | `handles` | `--check-handles` | 6: a handle does not resolve now (3 for an ephemeral one or a cached value) |
@@ -42,6 +44,7 @@ use crate::detect::{Detector, Finding, Severity};
 use crate::error::{ExitCode, Result};
 use crate::handle::Handle;
 use crate::manifest::Manifest;
+use crate::ops::trust::{DeclaredHandles, SignatureStatus, SignatureVerifier};
 use crate::repo::{Orphan, OrphanKind, Repository};
 use crate::store::Stores;
 
@@ -73,6 +76,8 @@ pub struct VerifyOptions<'a> {
     pub parallel: usize,
     /// "Now", for rotation ages.
     pub now: DateTime<Utc>,
+    /// Accept unsigned snapshots although the manifest configures signing.
+    pub allow_unsigned: bool,
 }
 
 impl Default for VerifyOptions<'_> {
@@ -84,6 +89,7 @@ impl Default for VerifyOptions<'_> {
             against_store: false,
             parallel: 2,
             now: Utc::now(),
+            allow_unsigned: false,
         }
     }
 }
@@ -187,6 +193,8 @@ pub struct SnapshotReport {
     pub size: u64,
     /// The agentbak version that wrote it.
     pub tool_version: String,
+    /// The signature, checked before the contents were read.
+    pub signature: SignatureStatus,
     /// Whether the contents were read (decrypted, decompressed, scanned).
     pub deep: bool,
     /// Every check, in the order run.
@@ -210,6 +218,7 @@ impl SnapshotReport {
             encrypted: sidecar.encrypted,
             size: sidecar.size,
             tool_version: sidecar.tool_version.clone(),
+            signature: SignatureStatus::Unsigned,
             deep: false,
             checks: Vec::new(),
             findings: Vec::new(),
@@ -353,7 +362,12 @@ pub fn verify(
         known.too_short = k.too_short().to_vec();
     }
 
-    let mut reports = run_parallel(&repo, &selected, &detector, options);
+    let trust = Trust {
+        declared: DeclaredHandles::from_manifest(manifest),
+        signatures: SignatureVerifier::new(manifest, stores),
+        allow_unsigned: options.allow_unsigned,
+    };
+    let mut reports = run_parallel(&repo, &selected, &detector, &trust, options);
     let rules = detector.rules().into_iter().map(|r| r.id).collect();
     drop(detector);
 
@@ -415,6 +429,13 @@ pub fn verify(
     })
 }
 
+/// What the restoring side trusts: the manifest's handles and signing keys.
+pub(super) struct Trust<'a> {
+    declared: DeclaredHandles,
+    signatures: SignatureVerifier<'a>,
+    allow_unsigned: bool,
+}
+
 /// A snapshot's report and the handles its index names (`None` when the index was not read).
 type Verified = (SnapshotReport, Option<Vec<handles::IndexHandle>>);
 
@@ -423,6 +444,7 @@ fn run_parallel(
     repo: &Repository,
     selected: &[Sidecar],
     detector: &Detector,
+    trust: &Trust<'_>,
     options: &VerifyOptions<'_>,
 ) -> Vec<Verified> {
     let next = AtomicUsize::new(0);
@@ -436,7 +458,8 @@ fn run_parallel(
                     let Some(sidecar) = selected.get(i) else {
                         break;
                     };
-                    let done = archive::verify_snapshot(repo, sidecar, detector, options.identity);
+                    let done =
+                        archive::verify_snapshot(repo, sidecar, detector, trust, options.identity);
                     slots.lock().expect("no worker panics holding it")[i] = Some(done);
                 }
             });

@@ -13,6 +13,7 @@
 
 mod errors;
 mod session;
+mod transit;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -379,6 +380,10 @@ impl SecretStore for VaultStore {
 
     fn kind(&self) -> &'static str {
         "vault"
+    }
+
+    fn transit(&self) -> Option<&dyn super::Transit> {
+        Some(self)
     }
 
     fn read(&self, path: &str, version: Option<u64>) -> Result<SecretVersion, StoreError> {

@@ -48,6 +48,7 @@ pub fn make_snapshot(repo: &Repository, time: &str, tags: &[&str]) -> Sidecar {
         counts: written.counts,
         encrypted: false,
         degraded: vec![],
+        signature: None,
     };
     pending.commit(&sidecar).unwrap();
     sidecar

@@ -189,6 +189,7 @@ impl Project {
             counts,
             encrypted,
             degraded: vec![],
+            signature: None,
         };
         fs::write(snapshots.join(format!("{id}.json")), sidecar.to_json()).unwrap();
         id.to_string()
