@@ -206,6 +206,20 @@ fn forged_index_cannot_make_restore_fetch_undeclared_handles() {
         assert_nowhere(&p, &out, &[VAULT_TOKEN, ALICE]);
     }
 
+    // The loudest logs hold neither value either.
+    for log_format in ["text", "json"] {
+        let out = p
+            .agentbak()
+            .env("VAULT_TOKEN", VAULT_TOKEN)
+            .env("RUST_LOG", "trace")
+            .args(["-vvv", "--log-format", log_format, "restore", "latest"])
+            .args(["--target", "out", "--rehydrate"])
+            .output()
+            .unwrap();
+        assert_eq!(code(&out), Some(5), "{}", all_output(&out));
+        assert_nowhere(&p, &out, &[VAULT_TOKEN, ALICE]);
+    }
+
     let out = run(&p, &["--json", "verify"]);
     assert_eq!(code(&out), Some(5), "{}", all_output(&out));
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
