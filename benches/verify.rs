@@ -19,6 +19,7 @@ use agentbak::archive::{
     ArchiveEntry, ArchiveWriter, EntryData, EntryMeta, ReadOptions, SIDECAR_FORMAT, Sidecar,
     SnapshotInfo, WriterOptions, read_archive,
 };
+use agentbak::error::ExitCode;
 use agentbak::manifest::Manifest;
 use agentbak::ops::verify::{Selection, VerifyOptions, verify};
 use agentbak::repo::{Repository, SnapshotId, host_name};
@@ -150,7 +151,7 @@ fn main() {
             ..VerifyOptions::default()
         };
         let report = verify(&manifest, &stores, &options).unwrap();
-        assert_eq!(report.exit_code, 0, "{report:#?}");
+        assert_eq!(report.exit_code, ExitCode::Success, "{report:#?}");
         assert!(report.snapshots[0].deep);
     };
     let stock = || {

@@ -71,6 +71,43 @@ impl ExitCode {
     }
 }
 
+/// A number that is not one of the documented exit codes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("{0} is not an agentbak exit code (0 to 7)")]
+pub struct UnknownExitCode(pub u8);
+
+impl TryFrom<u8> for ExitCode {
+    type Error = UnknownExitCode;
+
+    fn try_from(n: u8) -> Result<ExitCode, UnknownExitCode> {
+        Ok(match n {
+            0 => ExitCode::Success,
+            1 => ExitCode::Error,
+            2 => ExitCode::Usage,
+            3 => ExitCode::Warnings,
+            4 => ExitCode::SecretsFound,
+            5 => ExitCode::Integrity,
+            6 => ExitCode::Unresolved,
+            7 => ExitCode::Locked,
+            other => return Err(UnknownExitCode(other)),
+        })
+    }
+}
+
+/// Reports carry their exit code as the number the process exits with.
+impl serde::Serialize for ExitCode {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.serialize_u8(self.code())
+    }
+}
+
+/// What every command's report shares: the exit code its outcome calls for. `cli` renders a
+/// report and exits with this code; the commands never compute one themselves.
+pub trait Report {
+    /// The exit code of this outcome (see [`ExitCode`]).
+    fn exit_code(&self) -> ExitCode;
+}
+
 impl From<ExitCode> for std::process::ExitCode {
     fn from(code: ExitCode) -> Self {
         std::process::ExitCode::from(code.code())
@@ -260,6 +297,17 @@ mod tests {
     fn codes_match_the_spec_table() {
         let codes: Vec<u8> = ALL.iter().map(|c| c.code()).collect();
         assert_eq!(codes, vec![0, 1, 2, 3, 4, 5, 6, 7]);
+    }
+
+    #[test]
+    fn codes_round_trip_through_their_numbers_and_nothing_else_is_one() {
+        for c in ALL {
+            assert_eq!(ExitCode::try_from(c.code()), Ok(c));
+            assert_eq!(serde_json::to_string(&c).unwrap(), c.code().to_string());
+        }
+        for n in 8..=u8::MAX {
+            assert_eq!(ExitCode::try_from(n), Err(UnknownExitCode(n)));
+        }
     }
 
     #[test]

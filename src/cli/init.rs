@@ -3,7 +3,7 @@
 use std::fmt::Write as _;
 
 use super::{Cli, InitArgs, StoreKind, write_stdout};
-use crate::error::{Error, ExitCode, Result};
+use crate::error::{Error, ExitCode, Report as _, Result};
 use crate::manifest::find_manifest_path;
 use crate::ops::init::{InitOptions, InitReport, StoreChoice, init as run_init};
 use crate::report::columns;
@@ -31,14 +31,7 @@ pub(super) fn init(cli: &Cli, args: &InitArgs) -> Result<ExitCode> {
         human(&report, args.discover)
     };
     write_stdout(out.as_bytes())?;
-    let mut code = ExitCode::Success;
-    if !report.attention.is_empty() {
-        code = code.worst(ExitCode::Warnings);
-    }
-    if let Some(items) = &report.imported {
-        code = code.worst(super::secrets::push_code(items));
-    }
-    Ok(code)
+    Ok(report.exit_code())
 }
 
 fn human(r: &InitReport, discover: bool) -> String {

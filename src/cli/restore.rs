@@ -3,7 +3,7 @@
 use std::fmt::Write as _;
 
 use super::{Cli, RestoreArgs, load_manifest, write_stdout};
-use crate::error::{ExitCode, Result};
+use crate::error::{ExitCode, Report as _, Result};
 use crate::ops::restore::{Outcome, RestoreOptions, RestoreReport, Versions, restore_archive};
 use crate::ops::trust::{DeclaredHandles, SignatureStatus, SignatureVerifier};
 use crate::repo::Repository;

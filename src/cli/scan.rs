@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use super::{Cli, ScanArgs, ScanFormat, load_manifest, write_stdout};
 use crate::detect::Detector;
-use crate::error::{Error, ExitCode, Result};
+use crate::error::{Error, ExitCode, Report as _, Result};
 use crate::manifest::{DEFAULT_MANIFEST, Detect, ENV_MANIFEST};
 use crate::ops::scan::{self, ScanReport};
 use crate::report::scan as render;
@@ -48,7 +48,7 @@ pub(super) fn scan(cli: &Cli, args: &ScanArgs) -> Result<ExitCode> {
         ScanFormat::Sarif => render::sarif(&report, &detector.rules()),
     };
     write_stdout(text.as_bytes())?;
-    Ok(exit_code(&report))
+    Ok(report.exit_code())
 }
 
 /// The detector for this run: the manifest's settings and values if a manifest is in reach
@@ -108,16 +108,6 @@ fn run(detector: &Detector, args: &ScanArgs) -> Result<ScanReport> {
         args.paths.clone()
     };
     scan::scan_paths(detector, &paths, 0)
-}
-
-fn exit_code(report: &ScanReport) -> ExitCode {
-    if report.errors() > 0 {
-        ExitCode::SecretsFound
-    } else if !report.skipped.is_empty() {
-        ExitCode::Warnings
-    } else {
-        ExitCode::Success
-    }
 }
 
 /// `--follow`: one line per finding on stdout as it is found, until SIGINT or SIGTERM.

@@ -98,13 +98,6 @@ fn set(cli: &Cli, m: &Manifest, stores: &Stores, text: &str, trim: bool) -> Resu
     Ok(ExitCode::Success)
 }
 
-fn failure_code(status: &Status) -> ExitCode {
-    match status {
-        Status::Other { .. } => ExitCode::Error,
-        _ => ExitCode::Unresolved,
-    }
-}
-
 fn get(cli: &Cli, m: &Manifest, stores: &Stores, text: &str, reveal: bool) -> Result<ExitCode> {
     let handle = parse(m, stores, text)?;
     let r = resolve_one(stores, &handle, &ResolveOptions::default());
@@ -126,7 +119,7 @@ fn get(cli: &Cli, m: &Manifest, stores: &Stores, text: &str, reveal: bool) -> Re
                 &format!("agentbak: {handle}: {message}\n"),
             );
         }
-        return Ok(failure_code(&r.status));
+        return Ok(r.status.exit_code());
     };
     let (version, when, label) = match &r.status {
         Status::Resolved { version, created } => (*version, *created, "created"),
@@ -225,7 +218,7 @@ fn status(cli: &Cli, m: &Manifest, stores: &Stores) -> Result<ExitCode> {
     let mut code = ExitCode::Success;
     for s in &report {
         code = code.worst(match (&s.status, s.rotation) {
-            (st, _) if !st.is_resolved() => failure_code(st),
+            (st, _) if !st.is_resolved() => st.exit_code(),
             (Status::FromCache { .. }, _) | (_, Rotation::Overdue) => ExitCode::Warnings,
             _ => ExitCode::Success,
         });
@@ -294,19 +287,7 @@ fn push_cmd(cli: &Cli, m: &Manifest, stores: &Stores) -> Result<ExitCode> {
         push_lines(&report)
     };
     write_stdout(out.as_bytes())?;
-    Ok(push_code(&report))
-}
-
-/// Exit 1 when any handle could not be pushed.
-pub(super) fn push_code(report: &[PushItem]) -> ExitCode {
-    if report
-        .iter()
-        .any(|i| matches!(i.outcome, PushOutcome::Failed { .. }))
-    {
-        ExitCode::Error
-    } else {
-        ExitCode::Success
-    }
+    Ok(crate::store::push::exit_code(&report))
 }
 
 /// One line per handle: pushed, in store, skipped or failed, with a masked preview.

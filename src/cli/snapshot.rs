@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use super::{Cli, SnapshotArgs, load_manifest, write_stdout};
 use crate::detect::FindingKind;
-use crate::error::{ExitCode, Result};
+use crate::error::{ExitCode, Report as _, Result};
 use crate::ops::snapshot::{SnapshotOptions, SnapshotReport, snapshot as run_snapshot};
 
 pub(super) fn snapshot(cli: &Cli, args: &SnapshotArgs) -> Result<ExitCode> {

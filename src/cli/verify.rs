@@ -5,7 +5,7 @@
 use std::io::IsTerminal;
 
 use super::{Cli, VerifyArgs, load_manifest, write_stdout};
-use crate::error::{ExitCode, Result};
+use crate::error::{ExitCode, Report as _, Result};
 use crate::ops::verify::{self, Selection, VerifyOptions};
 use crate::report::verify as render;
 use crate::store::Stores;
@@ -39,5 +39,5 @@ pub(super) fn verify(cli: &Cli, args: &VerifyArgs) -> Result<ExitCode> {
         render::human(&report, std::io::stdout().is_terminal())
     };
     write_stdout(text.as_bytes())?;
-    Ok(report.code())
+    Ok(report.exit_code())
 }

@@ -6,6 +6,7 @@
 
 use std::fmt::Write as _;
 
+use crate::error::ExitCode;
 use crate::ops::verify::{CheckResult, HandleCheck, SnapshotReport, VerifyReport, orphan_code};
 use crate::report::scan::human_line;
 
@@ -23,14 +24,14 @@ pub fn json(report: &VerifyReport) -> String {
 }
 
 /// What an exit code means, in a word or two.
-pub fn code_label(code: u8) -> &'static str {
+pub fn code_label(code: ExitCode) -> &'static str {
     match code {
-        0 => "clean",
-        3 => "needs attention",
-        4 => "secrets found",
-        5 => "integrity failure",
-        6 => "unresolved handles",
-        _ => "error",
+        ExitCode::Success => "clean",
+        ExitCode::Warnings => "needs attention",
+        ExitCode::SecretsFound => "secrets found",
+        ExitCode::Integrity => "integrity failure",
+        ExitCode::Unresolved => "unresolved handles",
+        ExitCode::Error | ExitCode::Usage | ExitCode::Locked => "error",
     }
 }
 
@@ -80,13 +81,17 @@ pub fn human(report: &VerifyReport, color: bool) -> String {
     for note in &k.notes {
         let _ = writeln!(out, "note: {note}");
     }
-    let bad = report.snapshots.iter().filter(|s| s.exit_code != 0).count();
+    let bad = report
+        .snapshots
+        .iter()
+        .filter(|s| s.exit_code != ExitCode::Success)
+        .count();
     let _ = writeln!(
         out,
         "{} snapshot(s) verified, {bad} with problems, {} orphan(s): exit {} ({})",
         report.snapshots.len(),
         report.orphans.len(),
-        report.exit_code,
+        report.exit_code.code(),
         code_label(report.exit_code)
     );
     out
@@ -99,9 +104,9 @@ fn snapshot(
     paint: &dyn Fn(&str, &str) -> String,
 ) {
     let verdict = match s.exit_code {
-        0 => paint(GREEN, "ok"),
-        3 => paint(YELLOW, "warn"),
-        c => paint(RED, &format!("FAIL (exit {c}: {})", code_label(c))),
+        ExitCode::Success => paint(GREEN, "ok"),
+        ExitCode::Warnings => paint(YELLOW, "warn"),
+        c => paint(RED, &format!("FAIL (exit {}: {})", c.code(), code_label(c))),
     };
     let _ = writeln!(
         out,

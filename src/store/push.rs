@@ -12,6 +12,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use super::{Address, StoreErrorKind, Stores};
+use crate::error::ExitCode;
 use crate::handle::Handle;
 use crate::manifest::{Manifest, SecretRule};
 use crate::secret::Secret;
@@ -177,4 +178,16 @@ fn read_values(state: &Path, rule: &SecretRule) -> Result<Vec<(PathBuf, Secret)>
         out.extend(values.into_iter().map(|v| (rel.clone(), v)));
     }
     Ok(out)
+}
+
+/// The exit code of a push: 1 when any handle could not be pushed, else 0.
+pub fn exit_code(items: &[PushItem]) -> ExitCode {
+    if items
+        .iter()
+        .any(|i| matches!(i.outcome, PushOutcome::Failed { .. }))
+    {
+        ExitCode::Error
+    } else {
+        ExitCode::Success
+    }
 }

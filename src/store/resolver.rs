@@ -14,6 +14,7 @@
 //! - The cache of a store is read only when the store could not answer, and written (one
 //!   locked write per store) with what was fetched.
 
+use crate::error::ExitCode;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -146,6 +147,20 @@ impl Status {
     /// Whether a value came with it.
     pub fn is_resolved(&self) -> bool {
         matches!(self, Status::Resolved { .. } | Status::FromCache { .. })
+    }
+
+    /// The exit code a command that needed this value exits with: 0 resolved, 3 from the
+    /// cache, 1 for a store that failed otherwise (misconfigured, a lost write race), 6 for a
+    /// value that is missing, forbidden or unreachable.
+    pub fn exit_code(&self) -> ExitCode {
+        match self {
+            Status::Resolved { .. } => ExitCode::Success,
+            Status::FromCache { .. } => ExitCode::Warnings,
+            Status::Other { .. } => ExitCode::Error,
+            Status::Missing { .. } | Status::Forbidden { .. } | Status::Unreachable { .. } => {
+                ExitCode::Unresolved
+            }
+        }
     }
 
     /// A short label: `resolved`, `from_cache`, `missing`, `forbidden`, `unreachable`, `other`.

@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use crate::detect::Detector;
-use crate::error::{Error, Result};
+use crate::error::{Error, ExitCode, Report, Result};
 use crate::manifest::{Detect, Manifest};
 use crate::store::LocalStore;
 use crate::store::Stores;
@@ -122,6 +122,22 @@ pub struct InitReport {
     /// With `--import`: what happened to each handle.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub imported: Option<Vec<PushItem>>,
+}
+
+impl Report for InitReport {
+    /// 3 when something needs attention, 1 when an import failed, else 0.
+    fn exit_code(&self) -> ExitCode {
+        let attention = if self.attention.is_empty() {
+            ExitCode::Success
+        } else {
+            ExitCode::Warnings
+        };
+        let imported = self
+            .imported
+            .as_deref()
+            .map_or(ExitCode::Success, crate::store::push::exit_code);
+        attention.worst(imported)
+    }
 }
 
 /// Writes the manifest (and with `discover`, its rules), prepares the store, and with

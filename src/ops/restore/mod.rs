@@ -34,7 +34,7 @@ pub use extract::{Extracted, SkippedLink};
 pub use rehydrate::{HandleReport, Versions};
 
 use crate::archive::{Identity, ReadOptions, Sidecar, read_archive};
-use crate::error::{ExitCode, Result};
+use crate::error::{ExitCode, Report, Result};
 use crate::ops::trust::{DeclaredHandles, SignatureStatus, SignatureVerifier};
 use crate::repo::Repository;
 use crate::store::{ResolveOptions, Stores};
@@ -105,10 +105,10 @@ pub struct RestoreReport {
     pub skipped_links: Vec<SkippedLink>,
 }
 
-impl RestoreReport {
+impl Report for RestoreReport {
     /// The exit code this outcome calls for: 6 when a handle is unresolved; 3 when values came
     /// from a cache, an ephemeral value was left empty, or a link was skipped; 0 otherwise.
-    pub fn exit_code(&self) -> ExitCode {
+    fn exit_code(&self) -> ExitCode {
         if self.outcome == Outcome::Unresolved {
             return ExitCode::Unresolved;
         }

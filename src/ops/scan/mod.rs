@@ -19,7 +19,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::detect::{Detector, Finding, Severity};
-use crate::error::{Error, Result};
+use crate::error::{Error, ExitCode, Report, Result};
 
 /// What a scan looked at and what it found.
 #[derive(Debug, Default, Clone, serde::Serialize)]
@@ -45,6 +45,19 @@ pub struct Skipped {
     pub path: String,
     /// Why.
     pub reason: String,
+}
+
+impl Report for ScanReport {
+    /// 4 when a finding blocks, 3 when a path was skipped, else 0.
+    fn exit_code(&self) -> ExitCode {
+        if self.errors() > 0 {
+            ExitCode::SecretsFound
+        } else if !self.skipped.is_empty() {
+            ExitCode::Warnings
+        } else {
+            ExitCode::Success
+        }
+    }
 }
 
 impl ScanReport {

@@ -33,7 +33,7 @@ use crate::archive::{
     SnapshotInfo, WriterOptions, Written, default_threads,
 };
 use crate::detect::{Detector, Finding, KnownValues};
-use crate::error::{Error, ExitCode, Result};
+use crate::error::{Error, ExitCode, Report, Result};
 use crate::handle::Handle;
 use crate::manifest::{Manifest, SecretRule};
 use crate::redact::{Blocker, RedactedFile, Rule, Source, WarningKind, redact_file};
@@ -121,9 +121,9 @@ pub struct SnapshotReport {
     pub too_short: Vec<String>,
 }
 
-impl SnapshotReport {
+impl Report for SnapshotReport {
     /// 4 when refused for secrets, 3 with warnings, else 0.
-    pub fn exit_code(&self) -> ExitCode {
+    fn exit_code(&self) -> ExitCode {
         if !self.findings.is_empty() || !self.blockers.is_empty() {
             ExitCode::SecretsFound
         } else if !self.warnings.is_empty() || !self.degraded.is_empty() {

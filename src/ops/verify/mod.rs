@@ -41,7 +41,7 @@ use serde::Serialize;
 
 use crate::archive::{Identity, Sidecar};
 use crate::detect::{Detector, Finding, Severity};
-use crate::error::{ExitCode, Result};
+use crate::error::{ExitCode, Report, Result};
 use crate::handle::Handle;
 use crate::manifest::Manifest;
 use crate::ops::trust::{DeclaredHandles, SignatureStatus, SignatureVerifier};
@@ -117,7 +117,7 @@ pub struct Check {
     /// The outcome.
     pub result: CheckResult,
     /// The exit code this check implies (0 when it passed or was skipped).
-    pub exit_code: u8,
+    pub exit_code: ExitCode,
     /// What was found, or why it was skipped. Never a value.
     pub detail: Vec<String>,
 }
@@ -150,27 +150,9 @@ impl Check {
         Check {
             name,
             result,
-            exit_code: code.code(),
+            exit_code: code,
             detail,
         }
-    }
-
-    /// The exit code this check implies.
-    pub fn code(&self) -> ExitCode {
-        code_of(self.exit_code)
-    }
-}
-
-fn code_of(n: u8) -> ExitCode {
-    match n {
-        0 => ExitCode::Success,
-        1 => ExitCode::Error,
-        2 => ExitCode::Usage,
-        3 => ExitCode::Warnings,
-        4 => ExitCode::SecretsFound,
-        5 => ExitCode::Integrity,
-        6 => ExitCode::Unresolved,
-        _ => ExitCode::Locked,
     }
 }
 
@@ -204,7 +186,7 @@ pub struct SnapshotReport {
     /// Per handle of the snapshot (`--check-handles`).
     pub handles: Vec<HandleCheck>,
     /// The most severe exit code of its checks.
-    pub exit_code: u8,
+    pub exit_code: ExitCode,
 }
 
 impl SnapshotReport {
@@ -223,7 +205,7 @@ impl SnapshotReport {
             checks: Vec::new(),
             findings: Vec::new(),
             handles: Vec::new(),
-            exit_code: 0,
+            exit_code: ExitCode::Success,
         }
     }
 
@@ -236,8 +218,7 @@ impl SnapshotReport {
         self.exit_code = self
             .checks
             .iter()
-            .fold(ExitCode::Success, |acc, c| acc.worst(c.code()))
-            .code();
+            .fold(ExitCode::Success, |acc, c| acc.worst(c.exit_code));
     }
 }
 
@@ -276,7 +257,7 @@ pub struct VerifyReport {
     /// Files of the repository that are half of a snapshot, or foreign.
     pub orphans: Vec<Orphan>,
     /// The exit code of the run: the most severe of every snapshot's and the orphans'.
-    pub exit_code: u8,
+    pub exit_code: ExitCode,
 }
 
 /// The options of a run, as the report records them.
@@ -292,10 +273,10 @@ pub struct RunOptions {
     pub all: bool,
 }
 
-impl VerifyReport {
-    /// The run's exit code.
-    pub fn code(&self) -> ExitCode {
-        code_of(self.exit_code)
+impl Report for VerifyReport {
+    /// The most severe of every snapshot's and the orphans'.
+    fn exit_code(&self) -> ExitCode {
+        self.exit_code
     }
 }
 
@@ -405,7 +386,7 @@ pub fn verify(
     let mut code = ExitCode::Success;
     for s in &mut snapshots {
         s.settle();
-        code = code.worst(code_of(s.exit_code));
+        code = code.worst(s.exit_code);
     }
     for orphan in &listing.orphans {
         code = code.worst(orphan_code(orphan));
@@ -425,7 +406,7 @@ pub fn verify(
         known_values: known,
         snapshots,
         orphans: listing.orphans,
-        exit_code: code.code(),
+        exit_code: code,
     })
 }
 
