@@ -454,8 +454,9 @@ const MAX_LINKS: usize = 40;
 /// the kernel would land. The result names the place the path would name once created, so two
 /// paths can be compared with `==` and `starts_with`.
 ///
-/// Never hangs: after [`MAX_LINKS`] links (a loop), a link is kept as written, like a missing
-/// component. An unreadable component is treated as missing too.
+/// Never hangs: after 40 links (Linux's limit; a loop), a link is kept as written, like a
+/// missing component — the kernel refuses such a path (`ELOOP`), so nothing can be created
+/// through it. An unreadable component is treated as missing too.
 pub fn real_path(path: &Path) -> PathBuf {
     let absolute = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
     // A stack: the next step is last, so a link's target can be pushed in front of the rest.
