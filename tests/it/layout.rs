@@ -393,3 +393,46 @@ fn a_store_identity_inside_the_state_through_a_symlink_is_a_manifest_error() {
         "lies inside the repository folder",
     );
 }
+
+/// The layout `init` writes (manifest, `./state`, `./backups` in one folder, the store under
+/// `$HOME`) passes the manifest check, and is exactly the one where `--target .` ate
+/// everything: refused now, while restoring into the state still works.
+#[test]
+fn the_layout_init_writes_loads_and_its_folder_is_not_a_restore_target() {
+    let root = tempfile::tempdir().unwrap();
+    let agent = root.path().join("kevin");
+    fs::create_dir_all(agent.join("state/notes")).unwrap();
+    fs::write(agent.join("state/notes/today.md"), b"remember the milk\n").unwrap();
+    let run = |args: &[&str]| {
+        assert_cmd::Command::cargo_bin("agentbak")
+            .unwrap()
+            .current_dir(&agent)
+            .env("HOME", root.path().join("home"))
+            .env_remove("XDG_DATA_HOME")
+            .env_remove("XDG_CONFIG_HOME")
+            .env_remove("AGENTBAK_MANIFEST")
+            .env_remove("RUST_LOG")
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    for args in [&["init"][..], &["snapshot"]] {
+        let out = run(args);
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {}", all_output(&out));
+    }
+    let before = tree(root.path());
+    // The absolute path, as in the report (`.` has no name to put a folder beside).
+    let here = agent.display().to_string();
+    let out = run(&["restore", "latest", "--target", &here, "--force"]);
+    let text = all_output(&out);
+    assert_eq!(out.status.code(), Some(2), "{text}");
+    assert!(text.contains("holds the repository"), "{text}");
+    assert!(before == tree(root.path()), "the tree changed");
+    fs::write(agent.join("state/notes/today.md"), b"changed\n").unwrap();
+    let out = run(&["restore", "latest", "--target", "state", "--force"]);
+    assert_eq!(out.status.code(), Some(0), "{}", all_output(&out));
+    assert_eq!(
+        fs::read(agent.join("state/notes/today.md")).unwrap(),
+        b"remember the milk\n"
+    );
+}
