@@ -213,6 +213,20 @@ pub enum Error {
         reason: String,
     },
 
+    /// A restore target that is, holds or lies inside what agentbak needs: the repository, the
+    /// manifest, a store's file (issue 17). Refused before anything is touched.
+    #[error("restore target {target} {relation} {what} {path}; restore elsewhere")]
+    ProtectedTarget {
+        /// The target as given, with what it resolves to when that differs.
+        target: String,
+        /// `is`, `holds` or `lies inside`.
+        relation: &'static str,
+        /// What would be replaced: `the repository`, `the identity of store `local``.
+        what: String,
+        /// Its path, with what it resolves to when that differs.
+        path: String,
+    },
+
     /// A decryption identity named by a handle that could not be fetched.
     #[error("identity {handle}: {status}; without it the archive cannot be decrypted")]
     IdentityUnresolved {
@@ -242,7 +256,9 @@ impl Error {
             Error::Manifest(_) | Error::Handle(_) | Error::Usage(_) | Error::Detect(_) => {
                 ExitCode::Usage
             }
-            Error::Recipient { .. } | Error::Identity { .. } => ExitCode::Usage,
+            Error::Recipient { .. } | Error::Identity { .. } | Error::ProtectedTarget { .. } => {
+                ExitCode::Usage
+            }
             Error::Io { .. }
             | Error::Redact(_)
             | Error::Git(_)

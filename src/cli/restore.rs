@@ -4,13 +4,19 @@ use std::fmt::Write as _;
 
 use super::{Cli, RestoreArgs, load_manifest, write_stdout};
 use crate::error::{ExitCode, Report as _, Result};
-use crate::ops::restore::{Outcome, RestoreOptions, RestoreReport, Versions, restore_archive};
+use crate::manifest::find_manifest_path;
+use crate::ops::restore::{
+    Outcome, Protected, RestoreOptions, RestoreReport, Versions, restore_archive,
+};
 use crate::ops::trust::{DeclaredHandles, SignatureStatus, SignatureVerifier};
 use crate::repo::Repository;
 use crate::store::{ResolveOptions, Status, Stores};
 
 pub(super) fn restore(cli: &Cli, args: &RestoreArgs) -> Result<ExitCode> {
-    let manifest = load_manifest(cli.manifest.as_deref())?;
+    // The path `load_manifest` reads: the guard keeps a restore from replacing it.
+    let manifest_path = find_manifest_path(cli.manifest.as_deref());
+    let manifest = load_manifest(Some(&manifest_path))?;
+    let protected = Protected::new(&manifest, &manifest_path);
     let stores = Stores::from_manifest(&manifest)?;
     let repo = Repository::open(&manifest.repository)?;
     let listing = repo.list_for(&manifest.agent)?;
@@ -36,6 +42,7 @@ pub(super) fn restore(cli: &Cli, args: &RestoreArgs) -> Result<ExitCode> {
         },
         identity: identity.as_ref(),
         resolve: ResolveOptions::default(),
+        protected,
     };
     let report = restore_archive(repo.open_archive(sidecar)?, sidecar, &stores, &options)?;
     warn(&report);

@@ -11,7 +11,8 @@ mod validate;
 
 pub use load::{DEFAULT_MANIFEST, ENV_MANIFEST, find_manifest_path};
 pub use model::*;
-pub use validate::parse_ttl;
+pub(crate) use validate::shown;
+pub use validate::{parse_ttl, real_path};
 
 use std::fmt;
 use std::path::PathBuf;

@@ -10,6 +10,7 @@ mod cli;
 mod crash;
 mod detect_corpus;
 mod init;
+mod layout;
 mod prune;
 mod redact_arbitrary;
 mod redact_roundtrip;

@@ -19,7 +19,7 @@ use serde::Serialize;
 
 use crate::detect::Detector;
 use crate::error::{Error, ExitCode, Report, Result};
-use crate::manifest::{Detect, Manifest};
+use crate::manifest::{Detect, Manifest, real_path};
 use crate::store::LocalStore;
 use crate::store::Stores;
 use crate::store::push::{PushItem, push};
@@ -284,11 +284,13 @@ fn agent_name(given: Option<&str>, state: &Path) -> Result<String> {
     })
 }
 
-/// `./backups` beside the manifest, unless that is inside the state (a repository inside the
-/// state would back itself up): then `<agent>-backups` beside the state.
+/// `./backups` beside the manifest, unless that is the state, inside it (a repository inside
+/// the state would back itself up) or holds it: then `<agent>-backups` beside the state.
+/// Compared with symlinks resolved, as the manifest check compares them.
 fn repository_for(base: &Path, state: &Path, agent: &str) -> PathBuf {
     let beside = base.join("backups");
-    if beside.starts_with(state) {
+    let (real_beside, real_state) = (real_path(&beside), real_path(state));
+    if real_beside.starts_with(&real_state) || real_state.starts_with(&real_beside) {
         state
             .parent()
             .unwrap_or(state)
@@ -325,7 +327,8 @@ fn store_setup(
                 .join("agentbak")
                 .join(format!("{agent}.store.key"));
             for p in [&path, &identity] {
-                if p.starts_with(state) || p.starts_with(repository) {
+                let real = real_path(p);
+                if real.starts_with(real_path(state)) || real.starts_with(real_path(repository)) {
                     return Err(Error::Usage(format!(
                         "{}: the local store and its identity must live outside the state and \
                          the repository; set XDG_DATA_HOME and XDG_CONFIG_HOME elsewhere",
@@ -496,5 +499,14 @@ mod tests {
         assert_eq!(r, Path::new("/a/backups"));
         let r = repository_for(Path::new("/a/state"), Path::new("/a/state"), "k");
         assert_eq!(r, Path::new("/a/k-backups"));
+    }
+
+    #[test]
+    fn the_repository_never_holds_the_state() {
+        // A state folder named `backups`, or one kept inside a folder of that name.
+        let r = repository_for(Path::new("/a"), Path::new("/a/backups"), "k");
+        assert_eq!(r, Path::new("/a/k-backups"));
+        let r = repository_for(Path::new("/a"), Path::new("/a/backups/k"), "k");
+        assert_eq!(r, Path::new("/a/backups/k-backups"));
     }
 }

@@ -21,6 +21,7 @@
 //! archive's `state/`; the index is not written into it.
 
 mod extract;
+mod guard;
 mod rehydrate;
 mod safe_path;
 mod target;
@@ -31,6 +32,7 @@ use std::path::PathBuf;
 use serde::Serialize;
 
 pub use extract::{Extracted, SkippedLink};
+pub use guard::Protected;
 pub use rehydrate::{HandleReport, Versions};
 
 use crate::archive::{Identity, ReadOptions, Sidecar, read_archive};
@@ -66,6 +68,8 @@ pub struct RestoreOptions<'a> {
     pub identity: Option<&'a Identity>,
     /// Resolver settings (deadline, concurrency, retries, cache use).
     pub resolve: ResolveOptions,
+    /// What the target must not be, hold or lie inside (exit 2 before anything is touched).
+    pub protected: Protected,
 }
 
 /// How a restore ended.
@@ -145,6 +149,7 @@ pub fn restore_archive(
     stores: &Stores,
     options: &RestoreOptions<'_>,
 ) -> Result<RestoreReport> {
+    options.protected.check(&options.target)?;
     // Before anything is read or written: whoever can write the repository must not get to
     // choose what restore fetches and writes.
     let signature = options.signatures.check(sidecar, options.allow_unsigned)?;
