@@ -23,6 +23,7 @@ mod secrets_cli;
 mod snapshot;
 mod store_local;
 mod store_vault;
+mod vault_http;
 mod vault_smoke;
 mod verify;
 mod verify_e2e;
