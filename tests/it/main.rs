@@ -10,6 +10,7 @@ mod cli;
 mod crash;
 mod detect_corpus;
 mod init;
+mod names_masked;
 mod prune;
 mod redact_arbitrary;
 mod redact_roundtrip;
