@@ -239,6 +239,16 @@ pub enum Error {
     /// A command that a later release implements.
     #[error("`agentbak {0}` is not implemented yet")]
     NotImplemented(&'static str),
+
+    /// An error whose message named a file whose name holds a secret, with that secret
+    /// masked (`detect::NameMasks`); it keeps the exit code of the error it replaces.
+    #[error("{message}")]
+    Masked {
+        /// The message, masked.
+        message: String,
+        /// The exit code of the original error.
+        code: ExitCode,
+    },
 }
 
 impl Error {
@@ -268,6 +278,7 @@ impl Error {
             | Error::NotImplemented(_) => ExitCode::Error,
             Error::IdentityUnresolved { .. } => ExitCode::Unresolved,
             Error::Integrity(_) => ExitCode::Integrity,
+            Error::Masked { code, .. } => *code,
             Error::Locked { .. } => ExitCode::Locked,
             // A handle that cannot be fetched is "unresolved" (SPEC exit 6); a store that is
             // misconfigured or lost a write race is a plain error.

@@ -17,6 +17,7 @@ mod engine;
 mod entropy;
 mod finding;
 mod known;
+mod names;
 mod prefilter;
 mod rules;
 mod stream;
@@ -26,6 +27,7 @@ pub use encode::Encoding;
 pub use entropy::{looks_placeholder, looks_random, shannon};
 pub use finding::{Allowlist, Finding, FindingKind, INLINE_ALLOW, Severity, fingerprint};
 pub use known::{KnownValues, MIN_KNOWN_LEN};
+pub use names::NameMasks;
 pub use rules::{BUILTIN, ENTROPY, Gate, KNOWN_VALUE_RULE, MAX_REACH, NEGATIVES, Rule};
 pub use stream::StreamScan;
 

@@ -5,6 +5,10 @@
 //! reads); a file that cannot be read is reported in [`ScanReport::skipped`], never silently
 //! dropped; `.git` folders and symlinks are not entered (history is `--git`'s job, and a link
 //! may point outside the scanned tree). Findings come back sorted by path and offset.
+//!
+//! File names are scanned too (a token can be a name, `sessions/ghp_….json`): a secret in a
+//! name is a finding of its own, and every path the report shows has such secrets masked
+//! ([`NameMasks`], as `verify` and `snapshot` do).
 
 mod follow;
 mod git;
@@ -18,7 +22,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use crate::detect::{Detector, Finding, Severity};
+use crate::detect::{Detector, Finding, NameMasks, Severity};
 use crate::error::{Error, ExitCode, Report, Result};
 
 /// What a scan looked at and what it found.
@@ -92,6 +96,13 @@ pub fn scan_paths(detector: &Detector, paths: &[PathBuf], threads: usize) -> Res
         n => n,
     }
     .min(files.len().max(1));
+    let names: Vec<String> = files
+        .iter()
+        .map(|p| display(p))
+        .chain(report.skipped.iter().map(|s| s.path.clone()))
+        .collect();
+    let (in_names, masks) = NameMasks::scan(detector, "<file names>", &names);
+    drop(names);
     let next = AtomicUsize::new(0);
     let shared = Mutex::new(&mut report);
     std::thread::scope(|scope| {
@@ -117,6 +128,19 @@ pub fn scan_paths(detector: &Detector, paths: &[PathBuf], threads: usize) -> Res
             });
         }
     });
+    report.findings.extend(in_names.into_iter().map(|mut f| {
+        // A name is one line; the column is the secret's place in it.
+        f.line = 1;
+        f.path.push_str(" (file name)");
+        f
+    }));
+    for f in &mut report.findings {
+        masks.apply(&mut f.path);
+    }
+    for s in &mut report.skipped {
+        masks.apply(&mut s.path);
+        masks.apply(&mut s.reason);
+    }
     report.sort();
     add_known_notes(detector, &mut report);
     Ok(report)

@@ -17,6 +17,7 @@
 //! time; larger files stream from disk into the archive, and the gate still sees every byte.
 
 mod gate;
+mod names;
 mod secrets;
 pub mod walk;
 
@@ -32,7 +33,7 @@ use crate::archive::{
     ArchiveWriter, EntryMeta, INDEX_PATH, Recipients, SIDECAR_FORMAT, SecretLocation, Sidecar,
     SnapshotInfo, WriterOptions, Written, default_threads,
 };
-use crate::detect::{Detector, Finding, KnownValues};
+use crate::detect::{Detector, Finding, KnownValues, NameMasks};
 use crate::error::{Error, ExitCode, Report, Result};
 use crate::handle::Handle;
 use crate::manifest::{Manifest, SecretRule};
@@ -190,6 +191,12 @@ impl Rules {
 
 /// Makes a snapshot of the manifest's state.
 pub fn snapshot(m: &Manifest, opts: &SnapshotOptions) -> Result<SnapshotReport> {
+    // A name that holds a secret is masked in the report, the logs and any error (`names`).
+    let mut masks = NameMasks::default();
+    run(m, opts, &mut masks).map_err(|e| names::mask_error(&masks, e))
+}
+
+fn run(m: &Manifest, opts: &SnapshotOptions, masks: &mut NameMasks) -> Result<SnapshotReport> {
     let mut report = SnapshotReport {
         dry_run: opts.dry_run,
         ..SnapshotReport::default()
@@ -210,13 +217,10 @@ pub fn snapshot(m: &Manifest, opts: &SnapshotOptions) -> Result<SnapshotReport> 
     };
 
     let walked = walk::walk(&m.state, &m.include, &m.exclude)?;
-    for s in &walked.skipped {
-        let message = format!("{}: {}", s.rel, s.reason);
-        if s.unreadable {
-            report.warnings.push(message);
-        } else {
-            tracing::warn!("{message}");
-        }
+    let state_names = names::of(&walked);
+    *masks = names::masks(&Detector::new(&m.detect, None)?, &state_names);
+    for s in walked.skipped.iter().filter(|s| s.unreadable) {
+        report.warnings.push(format!("{}: {}", s.rel, s.reason));
     }
     let rules = Rules::new(m)?;
     let stores = Stores::from_manifest(m)?;
@@ -270,6 +274,11 @@ pub fn snapshot(m: &Manifest, opts: &SnapshotOptions) -> Result<SnapshotReport> 
     let known_values = KnownValues::new(known.iter().map(|(h, v)| (h.to_string(), v.clone())));
     report.too_short = known_values.too_short().to_vec();
     let detector = Detector::new(&m.detect, Some(known_values))?;
+    masks.extend(names::masks(&detector, &state_names));
+    // Logged now that the masks know the values too (warnings are masked with the report).
+    for s in walked.skipped.iter().filter(|s| !s.unreadable) {
+        tracing::warn!("{}", masks.mask(&format!("{}: {}", s.rel, s.reason)));
+    }
 
     let now = Utc::now();
     let id = SnapshotId::new(now);
@@ -335,7 +344,7 @@ pub fn snapshot(m: &Manifest, opts: &SnapshotOptions) -> Result<SnapshotReport> 
                 }
                 read_into(entry, &mut read_buf)?;
                 let redacted = redact_file(&entry.rel, &read_buf, &file_rules, &known)?;
-                note_redaction(&entry.rel, &redacted, &mut report);
+                note_redaction(&entry.rel, &redacted, masks, &mut report);
                 blockers.extend(redacted.blockers);
                 let len = redacted.output.len() as u64;
                 writer.append_bytes(&entry.rel, meta, &redacted.output)?;
@@ -378,6 +387,7 @@ pub fn snapshot(m: &Manifest, opts: &SnapshotOptions) -> Result<SnapshotReport> 
             )
         })
         .collect();
+    names::mask_report(&mut report, masks);
     let Written {
         sink,
         size,
@@ -484,7 +494,12 @@ fn sync_check(
 }
 
 /// Adds a file's redactions and redaction warnings to the report.
-fn note_redaction(rel: &str, redacted: &RedactedFile<'_>, report: &mut SnapshotReport) {
+fn note_redaction(
+    rel: &str,
+    redacted: &RedactedFile<'_>,
+    masks: &NameMasks,
+    report: &mut SnapshotReport,
+) {
     for r in &redacted.replacements {
         report.redacted.push(Redacted {
             file: rel.to_string(),
@@ -503,7 +518,7 @@ fn note_redaction(rel: &str, redacted: &RedactedFile<'_>, report: &mut SnapshotR
                 .push(format!("{}: declared {} found no value", w.path, w.locator)),
             WarningKind::Inexact => tracing::info!(
                 "{}: {} is written with an unusual escaping; a restore writes it the usual way",
-                w.path,
+                masks.mask(&w.path),
                 w.locator
             ),
         }

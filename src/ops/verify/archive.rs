@@ -19,7 +19,7 @@ use crate::archive::{
     ArchiveEntry, EntryData, EntryKind, Identity, Index, IntegrityError, IntegrityProblem,
     ReadOptions, SharedBytes, Sidecar, check_digest, read_archive,
 };
-use crate::detect::{Detector, Finding, StreamScan};
+use crate::detect::{Detector, Finding, NameMasks, StreamScan};
 use crate::error::{Error, ExitCode, Result};
 use crate::handle::Handle;
 use crate::ops::trust::{DeclaredHandles, SignatureStatus};
@@ -175,8 +175,8 @@ pub(super) struct Scanned {
     pub problems: Vec<String>,
     /// Leak-scan findings in entries, names and the index.
     pub findings: Vec<Finding>,
-    /// Entry names that hold a secret, and their masked forms (see [`mask_names`]).
-    pub masks: Vec<(String, String)>,
+    /// The secrets found in entry names, and their masked forms (see [`mask_names`]).
+    pub masks: NameMasks,
 }
 
 /// Reads the whole archive once, checking it against the sidecar and the index and scanning
@@ -291,67 +291,26 @@ fn scan_pieces(detector: &Detector, rx: std::sync::mpsc::Receiver<Piece>) -> Vec
     findings
 }
 
-/// Scans entry names and link targets as one text, one per line; a finding names its entry.
-///
-/// A name that holds a secret must not be printed as is: the second result maps each such
-/// name to a copy with every match replaced by its masked preview.
-fn scan_names(detector: &Detector, names: &[String]) -> (Vec<Finding>, Vec<(String, String)>) {
-    let text = names.join("\n");
-    let mut found = detector.scan_bytes("<entry names>", text.as_bytes());
-    let mut starts = Vec::with_capacity(names.len());
-    let mut at = 0u64;
-    for n in names {
-        starts.push(at);
-        at += n.len() as u64 + 1;
-    }
-    let mut masked: Vec<Option<String>> = vec![None; names.len()];
-    // Right to left, so that earlier byte ranges stay valid while later ones are replaced.
-    found.sort_by_key(|f| std::cmp::Reverse(f.offset));
-    for f in &found {
-        let line = f.line.saturating_sub(1);
-        let Some(name) = names.get(line) else {
-            continue;
-        };
-        let m = masked[line].get_or_insert_with(|| name.clone());
-        let start = (f.offset - starts[line]) as usize;
-        let end = (start + f.length).min(m.len());
-        if m.is_char_boundary(start) && m.is_char_boundary(end) {
-            m.replace_range(start..end, &f.preview);
-        } else {
-            *m = format!("<a name of {} bytes>", name.len());
-        }
-    }
-    found.reverse();
-    let masks: Vec<(String, String)> = names
-        .iter()
-        .zip(masked)
-        .filter_map(|(n, m)| m.map(|m| (n.clone(), m)))
-        .collect();
+/// Scans entry names and link targets as one text, one per line; a finding names its entry
+/// (masked). The masks hide those secrets wherever the report shows a name ([`mask_names`]).
+fn scan_names(detector: &Detector, names: &[String]) -> (Vec<Finding>, NameMasks) {
+    let (mut found, masks) = NameMasks::scan(detector, "<entry names>", names);
     for f in &mut found {
-        if let Some(name) = names.get(f.line.saturating_sub(1)) {
-            f.path = format!("{name} (entry name)");
-        }
+        f.path.push_str(" (entry name)");
     }
     (found, masks)
 }
 
 /// Replaces every name that holds a secret by its masked form, wherever the report shows it.
-pub(super) fn mask_names(report: &mut SnapshotReport, masks: &[(String, String)]) {
+pub(super) fn mask_names(report: &mut SnapshotReport, masks: &NameMasks) {
     if masks.is_empty() {
         return;
     }
-    let apply = |text: &mut String| {
-        for (raw, masked) in masks {
-            if text.contains(raw.as_str()) {
-                *text = text.replace(raw.as_str(), masked);
-            }
-        }
-    };
     for f in &mut report.findings {
-        apply(&mut f.path);
+        masks.apply(&mut f.path);
     }
     for c in &mut report.checks {
-        c.detail.iter_mut().for_each(apply);
+        c.detail.iter_mut().for_each(|d| masks.apply(d));
     }
 }
 

@@ -4,7 +4,9 @@
 //! `{"errors": [...]}`, and as `RestClientError(ServerResponseError { code, content })` when it
 //! is not — which is what a read of a soft-deleted or destroyed version returns (`data: null`
 //! with the version's metadata), and what a proxy or load balancer returns. Connection
-//! failures and timeouts arrive as `RestClientError(RequestError | ResponseError)`.
+//! failures and timeouts arrive as `RestClientError(RequestError | ResponseError)`, and so
+//! does a redirect our client refused ([`RedirectRefused`] in the source chain): that one is a
+//! misconfiguration (`Other`), never retried, never served from a cache.
 //!
 //! Messages are built from the status code, Vault's error strings and version metadata only,
 //! never from a response body verbatim: a body could hold a value.
@@ -12,6 +14,7 @@
 use rustify::errors::ClientError as RestError;
 use vaultrs::error::ClientError;
 
+use super::http::RedirectRefused;
 use crate::store::StoreErrorKind;
 
 /// The kind and a message for a vaultrs error.
@@ -35,9 +38,10 @@ pub(super) fn classify(err: &ClientError) -> (StoreErrorKind, String) {
                     .unwrap_or_default();
                 by_status(*code, &strings, errors.as_ref())
             }
-            RestError::RequestError { source, .. } => {
-                (StoreErrorKind::Unreachable, chain(source.as_ref()))
-            }
+            RestError::RequestError { source, .. } => match refused_redirect(source.as_ref()) {
+                Some(refused) => (StoreErrorKind::Other, refused.to_string()),
+                None => (StoreErrorKind::Unreachable, chain(source.as_ref())),
+            },
             RestError::ResponseError { source } => (
                 StoreErrorKind::Unreachable,
                 format!(
@@ -53,6 +57,18 @@ pub(super) fn classify(err: &ClientError) -> (StoreErrorKind, String) {
         ),
         other => (StoreErrorKind::Other, other.to_string()),
     }
+}
+
+/// The refused redirect behind a request error, if that is what it was.
+fn refused_redirect<'a>(err: &'a (dyn std::error::Error + 'static)) -> Option<&'a RedirectRefused> {
+    let mut cur = Some(err);
+    while let Some(e) = cur {
+        if let Some(refused) = e.downcast_ref::<RedirectRefused>() {
+            return Some(refused);
+        }
+        cur = e.source();
+    }
+    None
 }
 
 /// An error and its sources, joined: reqwest puts "operation timed out" or "connection refused"
@@ -97,6 +113,14 @@ fn by_status(
         429 | 412 | 472 | 473 | 500..=599 => (
             StoreErrorKind::Unavailable,
             detail("the server cannot serve now"),
+        ),
+        // A redirect the client did not follow (one without a usable `Location`): not retried.
+        300..=399 => (
+            StoreErrorKind::Other,
+            format!(
+                "HTTP {code}: a redirect agentbak did not follow (it follows none to another \
+                 origin); set the store's `address` to the server that answers"
+            ),
         ),
         _ => (StoreErrorKind::Other, detail("unexpected answer")),
     }
@@ -184,6 +208,33 @@ mod tests {
         );
         let (k, _) = classify(&server(503, "<html>bad gateway</html>"));
         assert_eq!(k, StoreErrorKind::Unavailable);
+    }
+
+    #[test]
+    fn a_refused_redirect_is_a_misconfiguration_not_a_transient_failure() {
+        use super::super::http::RefusedBecause;
+        let refused = RedirectRefused {
+            status: 307,
+            reason: RefusedBecause::OtherOrigin("http://127.0.0.1:9".into()),
+        };
+        // The shape vaultrs gives: reqwest's error (here any error) wrapping ours, in anyhow.
+        #[derive(Debug, thiserror::Error)]
+        #[error("error following redirect")]
+        struct Outer(#[source] RedirectRefused);
+        let err = ClientError::RestClientError {
+            source: RestError::RequestError {
+                source: Outer(refused.clone()).into(),
+                url: "http://127.0.0.1:8/v1/secret/data/a".into(),
+                method: "GET".into(),
+            },
+        };
+        let (kind, message) = classify(&err);
+        assert_eq!(kind, StoreErrorKind::Other);
+        assert!(!kind.is_transient());
+        assert_eq!(message, refused.to_string());
+        let (kind, message) = classify(&server(302, "<html>moved</html>"));
+        assert_eq!(kind, StoreErrorKind::Other);
+        assert!(message.starts_with("HTTP 302: "), "{message}");
     }
 
     #[test]

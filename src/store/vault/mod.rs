@@ -10,8 +10,13 @@
 //! metadata, so this calls `ReadSecretRequest` through `exec_with_result`). A read that finds
 //! nothing checks once whether the mount is KV version 1, so that mistake gets a clear hint
 //! instead of "missing" for every handle.
+//!
+//! Every `VaultClient` is built by [`http::vault_client`] over the client of [`http::build`],
+//! never by `VaultClient::new`: the token goes only to the configured origin (redirects
+//! elsewhere are refused, see the `http` module).
 
 mod errors;
+mod http;
 mod session;
 mod transit;
 
@@ -47,6 +52,8 @@ pub struct VaultStore {
     mount: String,
     rt: tokio::runtime::Runtime,
     settings: VaultClientSettings,
+    /// The HTTP client of every `VaultClient` this store makes (shared connection pool).
+    http: reqwest::Client,
     client: RwLock<Arc<VaultClient>>,
     session: Mutex<Session>,
     credentials: Credentials,
@@ -109,8 +116,15 @@ impl VaultStore {
                 .or_else(|| env_nonempty("VAULT_NAMESPACE")),
             proxy: None,
         };
-        let client = VaultClient::new(settings.clone())
-            .map_err(|e| usage(format!("cannot build the HTTP client: {e}")))?;
+        if !settings.verify {
+            // vaultrs warned here when it built the client; we build it now (see `http`).
+            tracing::warn!(
+                store = name,
+                "TLS certificate verification is off (`tls_verify: false`)"
+            );
+        }
+        let http = http::build(&settings).map_err(usage)?;
+        let client = http::vault_client(settings.clone(), &http);
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .thread_name("agentbak-vault")
@@ -122,6 +136,7 @@ impl VaultStore {
             mount: config.mount.clone(),
             rt,
             settings,
+            http,
             client: RwLock::new(Arc::new(client)),
             session: Mutex::new(Session::default()),
             credentials: Credentials::from_config(config.auth.as_ref()),
@@ -162,20 +177,18 @@ impl VaultStore {
             .clone()
     }
 
-    fn set_token(&self, token: &str) -> Result<(), Failure> {
+    fn set_token(&self, token: &str) {
         let mut settings = self.settings.clone();
         settings.token = token.to_string();
-        let client = VaultClient::new(settings)
-            .map_err(|e| (StoreErrorKind::Other, format!("HTTP client: {e}")))?;
+        let client = http::vault_client(settings, &self.http);
         *self.client.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(client);
-        Ok(())
     }
 
     async fn start(&self, session: &mut Session) -> Result<(), Failure> {
         match &self.credentials {
             Credentials::Token { file } => {
                 let token = session::read_credential(file.as_deref(), "VAULT_TOKEN", "token")?;
-                self.set_token(&token)?;
+                self.set_token(&token);
                 match quiet(vaultrs::token::lookup_self(&*self.current())).await {
                     Ok(info) => session.set_lease(info.ttl, info.renewable.unwrap_or(false)),
                     Err(e) => {
@@ -221,7 +234,7 @@ impl VaultStore {
             (kind, format!("AppRole login at `auth/{mount}`: {message}"))
         })?;
         let token = zeroize::Zeroizing::new(auth.client_token);
-        self.set_token(&token)?;
+        self.set_token(&token);
         session.set_lease(auth.lease_duration, auth.renewable);
         tracing::debug!(store = %self.name, lease_s = auth.lease_duration, "AppRole login");
         Ok(())

@@ -1,5 +1,6 @@
-//! A fault-injecting HTTP/1.1 proxy for tests: slow answers, connection resets, and 429/5xx
-//! replies in front of a real server, on loopback only.
+//! A fault-injecting HTTP/1.1 proxy for tests: slow answers, connection resets, 429/5xx
+//! replies and redirects in front of a real server, on loopback only; and a [`Recorder`], a
+//! listener that only writes down the requests it receives (the target of a redirect).
 //!
 //! The proxy reads one request at a time, decides its fate from a queue of faults (then the
 //! standing fault, if any), and forwards the rest to the upstream with `Connection: close`, so
@@ -22,6 +23,14 @@ pub enum Fault {
     Reset,
     /// Answer with this HTTP status and a Vault-style error body.
     Status(u16),
+    /// Answer with a redirect (`status`, e.g. 307) to the same path on
+    /// `http://127.0.0.1:<port>`.
+    Redirect {
+        /// The redirect's status.
+        status: u16,
+        /// The port the `Location` points at.
+        port: u16,
+    },
 }
 
 #[derive(Default)]
@@ -151,6 +160,15 @@ fn serve(mut conn: TcpStream, upstream: &str, state: &Mutex<State>, requests: &A
             let _ = conn.write_all(reply.as_bytes());
             return;
         }
+        Some(Fault::Redirect { status, port }) => {
+            let target = head.split_whitespace().nth(1).unwrap_or("/");
+            let reply = format!(
+                "HTTP/1.1 {status} Redirect\r\nLocation: http://127.0.0.1:{port}{target}\r\n\
+                 Content-Length: 0\r\nConnection: close\r\n\r\n"
+            );
+            let _ = conn.write_all(reply.as_bytes());
+            return;
+        }
         Some(Fault::Delay(d)) => std::thread::sleep(d),
         None => {}
     }
@@ -172,5 +190,69 @@ fn serve(mut conn: TcpStream, upstream: &str, state: &Mutex<State>, requests: &A
         && up.read_to_end(&mut response).is_ok()
     {
         let _ = conn.write_all(&response);
+    }
+}
+
+/// A loopback listener that records every request it receives (request line, headers and
+/// body, as text) and answers each with a Vault-style 404.
+pub struct Recorder {
+    /// Its `http://127.0.0.1:PORT`.
+    pub addr: String,
+    /// Its port.
+    pub port: u16,
+    heads: Arc<Mutex<Vec<String>>>,
+    stop: Arc<AtomicBool>,
+}
+
+impl Recorder {
+    /// Starts listening on a free loopback port.
+    pub fn start() -> Recorder {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind recorder");
+        let port = listener.local_addr().unwrap().port();
+        let heads = Arc::new(Mutex::new(Vec::new()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (hd, sp) = (heads.clone(), stop.clone());
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                if sp.load(Ordering::SeqCst) {
+                    break;
+                }
+                let Ok(mut conn) = conn else { continue };
+                let hd = hd.clone();
+                std::thread::spawn(move || {
+                    while let Some((head, body)) = read_request(&mut conn) {
+                        let text = format!("{head}{}", String::from_utf8_lossy(&body));
+                        hd.lock().unwrap().push(text);
+                        let body = r#"{"errors":[]}"#;
+                        let reply = format!(
+                            "HTTP/1.1 404 Not Found\r\nContent-Type: application/json\r\n\
+                             Content-Length: {}\r\n\r\n{body}",
+                            body.len()
+                        );
+                        if conn.write_all(reply.as_bytes()).is_err() {
+                            break;
+                        }
+                    }
+                });
+            }
+        });
+        Recorder {
+            addr: format!("http://127.0.0.1:{port}"),
+            port,
+            heads,
+            stop,
+        }
+    }
+
+    /// The requests received so far.
+    pub fn requests(&self) -> Vec<String> {
+        self.heads.lock().unwrap().clone()
+    }
+}
+
+impl Drop for Recorder {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        let _ = TcpStream::connect(("127.0.0.1", self.port));
     }
 }
