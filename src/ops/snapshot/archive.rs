@@ -1,0 +1,240 @@
+//! Writing one attempt's archive: every entry of the walk, redacted, into the tar + zstd
+//! (+ age) stream, while the leak gate scans the exact tar stream on its own thread.
+//!
+//! Rule files are archived from the bytes the known values were read from when they were
+//! kept ([`Known::take_held`]); one read again must still hold those values, else the attempt
+//! stops with [`Changed`] and the caller starts over (the gate would search for stale values).
+//! Other text files up to [`MAX_IN_MEMORY`] are read whole, so stray known values become
+//! placeholders; larger ones stream from disk, and the gate still sees every byte.
+
+use std::fs::File;
+use std::io::{Read, Write};
+use std::sync::Arc;
+
+use zeroize::{Zeroize, Zeroizing};
+
+use super::known::{Changed, Known};
+use super::rules::Rules;
+use super::walk::{Entry, EntryKind, Walk};
+use super::{MAX_IN_MEMORY, Redacted, SnapshotReport, gate};
+use crate::archive::{
+    ArchiveWriter, Counts, EntryMeta, INDEX_PATH, Recipients, SecretLocation, SnapshotInfo,
+    WriterOptions, Written, default_threads,
+};
+use crate::detect::{Detector, NameMasks};
+use crate::error::{Error, Result};
+use crate::manifest::Manifest;
+use crate::redact::{Blocker, RedactedFile, Rule, Source, WarningKind, redact_file};
+
+/// What the archive stream came to.
+pub(super) struct Archived {
+    /// Size of the archive.
+    pub size: u64,
+    /// Its blake3, lowercase hex.
+    pub blake3: String,
+    /// What it holds.
+    pub counts: Counts,
+    /// Whether every file went in whole (a large file that changed size did not).
+    pub complete: bool,
+}
+
+/// Everything one attempt writes with.
+pub(super) struct Input<'a> {
+    pub m: &'a Manifest,
+    pub rules: &'a Rules,
+    pub walked: &'a Walk,
+    pub recipients: Option<&'a Recipients>,
+    pub masks: &'a NameMasks,
+    pub info: SnapshotInfo,
+    /// How the sink is named in errors (the temporary file, or `<dry run>`).
+    pub name: String,
+}
+
+/// Writes the archive into `sink` and fills the report's redactions, findings and counts.
+pub(super) fn write(
+    input: Input<'_>,
+    known: &mut Known,
+    detector: Detector,
+    sink: &mut dyn Write,
+    report: &mut SnapshotReport,
+) -> Result<Result<Archived, Changed>> {
+    let writer_options = WriterOptions {
+        level: input.m.compression.level,
+        threads: default_threads(),
+        recipients: input.recipients,
+        name: input.name.clone(),
+    };
+    let gate = gate::Gate::new(Arc::new(detector));
+    let mut observer = gate.clone();
+    let mut writer = ArchiveWriter::new(sink, &writer_options, Some(&mut observer))?;
+    let mut locations = Vec::new();
+    let mut blockers: Vec<Blocker> = Vec::new();
+    let mut complete = true;
+    // File contents, read whole, one file after another; zeroized when the attempt ends.
+    let mut read_buf = Zeroizing::new(Vec::new());
+    for entry in &input.walked.entries {
+        let meta = EntryMeta {
+            mode: entry.mode,
+            mtime: entry.mtime as i64,
+        };
+        gate.begin_entry(&entry.rel);
+        let size = match &entry.kind {
+            EntryKind::Dir => {
+                writer.append_dir(&entry.rel, meta)?;
+                gate.end_entry(0);
+                continue;
+            }
+            EntryKind::Symlink { target } => {
+                writer.append_symlink(&entry.rel, meta, target)?;
+                gate.end_entry(0);
+                continue;
+            }
+            EntryKind::File { size } => *size,
+        };
+        let file_rules: Vec<Rule> = input
+            .rules
+            .for_file(&entry.rel)
+            .into_iter()
+            .map(|(_, r)| r)
+            .collect();
+        if file_rules.is_empty() && size > MAX_IN_MEMORY {
+            let result = stream_file(&mut writer, entry, meta, size);
+            gate.end_entry(size);
+            if let Err(e) = result {
+                report.warnings.push(e.to_string());
+                complete = false;
+            }
+            continue;
+        }
+        let held = if file_rules.is_empty() {
+            None
+        } else {
+            known.take_held(&entry.rel)
+        };
+        let bytes: &[u8] = match &held {
+            Some(bytes) => bytes,
+            None => {
+                read_into(entry, &mut read_buf)?;
+                &read_buf
+            }
+        };
+        let redacted = redact_file(&entry.rel, bytes, &file_rules, &known.values)?;
+        if held.is_none()
+            && !file_rules.is_empty()
+            && let Err(changed) = known.check_unchanged(&entry.rel, &redacted.values)
+        {
+            return Ok(Err(changed));
+        }
+        note_redaction(&entry.rel, &redacted, input.masks, report);
+        blockers.extend(redacted.blockers);
+        let len = redacted.output.len() as u64;
+        writer.append_bytes(&entry.rel, meta, &redacted.output)?;
+        gate.end_entry(len);
+        for r in redacted.replacements {
+            locations.push(SecretLocation {
+                file: format!("state/{}", entry.rel),
+                locator: match &r.source {
+                    Source::Rule(l) => Some(l.clone()),
+                    Source::Stray => None,
+                },
+                store_version: known.versions.get(&r.handle).copied(),
+                ephemeral: input.rules.is_ephemeral(&r.handle),
+                handle: r.handle.clone(),
+                context: serde_json::to_value(&r).expect("a replacement serializes"),
+            });
+        }
+    }
+    gate.begin_entry(INDEX_PATH);
+    let written = writer.finish(input.info, locations)?;
+    drop(observer);
+    let (findings, entropy) = gate.finish();
+    report.findings = findings;
+    report.entropy_warnings = entropy;
+    report.blockers = blockers
+        .iter()
+        .map(|b| {
+            format!(
+                "{}@{}: a value of {} in a binary file",
+                b.path, b.offset, b.handle
+            )
+        })
+        .collect();
+    let Written {
+        sink,
+        size,
+        blake3,
+        counts,
+        ..
+    } = written;
+    sink.flush().map_err(|e| Error::io(&input.name, e))?;
+    report.files = counts.files;
+    report.dirs = counts.dirs;
+    report.symlinks = counts.symlinks;
+    report.bytes = counts.bytes;
+    report.archive_size = size;
+    Ok(Ok(Archived {
+        size,
+        blake3,
+        counts,
+        complete,
+    }))
+}
+
+/// Adds a file's redactions and redaction warnings to the report.
+fn note_redaction(
+    rel: &str,
+    redacted: &RedactedFile<'_>,
+    masks: &NameMasks,
+    report: &mut SnapshotReport,
+) {
+    for r in &redacted.replacements {
+        report.redacted.push(Redacted {
+            file: rel.to_string(),
+            locator: match &r.source {
+                Source::Rule(l) => l.to_string(),
+                Source::Stray => "stray".to_string(),
+            },
+            handle: r.handle.to_string(),
+            count: r.offsets.len(),
+        });
+    }
+    for w in &redacted.warnings {
+        match w.kind {
+            WarningKind::NotFound => report
+                .warnings
+                .push(format!("{}: declared {} found no value", w.path, w.locator)),
+            WarningKind::Inexact => tracing::info!(
+                "{}: {} is written with an unusual escaping; a restore writes it the usual way",
+                masks.mask(&w.path),
+                w.locator
+            ),
+        }
+    }
+}
+
+/// Reads a file into `buf`, reusing its memory: a fresh buffer per file costs a page fault and
+/// a zeroed page every 4 KiB. A buffer grown past [`MAX_IN_MEMORY`] (a large file with rules)
+/// is released afterwards, so memory stays flat.
+fn read_into(entry: &Entry, buf: &mut Vec<u8>) -> Result<()> {
+    if buf.capacity() > MAX_IN_MEMORY as usize {
+        buf.zeroize();
+        *buf = Vec::new();
+    }
+    buf.clear();
+    File::open(&entry.path)
+        .and_then(|mut f| f.read_to_end(buf))
+        .map(drop)
+        .map_err(|e| Error::io(&entry.path, e))
+}
+
+/// Streams a large file into the archive. A file that changes size while read is reported.
+fn stream_file<W: Write>(
+    writer: &mut ArchiveWriter<'_, W>,
+    entry: &Entry,
+    meta: EntryMeta,
+    size: u64,
+) -> Result<()> {
+    let file = File::open(&entry.path).map_err(|e| Error::io(&entry.path, e))?;
+    writer.append_file(&entry.rel, meta, size, file.take(size + 1))?;
+    Ok(())
+}

@@ -1,0 +1,181 @@
+//! The known values of one snapshot attempt: what the declared locations hold, what the stores
+//! hold, and the detector the leak gate searches with.
+//!
+//! Declared values are read first (every file a rule names), because they are known values
+//! for every other file. The bytes read then are kept ([`Known::take_held`], up to
+//! [`MAX_HELD`] in all) and archived as they are, so the gate searches exactly the values the
+//! archive's rule files held. A rule file past that budget is read again when it is archived;
+//! if its declared values are not those of the first read (the agent rotated a key in
+//! between), the values the gate searched for are stale, and the attempt must start over
+//! ([`Known::check_unchanged`] says so).
+
+use std::collections::{BTreeMap, HashMap};
+
+use zeroize::Zeroizing;
+
+use super::rules::Rules;
+use super::secrets::{self, Sync};
+use super::walk::{EntryKind, Walk};
+use super::{SnapshotOptions, SnapshotReport, SyncStatus, read_file};
+use crate::detect::{Detector, KnownValues};
+use crate::error::Result;
+use crate::handle::Handle;
+use crate::manifest::Manifest;
+use crate::redact::{Rule, redact_file};
+use crate::secret::Secret;
+use crate::store::Stores;
+
+/// How many bytes of rule files one attempt keeps from the first read.
+pub const MAX_HELD: usize = 64 * 1024 * 1024;
+
+/// The known values of one attempt.
+pub(super) struct Known {
+    /// Declared and store values: what stray copies are replaced with.
+    pub values: Vec<(Handle, Secret)>,
+    /// The store version that holds each declared value, for the index.
+    pub versions: BTreeMap<Handle, u64>,
+    declared: Vec<(Handle, Secret)>,
+    held: HashMap<String, Zeroizing<Vec<u8>>>,
+}
+
+/// A rule file whose declared values changed between the two reads.
+#[derive(Debug)]
+pub(super) struct Changed(pub String);
+
+impl Known {
+    /// The bytes of rule file `rel` as the first read saw them, when they were kept.
+    pub fn take_held(&mut self, rel: &str) -> Option<Zeroizing<Vec<u8>>> {
+        self.held.remove(rel)
+    }
+
+    /// Whether the values a second read of `rel` found are all declared values of the first.
+    pub fn check_unchanged(&self, rel: &str, values: &[(Handle, Secret)]) -> Result<(), Changed> {
+        let stale = values.iter().any(|v| !self.declared.contains(v));
+        if stale {
+            return Err(Changed(rel.to_string()));
+        }
+        Ok(())
+    }
+}
+
+/// Reads the declared values (keeping up to `budget` bytes of rule files), asks the stores,
+/// runs the sync check, and builds the gate's detector.
+pub(super) fn gather(
+    m: &Manifest,
+    opts: &SnapshotOptions,
+    walked: &Walk,
+    rules: &Rules,
+    stores: &Stores,
+    report: &mut SnapshotReport,
+    budget: usize,
+) -> Result<(Known, Detector)> {
+    let mut declared: Vec<(Handle, Secret)> = Vec::new();
+    let mut held = HashMap::new();
+    let mut held_bytes = 0;
+    let mut matched = vec![false; rules.rules.len()];
+    for entry in &walked.entries {
+        let EntryKind::File { .. } = entry.kind else {
+            continue;
+        };
+        let file_rules = rules.for_file(&entry.rel);
+        if file_rules.is_empty() {
+            continue;
+        }
+        for (i, _) in &file_rules {
+            matched[*i] = true;
+        }
+        let bytes = Zeroizing::new(read_file(entry)?);
+        let only: Vec<Rule> = file_rules.into_iter().map(|(_, r)| r).collect();
+        let redacted = redact_file(&entry.rel, &bytes, &only, &[])?;
+        for (h, v) in redacted.values {
+            if !declared.iter().any(|(dh, dv)| *dh == h && *dv == v) {
+                declared.push((h, v));
+            }
+        }
+        if held_bytes + bytes.len() <= budget {
+            held_bytes += bytes.len();
+            held.insert(entry.rel.clone(), bytes);
+        }
+    }
+    for (i, (rule, _, _)) in rules.rules.iter().enumerate() {
+        if !matched[i] {
+            report.warnings.push(format!(
+                "secret rule `{}` ({}) matches no file of the state",
+                rule.file,
+                rule.locator()
+            ));
+        }
+    }
+
+    let view = secrets::StoreView::fetch(stores, &rules.handles());
+    for name in &view.unreachable {
+        report.degraded.push(format!("store-unreachable:{name}"));
+    }
+    report.warnings.extend(view.problems.iter().cloned());
+    let versions = sync_check(stores, &view, rules, &declared, opts, report)?;
+
+    let mut values = declared.clone();
+    for (h, v) in view.known {
+        if !values.iter().any(|(kh, kv)| *kh == h && *kv == v) {
+            values.push((h, v));
+        }
+    }
+    let known_values = KnownValues::new(values.iter().map(|(h, v)| (h.to_string(), v.clone())));
+    report.too_short = known_values.too_short().to_vec();
+    let detector = Detector::new(&m.detect, Some(known_values))?;
+    Ok((
+        Known {
+            values,
+            versions,
+            declared,
+            held,
+        },
+        detector,
+    ))
+}
+
+/// The sync check (SPEC "Snapshot" point 4). Returns the store version that holds each
+/// declared value, for the index.
+fn sync_check(
+    stores: &Stores,
+    view: &secrets::StoreView,
+    rules: &Rules,
+    declared: &[(Handle, Secret)],
+    opts: &SnapshotOptions,
+    report: &mut SnapshotReport,
+) -> Result<BTreeMap<Handle, u64>> {
+    let mut versions = BTreeMap::new();
+    for (handle, value) in declared {
+        if handle.is_env() || rules.is_ephemeral(handle) {
+            continue;
+        }
+        let (status, version) = match view.sync(handle, value) {
+            Sync::Current(v) => ("current", Some(v)),
+            Sync::Previous(v) => ("previous", Some(v)),
+            Sync::Unknown => ("unknown", None),
+            Sync::Unsynced if opts.push_secrets && !opts.dry_run => {
+                let store = stores.for_handle(handle)?;
+                let address = crate::store::Address::of(handle);
+                let v = store.put(&address.path, &address.field, value, None)?;
+                ("pushed", Some(v))
+            }
+            Sync::Unsynced => {
+                report.warnings.push(format!(
+                    "{handle}: the value in the state is not in its store (current or previous); \
+                     a restore would give the agent a different credential. Store it with \
+                     `agentbak secrets push` or `snapshot --push-secrets`"
+                ));
+                ("unsynced", None)
+            }
+        };
+        if let Some(v) = version {
+            versions.insert(handle.clone(), v);
+        }
+        report.sync.push(SyncStatus {
+            handle: handle.to_string(),
+            status: status.to_string(),
+            version,
+        });
+    }
+    Ok(versions)
+}
