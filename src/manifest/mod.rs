@@ -5,14 +5,16 @@
 //! the manifest's folder. Anything wrong is a [`ManifestError`] that names the file, the line
 //! and column, the field (as a JSON Pointer) and what was expected; the command exits 2.
 
+mod layout;
 mod load;
 mod model;
 mod validate;
 
+pub use layout::real_path;
+pub(crate) use layout::shown;
 pub use load::{DEFAULT_MANIFEST, ENV_MANIFEST, find_manifest_path};
 pub use model::*;
-pub(crate) use validate::shown;
-pub use validate::{parse_ttl, real_path};
+pub use validate::parse_ttl;
 
 use std::fmt;
 use std::path::PathBuf;
