@@ -32,6 +32,8 @@ ensure_debian_tools() {
     command -v b3sum >/dev/null 2>&1 || missing+=(b3sum)
     command -v git >/dev/null 2>&1 || missing+=(git)
     command -v ssh-keygen >/dev/null 2>&1 || missing+=(openssh-client)
+    # Signing tests make Ed25519 keys as users do: `openssl genpkey`, `ssh-keygen`.
+    command -v openssl >/dev/null 2>&1 || missing+=(openssl)
     if [ "${#missing[@]}" -gt 0 ]; then
         echo "installing ${missing[*]} (apt)" >&2
         apt_install "${missing[@]}"
