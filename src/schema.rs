@@ -118,13 +118,13 @@ fn drop_null(schema: &mut Value) {
         }
     }
     let null_schema = serde_json::json!({"type": "null"});
-    if let Some(Value::Array(any)) = map.get("anyOf") {
-        if any.len() == 2 && any[1] == null_schema {
-            if let Value::Object(inner) = any[0].clone() {
-                map.remove("anyOf");
-                map.extend(inner);
-            }
-        }
+    if let Some(Value::Array(any)) = map.get("anyOf")
+        && any.len() == 2
+        && any[1] == null_schema
+        && let Value::Object(inner) = any[0].clone()
+    {
+        map.remove("anyOf");
+        map.extend(inner);
     }
 }
 

@@ -268,6 +268,9 @@ mod tests {
     use super::*;
 
     const ID: &str = "20261128T225501Z-3f9a2c1b";
+    /// A change to a well-formed file.
+    type Edit = Box<dyn FnOnce(&mut Value)>;
+
     /// A value a forged file could carry; no problem may quote it.
     const PLANTED: &str = "sk_live_Planted0123456789";
 
@@ -330,7 +333,7 @@ mod tests {
 
     #[test]
     fn each_index_rule_names_its_place_and_never_the_text() {
-        let cases: Vec<(Box<dyn FnOnce(&mut Value)>, &str)> = vec![
+        let cases: Vec<(Edit, &str)> = vec![
             (
                 Box::new(|v| v["format"] = json!(2)),
                 "/format: not a known index format",
@@ -416,7 +419,7 @@ mod tests {
 
     #[test]
     fn each_sidecar_rule_names_its_place_and_never_the_text() {
-        let cases: Vec<(Box<dyn FnOnce(&mut Value)>, &str)> = vec![
+        let cases: Vec<(Edit, &str)> = vec![
             (
                 Box::new(|v| v["format"] = json!(0)),
                 "/format: not a known sidecar format",
