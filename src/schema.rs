@@ -11,10 +11,15 @@
 //! The files describe what agentbak *writes*, and what a file may hold to be read:
 //! - an optional field is absent when unset; `null` is never written, so the schemas do not
 //!   offer it (serde would read `null` as absent, the schema is the stricter of the two);
-//! - integer formats (`uint32`, …) are `schemars`' own vocabulary, not JSON Schema's; the
-//!   ranges they stand for are stated as `minimum`/`maximum` instead;
+//! - number formats (`uint32`, `double`, …) are `schemars`' own vocabulary, which JSON Schema
+//!   tools ignore: dropped (unsigned types keep their `minimum: 0`);
 //! - keys are sorted, and the text ends with a newline, so a file is a pure function of the
 //!   model.
+//!
+//! Two types serialize by hand, [`Handle`] (its text) and [`ExitCode`] (its number): their
+//! schemas are written here, next to nothing else that could drift from them but the handle
+//! grammar of `docs/handles.md`. The patterns of the archive formats are
+//! [`crate::archive::wellformed`]'s, the same constants verify checks with.
 //!
 //! This module and the derives exist only with the feature: a release build carries neither.
 
@@ -28,8 +33,7 @@ use crate::handle::Handle;
 use crate::manifest::Manifest;
 use crate::ops::verify::VerifyReport;
 
-/// Where the schemas say they live (their `$id`s), and the folder of this repository that
-/// holds them.
+/// The base of the schemas' `$id`s; the files themselves are under `schemas/`.
 pub const BASE_ID: &str = "https://agentbak.dev/schemas/";
 
 /// One generated schema file.
