@@ -315,3 +315,35 @@ fn the_report_schema_names_every_check_and_signature_status() {
         ]
     );
 }
+
+/// The handle pattern is written by hand (a handle serializes as its text): it must agree with
+/// `Handle::parse`, the grammar of docs/handles.md.
+#[test]
+fn the_handle_pattern_agrees_with_the_parser() {
+    let handle = jsonschema::draft202012::new(&schema()["$defs"]["Handle"]).unwrap();
+    for text in [
+        "vault:agents/kevin/openai#api_key",
+        "vault:agents/{agent}/openai?version=3#api_key",
+        "local:a.b/c_d-e#f.g",
+        "env:SESSION_TOKEN",
+        "env:_x1",
+        "vault",
+        "Vault:a#b",
+        "vault:a/../b#f",
+        "vault:./a#f",
+        "vault:a//b#f",
+        "vault:a#",
+        "vault:a?version=0#f",
+        "vault:a?v=2#f",
+        "vault:a b#f",
+        "env:1ABC",
+        "vault:a?version=2",
+        "vault:a#f#g",
+    ] {
+        assert_eq!(
+            handle.is_valid(&json!(text)),
+            agentbak::handle::Handle::parse(text).is_ok(),
+            "{text}"
+        );
+    }
+}
