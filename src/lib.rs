@@ -34,6 +34,8 @@ pub mod ops;
 pub mod redact;
 pub mod repo;
 pub mod report;
+#[cfg(feature = "schema")]
+pub mod schema;
 pub mod secret;
 pub mod signing;
 pub mod store;

@@ -46,18 +46,29 @@ const CERTIFICATE_DOMAIN: &[u8] = b"agentbak signing key certificate v1\n";
 
 /// A snapshot's signature, as the sidecar records it. Holds public material only.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Signature {
-    /// Always [`ALGORITHM`].
+    /// Always `ed25519`.
+    #[cfg_attr(feature = "schema", schemars(extend("const" = ALGORITHM)))]
     pub algorithm: String,
     /// Who signed: the key's handle (`local:agents/kevin/signing#private_key`) or the transit
     /// key (`transit:STORE/MOUNT/NAME`).
     pub signer: String,
     /// The signing key's version (the store's version of the handle, or the transit key's).
+    #[cfg_attr(feature = "schema", schemars(range(min = 1)))]
     pub version: u64,
     /// The signing key's public key, `ed25519:BASE64` (informative: verifiers derive it).
+    #[cfg_attr(
+        feature = "schema",
+        schemars(pattern(crate::archive::wellformed::PUBLIC_KEY))
+    )]
     pub public_key: String,
-    /// The Ed25519 signature over [`snapshot_message`], base64.
+    /// The Ed25519 signature of the sidecar without this field, base64.
+    #[cfg_attr(
+        feature = "schema",
+        schemars(pattern(crate::archive::wellformed::SIGNATURE))
+    )]
     pub value: String,
     /// The identity key's certificate of the signing key, when `signing.identity` is set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -67,11 +78,21 @@ pub struct Signature {
 /// An identity key's statement that a signing key (signer, version, public key) is the
 /// agent's.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Certificate {
     /// The identity's public key, `ed25519:BASE64`.
+    #[cfg_attr(
+        feature = "schema",
+        schemars(pattern(crate::archive::wellformed::PUBLIC_KEY))
+    )]
     pub identity: String,
-    /// The identity's Ed25519 signature over [`certificate_message`], base64.
+    /// The identity's Ed25519 signature of the signing key (agent, signer, version, public
+    /// key), base64.
+    #[cfg_attr(
+        feature = "schema",
+        schemars(pattern(crate::archive::wellformed::SIGNATURE))
+    )]
     pub value: String,
 }
 

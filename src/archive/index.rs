@@ -7,8 +7,8 @@
 //!
 //! Invariant: the index never holds a secret value nor anything derived from one (no hash of a
 //! value). The only hashes are of file contents *after* redaction, which are what the archive
-//! stores anyway. `schemas/index.schema.json` describes this model; `tests/it/archive.rs`
-//! validates a real index against it.
+//! stores anyway. `schemas/index.schema.json` is generated from this model (`crate::schema`);
+//! `tests/it/archive.rs` validates a real index against it.
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -30,19 +30,27 @@ pub const STATE_DIR: &str = "state";
 /// agent state).
 pub const MAX_INDEX_BYTES: u64 = 256 * 1024 * 1024;
 
-/// The whole index.
+/// `agentbak/index.json`, the last entry of every archive: every entry and every redacted
+/// secret location. Never a secret value, never a hash of one. See docs/format.md.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[cfg_attr(feature = "schema", schemars(title = "agentbak archive index"))]
 #[serde(deny_unknown_fields)]
 pub struct Index {
-    /// Format version ([`INDEX_FORMAT`]).
+    /// Index format version ([`INDEX_FORMAT`], the only one).
+    #[cfg_attr(feature = "schema", schemars(extend("const" = 1)))]
     pub format: u32,
     /// Version of agentbak that wrote the archive.
     pub tool_version: String,
     /// The agent's name from the manifest.
     pub agent: String,
-    /// The snapshot id.
+    /// The snapshot id: the UTC time of the snapshot and 8 random hex digits; sorts by time.
+    #[cfg_attr(
+        feature = "schema",
+        schemars(pattern(crate::archive::wellformed::SNAPSHOT_ID))
+    )]
     pub snapshot_id: String,
-    /// When the snapshot was made (UTC).
+    /// When the snapshot was made (RFC 3339, UTC).
     pub created_at: DateTime<Utc>,
     /// Every entry under `state/`, in archive order.
     pub entries: Vec<IndexEntry>,
@@ -63,6 +71,7 @@ pub struct SnapshotInfo {
 
 /// The type of an archive entry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum EntryKind {
     /// A regular file.
@@ -84,51 +93,101 @@ impl EntryKind {
     }
 }
 
-/// One entry of the archive as the index records it.
+/// One entry of the archive as the index records it: a file has a `blake3`, a symlink a
+/// `link`, a folder neither; folders and symlinks have size 0.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[cfg_attr(
+    feature = "schema",
+    schemars(extend("allOf" = [
+        {
+            "if": {"properties": {"type": {"const": "file"}}},
+            "then": {"required": ["blake3"], "not": {"required": ["link"]}}
+        },
+        {
+            "if": {"properties": {"type": {"const": "symlink"}}},
+            "then": {
+                "required": ["link"],
+                "not": {"required": ["blake3"]},
+                "properties": {"size": {"const": 0}}
+            }
+        },
+        {
+            "if": {"properties": {"type": {"const": "dir"}}},
+            "then": {
+                "not": {"anyOf": [{"required": ["blake3"]}, {"required": ["link"]}]},
+                "properties": {"size": {"const": 0}}
+            }
+        }
+    ]))
+)]
 #[serde(deny_unknown_fields)]
 pub struct IndexEntry {
     /// The path inside the archive: `state`, or `state/` followed by the path relative to the
-    /// state folder, `/`-separated.
+    /// state folder, `/`-separated, without `.` or `..` segments.
+    #[cfg_attr(
+        feature = "schema",
+        schemars(
+            pattern(crate::archive::wellformed::ARCHIVE_PATH),
+            extend("not" = {"pattern": crate::archive::wellformed::DOT_SEGMENT})
+        )
+    )]
     pub path: String,
     /// File, folder or symlink.
     #[serde(rename = "type")]
     pub kind: EntryKind,
     /// Permission bits (`0o7777` at most).
+    #[cfg_attr(feature = "schema", schemars(range(max = crate::archive::wellformed::MAX_MODE)))]
     pub mode: u32,
     /// Content size in bytes; 0 for folders and symlinks.
     pub size: u64,
     /// Modification time, seconds since the Unix epoch.
+    #[cfg_attr(feature = "schema", schemars(range(min = 0)))]
     pub mtime: i64,
-    /// blake3 of the content, lowercase hex; files only.
+    /// blake3 of the content, lowercase hex (files only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(
+        feature = "schema",
+        schemars(pattern(crate::archive::wellformed::BLAKE3))
+    )]
     pub blake3: Option<String>,
-    /// The link target as stored (never resolved); symlinks only.
+    /// The symlink's target as stored, never resolved (symlinks only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "schema", schemars(length(min = 1)))]
     pub link: Option<String>,
 }
 
 /// One redacted secret location.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct SecretLocation {
     /// The file inside the archive (`state/...`).
+    #[cfg_attr(
+        feature = "schema",
+        schemars(
+            pattern(crate::archive::wellformed::ARCHIVE_PATH),
+            extend("not" = {"pattern": crate::archive::wellformed::DOT_SEGMENT})
+        )
+    )]
     pub file: String,
-    /// Where the value sat in the file; absent for a stray occurrence of a known value
-    /// (SPEC "Snapshot" point 2), which no declared rule located.
+    /// Where the value sat in its file, as in the manifest; absent for a stray occurrence of a
+    /// known value, which no declared rule located.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub locator: Option<Locator>,
     /// The handle the value maps to.
     pub handle: Handle,
     /// The store version seen at snapshot time, when the store was reachable and versioned.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "schema", schemars(range(min = 1)))]
     pub store_version: Option<u64>,
     /// Whether the value was dropped as ephemeral rather than mapped to a stored value.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub ephemeral: bool,
     /// What the redaction engine needs for rehydration (quoting style, occurrence, …); opaque
-    /// to the archive layer. Must never hold a value or a hash of one.
+    /// to the archive layer. Never a value or a hash of one.
     #[serde(default = "empty_object")]
+    #[cfg_attr(feature = "schema", schemars(extend("type" = "object")))]
     pub context: serde_json::Value,
 }
 

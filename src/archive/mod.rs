@@ -21,6 +21,7 @@ mod frames;
 mod index;
 mod reader;
 mod sidecar;
+pub mod wellformed;
 mod writer;
 
 use std::io::{self, Read, Write};

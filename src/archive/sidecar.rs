@@ -5,7 +5,8 @@
 //! size, which catch bit rot and truncation without the decryption identity.
 //!
 //! Invariant: like the index, a sidecar never holds a secret value or a hash of one.
-//! `schemas/sidecar.schema.json` describes it; `tests/it/archive.rs` validates a real one.
+//! `schemas/sidecar.schema.json` is generated from it (`crate::schema`); `tests/it/archive.rs`
+//! validates a real one.
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -13,19 +14,27 @@ use serde::{Deserialize, Serialize};
 /// The format version of the sidecar written by this release.
 pub const SIDECAR_FORMAT: u32 = 1;
 
-/// The sidecar of one snapshot.
+/// `<repository>/snapshots/<id>.json`: a plain summary of one snapshot and the size and
+/// blake3 of its archive. Never a secret value. See docs/format.md.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[cfg_attr(feature = "schema", schemars(title = "agentbak snapshot sidecar"))]
 #[serde(deny_unknown_fields)]
 pub struct Sidecar {
-    /// Format version ([`SIDECAR_FORMAT`]).
+    /// Sidecar format version ([`SIDECAR_FORMAT`], the only one).
+    #[cfg_attr(feature = "schema", schemars(extend("const" = 1)))]
     pub format: u32,
-    /// The snapshot id (also the file's stem).
+    /// The snapshot id; also this file's name.
+    #[cfg_attr(
+        feature = "schema",
+        schemars(pattern(crate::archive::wellformed::SNAPSHOT_ID))
+    )]
     pub id: String,
     /// The agent's name.
     pub agent: String,
     /// The host that made the snapshot.
     pub host: String,
-    /// When the snapshot was made (UTC).
+    /// When the snapshot was made (RFC 3339, UTC).
     pub created_at: DateTime<Utc>,
     /// Tags given with `--tag`.
     #[serde(default)]
@@ -33,10 +42,18 @@ pub struct Sidecar {
     /// Version of agentbak that wrote it.
     pub tool_version: String,
     /// The archive's file name in the same folder (`<id>.tar.zst` or `<id>.tar.zst.age`).
+    #[cfg_attr(
+        feature = "schema",
+        schemars(pattern(crate::archive::wellformed::ARCHIVE_NAME))
+    )]
     pub archive: String,
     /// Size of the archive file in bytes.
     pub size: u64,
     /// blake3 of the archive file, lowercase hex.
+    #[cfg_attr(
+        feature = "schema",
+        schemars(pattern(crate::archive::wellformed::BLAKE3))
+    )]
     pub blake3: String,
     /// What the archive holds.
     pub counts: Counts,
@@ -45,15 +62,20 @@ pub struct Sidecar {
     /// Conditions under which the snapshot was made that deserve attention, e.g.
     /// `store-unreachable:vault`. Empty for a normal snapshot.
     #[serde(default)]
+    #[cfg_attr(
+        feature = "schema",
+        schemars(inner(pattern(crate::archive::wellformed::DEGRADED)))
+    )]
     pub degraded: Vec<String>,
-    /// The snapshot's signature, when the manifest configures `signing`: over every other
-    /// field of this sidecar, so over the archive's blake3 too (`crate::signing`).
+    /// The snapshot's Ed25519 signature, when the manifest configures `signing`: over every
+    /// other field of this sidecar, so over the archive's blake3 too (docs/signing.md).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub signature: Option<crate::signing::Signature>,
 }
 
 /// Entry and secret counts of a snapshot.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Counts {
     /// Regular files.
@@ -62,9 +84,9 @@ pub struct Counts {
     pub dirs: u64,
     /// Symbolic links.
     pub symlinks: u64,
-    /// Sum of the sizes of the files (after redaction).
+    /// Sum of the file sizes, after redaction.
     pub bytes: u64,
-    /// Secret locations recorded in the index.
+    /// Secret locations in the index.
     pub secrets: u64,
 }
 

@@ -15,6 +15,7 @@ use crate::secret::Secret;
 
 /// How a known value was written where it was found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "kebab-case")]
 pub enum Encoding {
     /// The bytes as they are.

@@ -18,6 +18,7 @@ pub const INLINE_ALLOW: &str = "agentbak:allow";
 
 /// How serious a finding is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum Severity {
     /// Reported; does not block (entropy findings under `detect.entropy: "warn"`).
@@ -38,6 +39,7 @@ impl Severity {
 
 /// What produced a finding.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(tag = "type", rename_all = "kebab-case")]
 pub enum FindingKind {
     /// One of the known values, in some encoding.
@@ -55,14 +57,18 @@ pub enum FindingKind {
 
 /// One plaintext secret found.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[cfg_attr(feature = "schema", schemars(deny_unknown_fields))]
 pub struct Finding {
     /// Rule id (`known-value`, `github-pat`, `high-entropy`, a custom id).
     pub rule: String,
     /// The file, stream name or git path.
     pub path: String,
     /// 1-based line of the secret's first byte.
+    #[cfg_attr(feature = "schema", schemars(range(min = 1)))]
     pub line: usize,
     /// 1-based column (in characters) of the secret's first byte.
+    #[cfg_attr(feature = "schema", schemars(range(min = 1)))]
     pub column: usize,
     /// Byte offset of the secret in the scanned stream.
     pub offset: u64,
@@ -73,6 +79,7 @@ pub struct Finding {
     /// Masked preview, e.g. `ghp_…Qx (40 chars)`.
     pub preview: String,
     /// Stable id for allowlists and baselines (32 hex digits).
+    #[cfg_attr(feature = "schema", schemars(pattern(r"^[0-9a-f]{32}$")))]
     pub fingerprint: String,
     /// What produced it.
     pub kind: FindingKind,

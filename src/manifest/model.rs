@@ -1,7 +1,9 @@
 //! The manifest model: what `agentbak.json` may hold (SPEC.md "The manifest").
 //!
-//! Every struct denies unknown fields. `schemas/manifest.schema.json` describes the same model;
-//! `tests/it/schema.rs` proves the two accept the same field names at every level.
+//! Every struct denies unknown fields. `schemas/manifest.schema.json` is generated from this
+//! model (`crate::schema`): the doc comments here are its descriptions, and the
+//! `#[schemars(...)]` attributes add what serde does not state (patterns, ranges, "exactly
+//! one locator").
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -10,20 +12,27 @@ use serde::{Deserialize, Serialize};
 
 use crate::handle::Handle;
 
-/// The whole manifest.
+/// `agentbak.json`: what to back up, where secrets sit in it, and which stores hold them.
+/// See docs/manifest.md.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[cfg_attr(feature = "schema", schemars(title = "agentbak manifest"))]
 #[serde(deny_unknown_fields)]
 pub struct Manifest {
-    /// Path of the JSON Schema, for editors.
+    /// Path or URL of this schema, for editors.
     #[serde(rename = "$schema", default, skip_serializing_if = "Option::is_none")]
     pub schema: Option<String>,
-    /// Format version; only `1` exists.
+    /// Manifest format version; only `1` exists.
+    #[cfg_attr(feature = "schema", schemars(extend("const" = 1)))]
     pub version: u32,
-    /// The agent's name, filled into `{agent}` in handle paths.
+    /// The agent's name; fills `{agent}` in handle paths.
+    #[cfg_attr(feature = "schema", schemars(pattern(r"^[A-Za-z0-9._-]+$")))]
     pub agent: String,
-    /// The agent's state folder.
+    /// The agent's state folder, relative to this file; `~` expands.
+    #[cfg_attr(feature = "schema", schemars(length(min = 1)))]
     pub state: PathBuf,
-    /// Where snapshots go.
+    /// Where snapshots go, relative to this file; `~` expands.
+    #[cfg_attr(feature = "schema", schemars(length(min = 1)))]
     pub repository: PathBuf,
     /// Gitignore-style globs of files to back up, relative to `state`.
     #[serde(default = "default_include")]
@@ -36,14 +45,18 @@ pub struct Manifest {
     pub encryption: Option<Encryption>,
     /// Named secret stores; the name is the scheme of a handle.
     #[serde(default)]
+    #[cfg_attr(
+        feature = "schema",
+        schemars(extend("propertyNames" = {"pattern": "^[a-z][a-z0-9_-]*$"}))
+    )]
     pub stores: BTreeMap<String, StoreConfig>,
-    /// Where secret values live in the state.
+    /// Where secret values live in the state, each with its handle.
     #[serde(default)]
     pub secrets: Vec<SecretRule>,
     /// Detection settings for the leak gate and `scan`.
     #[serde(default)]
     pub detect: Detect,
-    /// Default retention for `prune`.
+    /// Defaults for `prune`, with restic's meaning.
     #[serde(default)]
     pub retention: Retention,
     /// Rotation policy for `verify --check-handles` and `secrets status`.
@@ -52,7 +65,7 @@ pub struct Manifest {
     /// Archive compression.
     #[serde(default)]
     pub compression: Compression,
-    /// Snapshot signatures; absent means snapshots are not signed (`docs/signing.md`).
+    /// Snapshot signatures (docs/signing.md); absent means snapshots are not signed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub signing: Option<Signing>,
 }
@@ -63,14 +76,23 @@ fn default_include() -> Vec<String> {
 
 /// `encryption`: age recipients of every archive.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Encryption {
-    /// `age1…` X25519 or `ssh-ed25519 …` public keys.
+    /// age recipients (`age1…` X25519) or `ssh-ed25519` / `ssh-rsa` public keys.
+    #[cfg_attr(
+        feature = "schema",
+        schemars(
+            length(min = 1),
+            inner(pattern(r"^(age1[0-9a-z]+|ssh-(ed25519|rsa) .+)$"))
+        )
+    )]
     pub recipients: Vec<String>,
 }
 
 /// One entry of `stores`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
 pub enum StoreConfig {
     /// HashiCorp Vault or OpenBao, KV version 2.
@@ -94,10 +116,12 @@ impl StoreConfig {
 
 /// A Vault / OpenBao store.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct VaultConfig {
     /// Server address; `VAULT_ADDR` when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "schema", schemars(pattern(r"^https?://")))]
     pub address: Option<String>,
     /// Mount point of the KV v2 engine.
     #[serde(default = "default_mount")]
@@ -111,8 +135,9 @@ pub struct VaultConfig {
     /// Verify the server's TLS certificate.
     #[serde(default = "default_true")]
     pub tls_verify: bool,
-    /// Timeout of one request in seconds (default 10).
+    /// Timeout of one request in seconds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "schema", schemars(range(min = 1), extend("default" = 10)))]
     pub timeout_s: Option<u64>,
     /// How to log in; a token from `VAULT_TOKEN` when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -132,6 +157,7 @@ fn default_true() -> bool {
 
 /// `auth` of a vault store.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(tag = "method", rename_all = "lowercase", deny_unknown_fields)]
 pub enum VaultAuth {
     /// A token from `token_file`, else `VAULT_TOKEN`. Never inline.
@@ -148,20 +174,23 @@ pub enum VaultAuth {
         /// File holding the secret id; `VAULT_SECRET_ID` when absent.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         secret_id_file: Option<PathBuf>,
-        /// Mount of the AppRole auth method (default `approle`).
+        /// Mount of the AppRole auth method.
         #[serde(default, skip_serializing_if = "Option::is_none")]
+        #[cfg_attr(feature = "schema", schemars(extend("default" = "approle")))]
         mount: Option<String>,
     },
 }
 
 /// `cache` of a vault store.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct CacheConfig {
     /// The age-encrypted cache file.
     pub path: PathBuf,
     /// How long a cached value may be used, e.g. `24h`, `30m`, `7d`.
     #[serde(default = "default_ttl")]
+    #[cfg_attr(feature = "schema", schemars(pattern(r"^[0-9]+[smhd]$")))]
     pub ttl: String,
 }
 
@@ -171,60 +200,84 @@ fn default_ttl() -> String {
 
 /// The embedded local store.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct LocalConfig {
     /// The age-encrypted store file.
     pub path: PathBuf,
-    /// The age identity that opens it; created on first use, `0600`.
+    /// The age identity that opens it, `0600`, outside state and repository; created on first
+    /// use.
     pub identity: PathBuf,
-    /// Versions kept per secret (default 10, at least 2).
+    /// Versions kept per secret.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "schema", schemars(range(min = 2), extend("default" = 10)))]
     pub max_versions: Option<u32>,
 }
 
 /// The environment store; it has no settings.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct EnvConfig {}
 
-/// One entry of `secrets`: where a value lives and which handle it maps to.
-///
-/// Exactly one locator field is set; [`SecretRule::locator`] returns it.
+/// One entry of `secrets`: where a value lives in the state and which handle it maps to.
+/// Exactly one locator (`json`, `yaml`, `toml`, `env`, `ini`, `regex`, `whole_file`) is set.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[cfg_attr(
+    feature = "schema",
+    schemars(extend("oneOf" = [
+        {"required": ["json"]},
+        {"required": ["yaml"]},
+        {"required": ["toml"]},
+        {"required": ["env"]},
+        {"required": ["ini"]},
+        {"required": ["regex"]},
+        {"required": ["whole_file"]}
+    ]))
+)]
 #[serde(deny_unknown_fields)]
 pub struct SecretRule {
-    /// File (or glob) relative to `state`.
+    /// File or glob relative to `state`.
+    #[cfg_attr(feature = "schema", schemars(length(min = 1)))]
     pub file: String,
     /// JSON Pointer into a JSON file.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "schema", schemars(pattern("^/")))]
     pub json: Option<String>,
     /// JSON Pointer into a YAML file.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "schema", schemars(pattern("^/")))]
     pub yaml: Option<String>,
     /// JSON Pointer into a TOML file.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "schema", schemars(pattern("^/")))]
     pub toml: Option<String>,
-    /// Key in a dotenv file.
+    /// Key of a dotenv file.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "schema", schemars(length(min = 1)))]
     pub env: Option<String>,
-    /// `section.key` in an INI file.
+    /// `section.key` of an INI file.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "schema", schemars(length(min = 1)))]
     pub ini: Option<String>,
-    /// Regex whose capture group 1 is the value, every match.
+    /// Regex whose capture group 1 is the value; every match.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub regex: Option<String>,
     /// The whole file is the value.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "schema", schemars(extend("const" = true)))]
     pub whole_file: Option<bool>,
     /// The handle the value maps to.
     pub handle: Handle,
-    /// Dropped at snapshot, taken from the handle (if set) at restore.
+    /// Dropped at snapshot; taken from the handle, if set, at restore.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub ephemeral: bool,
 }
 
 /// Where a value sits in its file.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Locator {
     /// JSON Pointer into a JSON document.
@@ -349,6 +402,7 @@ impl SecretRule {
 
 /// `detect`: detection settings.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Detect {
     /// Use the builtin provider rules.
@@ -360,8 +414,9 @@ pub struct Detect {
     /// Extra rules.
     #[serde(default)]
     pub rules: Vec<CustomRule>,
-    /// Allowlist: path globs, rule ids, or finding fingerprints.
+    /// Path globs, rule ids, or fingerprints of accepted findings.
     #[serde(default)]
+    #[cfg_attr(feature = "schema", schemars(inner(length(min = 1))))]
     pub allow: Vec<String>,
 }
 
@@ -378,6 +433,7 @@ impl Default for Detect {
 
 /// `detect.entropy`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum EntropyAction {
     /// Report, do not block.
@@ -391,19 +447,23 @@ pub enum EntropyAction {
 
 /// A user rule of `detect.rules`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct CustomRule {
     /// Rule id, shown in findings.
+    #[cfg_attr(feature = "schema", schemars(length(min = 1)))]
     pub id: String,
     /// Regex; capture group 1, if any, is the secret, else the whole match.
     pub regex: String,
     /// Literal keywords for the prefilter; the regex runs only where one occurs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "schema", schemars(inner(length(min = 1))))]
     pub keywords: Option<Vec<String>>,
 }
 
 /// `retention`: defaults for `prune`, with restic's meaning.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Retention {
     /// Keep the N newest snapshots.
@@ -431,9 +491,10 @@ pub struct Retention {
 
 /// `rotation`: how old a current secret version may get.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Rotation {
-    /// Maximum age in days of a current version before rotation is overdue.
+    /// Age in days after which a current version is overdue for rotation.
     #[serde(default = "default_max_age")]
     pub max_age_days: u32,
 }
@@ -452,10 +513,12 @@ impl Default for Rotation {
 
 /// `compression`: archive compression settings.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Compression {
-    /// zstd level, 1 to 19 (default 3).
+    /// zstd level, 1 to 19.
     #[serde(default = "default_level")]
+    #[cfg_attr(feature = "schema", schemars(range(min = 1, max = 19)))]
     pub level: i32,
 }
 
@@ -471,8 +534,10 @@ impl Default for Compression {
     }
 }
 
-/// `signing`: how snapshots are signed and which signatures restore and verify trust.
+/// `signing`: how snapshots are signed and which signatures restore and verify trust; exactly
+/// one of `key` or `transit` (docs/signing.md).
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Signing {
     /// A handle holding an Ed25519 private key (PKCS#8 PEM or OpenSSH); each version of the
@@ -484,18 +549,20 @@ pub struct Signing {
     pub transit: Option<TransitKey>,
     /// Versions of the signing key that no longer count: a snapshot signed by one fails.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[cfg_attr(feature = "schema", schemars(inner(range(min = 1))))]
     pub revoked: Vec<u64>,
     /// A handle holding a stable Ed25519 identity key that certifies each signing key.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub identity: Option<Handle>,
-    /// Identity public keys (`ed25519:BASE64` or `ssh-ed25519 AAAA…`) whose certificates a
-    /// verifier accepts without reading the signing key from a store.
+    /// Identity public keys (`ed25519:BASE64` or `ssh-ed25519 AAAA…`) whose certificates are
+    /// accepted without reading the signing key from a store.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub trust: Vec<String>,
 }
 
 /// `signing.transit`: a key of the transit secrets engine.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct TransitKey {
     /// The name of a `vault` store of the manifest.

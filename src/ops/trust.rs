@@ -115,6 +115,8 @@ impl DeclaredHandles {
 
 /// What a snapshot's signature turned out to be, for reports.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[cfg_attr(feature = "schema", schemars(deny_unknown_fields))]
 #[serde(tag = "status", rename_all = "snake_case")]
 pub enum SignatureStatus {
     /// Signed by a key the manifest trusts.

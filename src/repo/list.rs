@@ -25,6 +25,8 @@ pub struct Listing {
 
 /// A file in `snapshots/` that is not part of a complete snapshot.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[cfg_attr(feature = "schema", schemars(deny_unknown_fields))]
 pub struct Orphan {
     /// The file name.
     pub file: String,
@@ -35,6 +37,7 @@ pub struct Orphan {
 
 /// Why a file is an orphan.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "kebab-case", tag = "problem", content = "detail")]
 pub enum OrphanKind {
     /// An archive without its sidecar (a crash between the two renames, or a lost sidecar).

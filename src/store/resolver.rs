@@ -103,6 +103,7 @@ impl Default for ResolveOptions {
 
 /// The outcome for one handle.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(tag = "status", rename_all = "snake_case")]
 pub enum Status {
     /// Fetched from the store.

@@ -13,6 +13,7 @@ use crate::handle::Handle;
 
 /// Where a version stands against the rotation policy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Rotation {
     /// Younger than 80 % of the maximum age.
@@ -52,6 +53,7 @@ pub fn rotation(created: DateTime<Utc>, now: DateTime<Utc>, max_age_days: u32) -
 
 /// One handle's status report. Holds no value.
 #[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct HandleStatus {
     /// The handle as the manifest writes it.
     pub handle: Handle,

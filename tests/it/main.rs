@@ -7,6 +7,7 @@ mod restore_fixture;
 
 mod archive;
 mod cli;
+mod cli_output;
 mod crash;
 mod detect_corpus;
 mod init;

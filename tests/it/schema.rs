@@ -1,6 +1,8 @@
-//! The JSON Schema and the serde model must accept the same manifests: every example in the
-//! repository validates against both, and at every object level both accept exactly the same
-//! field names and reject unknown ones.
+//! `schemas/` is generated from the model (`agentbak::schema`, feature `schema`): the committed
+//! files must be exactly what the model generates today. And the generated schemas must mean
+//! what the model means: every example manifest validates against both, at every object level
+//! both accept exactly the same field names and reject unknown ones, and the newer parts
+//! (signatures in sidecars and reports) are described with their constraints.
 
 use std::path::{Path, PathBuf};
 
@@ -8,12 +10,20 @@ use agentbak::manifest::Manifest;
 use serde_json::{Value, json};
 
 fn schema() -> Value {
-    let text = std::fs::read_to_string("schemas/manifest.schema.json").unwrap();
+    schema_file("manifest.schema.json")
+}
+
+fn schema_file(name: &str) -> Value {
+    let text = std::fs::read_to_string(Path::new("schemas").join(name)).unwrap();
     serde_json::from_str(&text).unwrap()
 }
 
 fn validator() -> jsonschema::Validator {
     jsonschema::draft202012::new(&schema()).expect("the schema compiles")
+}
+
+fn validator_of(name: &str) -> jsonschema::Validator {
+    jsonschema::draft202012::new(&schema_file(name)).expect("the schema compiles")
 }
 
 fn example_manifests() -> Vec<PathBuf> {
@@ -71,25 +81,19 @@ fn every_example_manifest_validates_against_schema_and_model() {
 /// (pointer into the full example, pointer into the schema of that object)
 const LEVELS: &[(&str, &str)] = &[
     ("", ""),
-    ("/encryption", "/properties/encryption"),
-    ("/stores/vault", "/$defs/store/oneOf/0"),
-    (
-        "/stores/vault/cache",
-        "/$defs/store/oneOf/0/properties/cache",
-    ),
-    ("/stores/vault/auth", "/$defs/vault_auth/oneOf/0"),
-    ("/stores/bao2/auth", "/$defs/vault_auth/oneOf/1"),
-    ("/stores/local", "/$defs/store/oneOf/1"),
-    ("/stores/env", "/$defs/store/oneOf/2"),
-    ("/secrets/0", "/$defs/secret"),
-    ("/detect", "/properties/detect"),
-    (
-        "/detect/rules/0",
-        "/properties/detect/properties/rules/items",
-    ),
-    ("/retention", "/properties/retention"),
-    ("/rotation", "/properties/rotation"),
-    ("/compression", "/properties/compression"),
+    ("/encryption", "/$defs/Encryption"),
+    ("/stores/vault", "/$defs/StoreConfig/oneOf/0"),
+    ("/stores/vault/cache", "/$defs/CacheConfig"),
+    ("/stores/vault/auth", "/$defs/VaultAuth/oneOf/0"),
+    ("/stores/bao2/auth", "/$defs/VaultAuth/oneOf/1"),
+    ("/stores/local", "/$defs/StoreConfig/oneOf/1"),
+    ("/stores/env", "/$defs/StoreConfig/oneOf/2"),
+    ("/secrets/0", "/$defs/SecretRule"),
+    ("/detect", "/$defs/Detect"),
+    ("/detect/rules/0", "/$defs/CustomRule"),
+    ("/retention", "/$defs/Retention"),
+    ("/rotation", "/$defs/Rotation"),
+    ("/compression", "/$defs/Compression"),
 ];
 
 /// The field names serde accepts at a level, read from its "unknown field" message.
@@ -176,4 +180,170 @@ fn schema_and_model_agree_on_locators() {
     bad_handle["secrets"][0]["handle"] = json!("vault:a/../b#f");
     assert!(!validator.is_valid(&bad_handle));
     assert!(parse(&bad_handle).is_err());
+}
+
+/// The command that rewrites `schemas/` from the model.
+const BLESS: &str = "AGENTBAK_BLESS=1 cargo nextest run schema_files_are_generated_from_the_model";
+
+#[test]
+fn schema_files_are_generated_from_the_model() {
+    let bless = std::env::var_os("AGENTBAK_BLESS").is_some_and(|v| v == "1");
+    let mut stale = Vec::new();
+    for generated in agentbak::schema::all() {
+        let path = Path::new("schemas").join(generated.file);
+        if bless {
+            std::fs::write(&path, &generated.text).unwrap();
+            continue;
+        }
+        let committed = std::fs::read_to_string(&path).unwrap_or_default();
+        if committed != generated.text {
+            stale.push(path.display().to_string());
+        }
+    }
+    assert!(
+        stale.is_empty(),
+        "{stale:?} differ from the schemas the model generates; regenerate them with `{BLESS}` \
+         and commit the result"
+    );
+}
+
+#[test]
+fn every_schema_is_draft_2020_12_with_its_id_and_title() {
+    for (file, title) in [
+        ("manifest.schema.json", "agentbak manifest"),
+        ("index.schema.json", "agentbak archive index"),
+        ("sidecar.schema.json", "agentbak snapshot sidecar"),
+        ("verify-report.schema.json", "agentbak verify report"),
+    ] {
+        let s = schema_file(file);
+        assert_eq!(s["$schema"], "https://json-schema.org/draft/2020-12/schema");
+        assert_eq!(s["$id"], format!("https://agentbak.dev/schemas/{file}"));
+        assert_eq!(s["title"], title);
+        assert!(
+            s["description"].as_str().is_some_and(|d| d.len() > 40),
+            "{file}"
+        );
+        jsonschema::draft202012::meta::validate(&s).unwrap_or_else(|e| panic!("{file}: {e}"));
+    }
+}
+
+/// A sidecar with every optional part: a signature with its certificate.
+fn signed_sidecar() -> Value {
+    json!({
+        "format": 1, "id": "20261128T225501Z-3f9a2c1b", "agent": "kevin", "host": "h",
+        "created_at": "2026-11-28T22:55:01Z", "tags": ["nightly"], "tool_version": "0.1.0",
+        "archive": "20261128T225501Z-3f9a2c1b.tar.zst.age", "size": 1,
+        "blake3": "0f".repeat(32),
+        "counts": {"files": 0, "dirs": 0, "symlinks": 0, "bytes": 0, "secrets": 0},
+        "encrypted": true, "degraded": [],
+        "signature": {
+            "algorithm": "ed25519", "signer": "local:agents/kevin/signing#private_key",
+            "version": 2, "public_key": format!("ed25519:{}=", "A".repeat(43)),
+            "value": format!("{}==", "B".repeat(86)),
+            "certificate": {
+                "identity": format!("ed25519:{}=", "C".repeat(43)),
+                "value": format!("{}==", "D".repeat(86))
+            }
+        }
+    })
+}
+
+#[test]
+fn the_sidecar_schema_describes_signatures_and_their_certificates() {
+    let validator = validator_of("sidecar.schema.json");
+    let signed = signed_sidecar();
+    let errors: Vec<String> = validator
+        .iter_errors(&signed)
+        .map(|e| e.to_string())
+        .collect();
+    assert!(errors.is_empty(), "{errors:?}");
+    agentbak::archive::Sidecar::from_json(signed.to_string().as_bytes()).unwrap();
+    for (pointer, bad) in [
+        ("/signature/algorithm", json!("rsa")),
+        ("/signature/version", json!(0)),
+        ("/signature/public_key", json!("ed25519:short=")),
+        ("/signature/value", json!("not base64")),
+        ("/signature/certificate/identity", json!("ssh-ed25519 AAAA")),
+        ("/signature/extra", json!(1)),
+        ("/signature/certificate/extra", json!(1)),
+    ] {
+        let mut v = signed.clone();
+        let (parent, key) = pointer.rsplit_once('/').unwrap();
+        v.pointer_mut(parent).unwrap()[key] = bad;
+        assert!(!validator.is_valid(&v), "accepted a bad {pointer}");
+    }
+}
+
+#[test]
+fn the_manifest_schema_describes_signing() {
+    let validator = validator();
+    let mut v = full_example();
+    v["signing"] = json!({
+        "transit": {"store": "vault", "key": "agent-signing"},
+        "revoked": [1], "identity": "local:agents/kevin/identity#private_key",
+        "trust": [format!("ed25519:{}=", "A".repeat(43))]
+    });
+    assert!(validator.is_valid(&v));
+    parse(&v).unwrap();
+    v["signing"]["revoked"] = json!([0]);
+    assert!(!validator.is_valid(&v), "version 0 revoked");
+    v["signing"]["revoked"] = json!([1]);
+    v["signing"]["transit"]["extra"] = json!(1);
+    assert!(!validator.is_valid(&v));
+}
+
+#[test]
+fn the_report_schema_names_every_check_and_signature_status() {
+    let report = schema_file("verify-report.schema.json");
+    let names = &report["$defs"]["Check"]["properties"]["name"]["enum"];
+    for name in ["signature", "declared", "leak-scan", "rotation"] {
+        assert!(names.as_array().unwrap().contains(&json!(name)), "{name}");
+    }
+    let statuses: Vec<&Value> = report["$defs"]["SignatureStatus"]["oneOf"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| &v["properties"]["status"]["const"])
+        .collect();
+    assert_eq!(
+        statuses,
+        [
+            &json!("signed"),
+            &json!("unsigned"),
+            &json!("invalid"),
+            &json!("not_checked")
+        ]
+    );
+}
+
+/// The handle pattern is written by hand (a handle serializes as its text): it must agree with
+/// `Handle::parse`, the grammar of docs/handles.md.
+#[test]
+fn the_handle_pattern_agrees_with_the_parser() {
+    let handle = jsonschema::draft202012::new(&schema()["$defs"]["Handle"]).unwrap();
+    for text in [
+        "vault:agents/kevin/openai#api_key",
+        "vault:agents/{agent}/openai?version=3#api_key",
+        "local:a.b/c_d-e#f.g",
+        "env:SESSION_TOKEN",
+        "env:_x1",
+        "vault",
+        "Vault:a#b",
+        "vault:a/../b#f",
+        "vault:./a#f",
+        "vault:a//b#f",
+        "vault:a#",
+        "vault:a?version=0#f",
+        "vault:a?v=2#f",
+        "vault:a b#f",
+        "env:1ABC",
+        "vault:a?version=2",
+        "vault:a#f#g",
+    ] {
+        assert_eq!(
+            handle.is_valid(&json!(text)),
+            agentbak::handle::Handle::parse(text).is_ok(),
+            "{text}"
+        );
+    }
 }

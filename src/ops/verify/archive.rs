@@ -5,16 +5,15 @@
 //! streams each entry through the detector. Entry names, link targets and the index are
 //! scanned too, since a value in a file name leaks as surely as one in a file.
 //!
-//! Schemas are checked with the very files `schemas/` ships (embedded at build time), and
-//! their errors are reported by location only (`/entries/3/blake3: pattern`), never with the
-//! offending text: a forged index could hold a value.
-
-use std::sync::OnceLock;
-
-use serde_json::Value;
+//! The sidecar and the index are held to their formats (`schemas/`) by their serde parse
+//! (unknown fields, types) and by [`crate::archive::wellformed`] (patterns, ranges, which
+//! fields each entry type has), whose problems name a location only
+//! (`/entries/3/blake3: not 64 lowercase hex digits`), never the offending text: a forged
+//! index could hold a value.
 
 use super::handles::IndexHandle;
 use super::{Check, CheckResult, SnapshotReport, Trust, Verified, blocks};
+use crate::archive::wellformed::{index_problems, sidecar_problems};
 use crate::archive::{
     ArchiveEntry, EntryData, EntryKind, Identity, Index, IntegrityError, IntegrityProblem,
     ReadOptions, SharedBytes, Sidecar, check_digest, read_archive,
@@ -25,9 +24,6 @@ use crate::handle::Handle;
 use crate::ops::trust::{DeclaredHandles, SignatureStatus};
 use crate::repo::{ENCRYPTED_SUFFIX, Repository};
 
-const INDEX_SCHEMA: &str = include_str!("../../../schemas/index.schema.json");
-const SIDECAR_SCHEMA: &str = include_str!("../../../schemas/sidecar.schema.json");
-
 /// Runs every file check of one snapshot; returns its report and the handles of its index.
 pub(super) fn verify_snapshot(
     repo: &Repository,
@@ -37,7 +33,7 @@ pub(super) fn verify_snapshot(
     identity: Option<&Identity>,
 ) -> Verified {
     let mut report = SnapshotReport::new(sidecar);
-    report.checks.push(check_sidecar(repo, sidecar));
+    report.checks.push(check_sidecar(sidecar));
     // Before any entry is read: a snapshot that is not vouched for is not opened.
     match trust.signatures.check(sidecar, trust.allow_unsigned) {
         Ok(status) => {
@@ -325,16 +321,10 @@ fn check_archive_digest(repo: &Repository, sidecar: &Sidecar) -> Check {
     }
 }
 
-/// The sidecar file against `schemas/sidecar.schema.json`, and its name against its flag.
-fn check_sidecar(repo: &Repository, sidecar: &Sidecar) -> Check {
-    let path = repo.sidecar_path(&sidecar.id);
-    let mut problems = match std::fs::read(&path) {
-        Ok(bytes) => match serde_json::from_slice::<Value>(&bytes) {
-            Ok(value) => schema_errors(sidecar_schema(), &value),
-            Err(e) => vec![format!("not JSON: {e}")],
-        },
-        Err(e) => vec![format!("{}: {e}", path.display())],
-    };
+/// The sidecar against its format (`schemas/sidecar.schema.json`: its parse already refused
+/// unknown fields and wrong types), and its name against its flag.
+fn check_sidecar(sidecar: &Sidecar) -> Check {
+    let mut problems = sidecar_problems(sidecar);
     if sidecar.archive.ends_with(ENCRYPTED_SUFFIX) != sidecar.encrypted {
         problems.push(format!(
             "`encrypted` is {} but the archive is named `{}`",
@@ -348,10 +338,10 @@ fn check_sidecar(repo: &Repository, sidecar: &Sidecar) -> Check {
     }
 }
 
-/// The index against `schemas/index.schema.json` and against the sidecar's summary of it.
+/// The index against its format (`schemas/index.schema.json`: its parse already refused
+/// unknown fields and wrong types) and against the sidecar's summary of it.
 fn check_index(index: &Index, sidecar: &Sidecar) -> Check {
-    let value = serde_json::to_value(index).expect("a parsed index serializes");
-    let mut problems = schema_errors(index_schema(), &value);
+    let mut problems = index_problems(index);
     let mut differs = |field: &str, indexed: String, sidecar: String| {
         if indexed != sidecar {
             problems.push(format!(
@@ -387,38 +377,6 @@ fn check_index(index: &Index, sidecar: &Sidecar) -> Check {
     } else {
         Check::with_code("index", ExitCode::Integrity, problems)
     }
-}
-
-fn index_schema() -> &'static jsonschema::Validator {
-    static V: OnceLock<jsonschema::Validator> = OnceLock::new();
-    V.get_or_init(|| compile(INDEX_SCHEMA))
-}
-
-fn sidecar_schema() -> &'static jsonschema::Validator {
-    static V: OnceLock<jsonschema::Validator> = OnceLock::new();
-    V.get_or_init(|| compile(SIDECAR_SCHEMA))
-}
-
-fn compile(text: &str) -> jsonschema::Validator {
-    let schema: Value = serde_json::from_str(text).expect("shipped schemas are JSON");
-    jsonschema::draft202012::new(&schema).expect("shipped schemas compile")
-}
-
-/// Where `value` breaks the schema: instance location and schema keyword, never the text.
-fn schema_errors(validator: &jsonschema::Validator, value: &Value) -> Vec<String> {
-    validator
-        .iter_errors(value)
-        .take(20)
-        .map(|e| {
-            let at = e.instance_path().to_string();
-            let rule = e.schema_path().to_string();
-            let keyword = rule.rsplit('/').next().unwrap_or_default().to_string();
-            format!(
-                "{}: breaks `{keyword}` ({rule})",
-                if at.is_empty() { "/" } else { &at }
-            )
-        })
-        .collect()
 }
 
 /// Each handle of an index once, with the newest version recorded and whether every location
@@ -457,7 +415,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn schema_errors_name_the_place_not_the_text() {
+    fn sidecar_problems_name_the_place_not_the_text() {
         let value = serde_json::json!({
             "format": 1, "id": "20261128T225501Z-3f9a2c1b", "agent": "kevin", "host": "h",
             "created_at": "2026-11-28T22:55:01Z", "tags": [], "tool_version": "0.1.0",
@@ -466,12 +424,12 @@ mod tests {
             "counts": {"files": 0, "dirs": 0, "symlinks": 0, "bytes": 0, "secrets": 0},
             "encrypted": false, "degraded": []
         });
-        let errors = schema_errors(sidecar_schema(), &value);
-        assert_eq!(errors.len(), 1, "{errors:?}");
-        assert!(
-            errors[0].starts_with("/blake3: breaks `pattern`"),
-            "{errors:?}"
+        let sidecar = Sidecar::from_json(value.to_string().as_bytes()).unwrap();
+        let check = check_sidecar(&sidecar);
+        assert_eq!(check.exit_code, ExitCode::Integrity);
+        assert_eq!(
+            check.detail,
+            vec!["/blake3: not 64 lowercase hex digits".to_string()]
         );
-        assert!(!errors[0].contains("sk-live"), "{errors:?}");
     }
 }

@@ -40,6 +40,8 @@ pub(super) struct IndexHandle {
 
 /// One handle of one snapshot, as it stands now. Holds no value.
 #[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[cfg_attr(feature = "schema", schemars(deny_unknown_fields))]
 pub struct HandleCheck {
     /// Resolution now, age and rotation state (`handle`, `status`, `version` or `message`,
     /// `age_days`, `rotation`, `max_age_days`).
@@ -53,6 +55,7 @@ pub struct HandleCheck {
     pub ephemeral: bool,
     /// `index` when the snapshot's index named it; `manifest` when the index could not be
     /// read (an encrypted archive without the identity).
+    #[cfg_attr(feature = "schema", schemars(extend("enum" = ["index", "manifest"])))]
     pub source: &'static str,
 }
 

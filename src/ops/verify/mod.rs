@@ -96,6 +96,7 @@ impl Default for VerifyOptions<'_> {
 
 /// The outcome of one check.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum CheckResult {
     /// Nothing wrong.
@@ -110,9 +111,17 @@ pub enum CheckResult {
 
 /// One check of one snapshot.
 #[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[cfg_attr(feature = "schema", schemars(deny_unknown_fields))]
 pub struct Check {
-    /// `sidecar`, `archive`, `contents`, `index`, `leak-scan`, `against-store`, `handles`,
-    /// `rotation`.
+    /// Which check, in the order they run (see docs/verify.md).
+    #[cfg_attr(
+        feature = "schema",
+        schemars(extend("enum" = [
+            "sidecar", "signature", "archive", "contents", "index", "declared", "leak-scan",
+            "against-store", "handles", "rotation"
+        ]))
+    )]
     pub name: &'static str,
     /// The outcome.
     pub result: CheckResult,
@@ -158,8 +167,14 @@ impl Check {
 
 /// What verify found about one snapshot.
 #[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[cfg_attr(feature = "schema", schemars(deny_unknown_fields))]
 pub struct SnapshotReport {
     /// The snapshot id.
+    #[cfg_attr(
+        feature = "schema",
+        schemars(pattern(crate::archive::wellformed::SNAPSHOT_ID))
+    )]
     pub id: String,
     /// When it was made.
     pub created_at: DateTime<Utc>,
@@ -173,11 +188,11 @@ pub struct SnapshotReport {
     pub encrypted: bool,
     /// The archive's size in bytes, as the sidecar says.
     pub size: u64,
-    /// The agentbak version that wrote it.
+    /// Version of agentbak that wrote the snapshot.
     pub tool_version: String,
-    /// The signature, checked before the contents were read.
+    /// The snapshot's signature, checked before its contents (docs/signing.md).
     pub signature: SignatureStatus,
-    /// Whether the contents were read (decrypted, decompressed, scanned).
+    /// Whether the contents were decrypted, decompressed and scanned.
     pub deep: bool,
     /// Every check, in the order run.
     pub checks: Vec<Check>,
@@ -224,19 +239,28 @@ impl SnapshotReport {
 
 /// What values the leak scan searched for, by source; never the values.
 #[derive(Debug, Clone, Default, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[cfg_attr(feature = "schema", schemars(deny_unknown_fields))]
 pub struct KnownSummary {
-    /// Distinct values searched (in every encoding).
+    /// Distinct known values searched, each in every encoding.
     pub values: usize,
     /// Where they came from, e.g. `state: 3 values`, `store: 4 current, 2 previous`.
     pub sources: Vec<String>,
-    /// Handles whose value is shorter than 8 bytes: not searched, not proven absent.
+    /// Handles whose value is under 8 bytes: not searched, not proven absent.
     pub too_short: Vec<String>,
     /// What could not be read (a yaml locator, a state folder that is gone).
     pub notes: Vec<String>,
 }
 
-/// The whole audit.
+/// What `agentbak verify --json` prints: per snapshot the checks run and their results,
+/// leak-scan findings with masked previews, handle statuses and rotation; the repository's
+/// orphans; the run's exit code. Never a secret value. See docs/verify.md.
 #[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[cfg_attr(
+    feature = "schema",
+    schemars(title = "agentbak verify report", deny_unknown_fields)
+)]
 pub struct VerifyReport {
     /// Version of agentbak that verified.
     pub tool_version: String,
@@ -246,9 +270,9 @@ pub struct VerifyReport {
     pub finished_at: DateTime<Utc>,
     /// The repository folder.
     pub repository: String,
-    /// What was asked: `identity`, `check_handles`, `against_store`, `all`.
+    /// What was asked.
     pub options: RunOptions,
-    /// The rules the leak scan ran (ids).
+    /// Ids of the rules the leak scan ran.
     pub rules: Vec<String>,
     /// The known values searched.
     pub known_values: KnownSummary,
@@ -262,8 +286,10 @@ pub struct VerifyReport {
 
 /// The options of a run, as the report records them.
 #[derive(Debug, Clone, Copy, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[cfg_attr(feature = "schema", schemars(deny_unknown_fields))]
 pub struct RunOptions {
-    /// Whether an identity was given.
+    /// Whether a decryption identity was given.
     pub identity: bool,
     /// `--check-handles`.
     pub check_handles: bool,
