@@ -19,8 +19,6 @@ pub use git::{scan_git, scan_staged};
 pub use known::{KnownFromManifest, known_values};
 
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::detect::{Detector, Finding, NameMasks, Severity};
 use crate::error::{Error, ExitCode, Report, Result};
@@ -92,10 +90,9 @@ pub fn scan_paths(detector: &Detector, paths: &[PathBuf], threads: usize) -> Res
         collect_files(root, &mut files, &mut report.skipped)?;
     }
     let threads = match threads {
-        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        0 => crate::pool::cores(),
         n => n,
-    }
-    .min(files.len().max(1));
+    };
     let names: Vec<String> = files
         .iter()
         .map(|p| display(p))
@@ -103,31 +100,21 @@ pub fn scan_paths(detector: &Detector, paths: &[PathBuf], threads: usize) -> Res
         .collect();
     let (in_names, masks) = NameMasks::scan(detector, "<file names>", &names);
     drop(names);
-    let next = AtomicUsize::new(0);
-    let shared = Mutex::new(&mut report);
-    std::thread::scope(|scope| {
-        for _ in 0..threads {
-            scope.spawn(|| {
-                loop {
-                    let i = next.fetch_add(1, Ordering::Relaxed);
-                    let Some(path) = files.get(i) else { break };
-                    let outcome = scan_file(detector, path);
-                    let mut report = shared.lock().unwrap_or_else(|e| e.into_inner());
-                    match outcome {
-                        Ok((bytes, findings)) => {
-                            report.files += 1;
-                            report.bytes += bytes;
-                            report.findings.extend(findings);
-                        }
-                        Err(e) => report.skipped.push(Skipped {
-                            path: display(path),
-                            reason: e.to_string(),
-                        }),
-                    }
-                }
-            });
+    for (path, outcome) in files.iter().zip(crate::pool::map(&files, threads, |path| {
+        scan_file(detector, path)
+    })) {
+        match outcome {
+            Ok((bytes, findings)) => {
+                report.files += 1;
+                report.bytes += bytes;
+                report.findings.extend(findings);
+            }
+            Err(e) => report.skipped.push(Skipped {
+                path: display(path),
+                reason: e.to_string(),
+            }),
         }
-    });
+    }
     report.findings.extend(in_names.into_iter().map(|mut f| {
         // A name is one line; the column is the secret's place in it.
         f.line = 1;
