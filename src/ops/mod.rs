@@ -5,6 +5,7 @@ pub mod identity;
 pub mod init;
 pub mod restore;
 pub mod scan;
+pub mod secrets;
 pub mod snapshot;
 pub mod trust;
 pub mod verify;

@@ -22,9 +22,9 @@ use crate::detect::{Detector, FindingKind, KnownValues};
 use crate::error::ExitCode;
 use crate::handle::Handle;
 use crate::manifest::{Detect, EntropyAction, Manifest};
+use crate::ops::secrets::status::{HandleStatus, Rotation, handle_status};
 use crate::repo::Repository;
 use crate::secret::Secret;
-use crate::store::status::{HandleStatus, Rotation, handle_status};
 use crate::store::{ResolveOptions, Status, Stores, VersionChoice, resolve};
 
 /// What a snapshot's index says about one handle.
