@@ -3,6 +3,7 @@
 
 pub mod identity;
 pub mod init;
+pub mod known;
 pub mod restore;
 pub mod scan;
 pub mod secrets;

@@ -321,12 +321,7 @@ pub fn verify(
         }
     };
 
-    let manifest_handles: Vec<Handle> = distinct(
-        manifest
-            .secrets
-            .iter()
-            .map(|r| r.handle.with_agent(&manifest.agent)),
-    );
+    let manifest_handles = crate::ops::known::declared_handles(manifest);
     let mut known = KnownSummary::default();
     let values = handles::known_values(
         manifest,
