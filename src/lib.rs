@@ -31,6 +31,7 @@ pub mod hardening;
 pub mod json_span;
 pub mod manifest;
 pub mod ops;
+pub(crate) mod pool;
 pub mod redact;
 pub mod repo;
 pub mod report;

@@ -1,8 +1,8 @@
 //! `agentbak scan`: build the detector (manifest `detect` section and known values when a
 //! manifest is in reach), pick the source, call `ops::scan`, render, choose the exit code.
 //!
-//! Exit codes: 4 when a finding of severity `error` remains; 3 when a file could not be read;
-//! 0 otherwise. Warn-level findings (entropy under `detect.entropy: "warn"`) are shown but do
+//! Exit codes: 4 when a finding of severity `error` remains; 6 when `--known-from-store`
+//! could not fetch a handle's current value; 3 when a file could not be read; 0 otherwise. Warn-level findings (entropy under `detect.entropy: "warn"`) are shown but do
 //! not fail the run: that is what `warn` means, and a pre-commit hook must not block on them.
 
 use std::io::IsTerminal;
@@ -17,21 +17,17 @@ use crate::error::{Error, ExitCode, Report as _, Result};
 use crate::manifest::{DEFAULT_MANIFEST, Detect, ENV_MANIFEST};
 use crate::ops::scan::{self, ScanReport};
 use crate::report::scan as render;
+use crate::store::Stores;
 
 /// How often `--follow` polls a quiet file.
 const POLL: Duration = Duration::from_millis(200);
 
 pub(super) fn scan(cli: &Cli, args: &ScanArgs) -> Result<ExitCode> {
-    if args.known_from_store {
-        return Err(Error::NotImplemented(
-            "scan --known-from-store (it needs the store layer; scan the declared values with -m meanwhile)",
-        ));
-    }
     let format = match (args.format, cli.json) {
         (ScanFormat::Human, true) => ScanFormat::Json,
         (f, _) => f,
     };
-    let (detector, notes) = build_detector(cli)?;
+    let (detector, notes, unresolved) = build_detector(cli, args.known_from_store)?;
     if let Some(known) = detector.known() {
         for label in known.too_short() {
             tracing::warn!(handle = %label, "value shorter than 8 bytes: cannot be proven absent");
@@ -42,6 +38,7 @@ pub(super) fn scan(cli: &Cli, args: &ScanArgs) -> Result<ExitCode> {
     }
     let mut report = run(&detector, args)?;
     report.notes.extend(notes);
+    report.unresolved = unresolved;
     let text = match format {
         ScanFormat::Human => render::human(&report, std::io::stdout().is_terminal()),
         ScanFormat::Json => render::json(&report),
@@ -52,16 +49,25 @@ pub(super) fn scan(cli: &Cli, args: &ScanArgs) -> Result<ExitCode> {
 }
 
 /// The detector for this run: the manifest's settings and values if a manifest is in reach
-/// (`-m`, `AGENTBAK_MANIFEST`, or an existing `./agentbak.json`), else the defaults; and the
-/// notes on declared values that could not be read.
-fn build_detector(cli: &Cli) -> Result<(Detector, Vec<String>)> {
-    let explicit =
-        cli.manifest.is_some() || std::env::var_os(ENV_MANIFEST).is_some_and(|v| !v.is_empty());
+/// (`-m`, `AGENTBAK_MANIFEST`, or an existing `./agentbak.json`; `--known-from-store` needs
+/// one), else the defaults; the notes on declared values that could not be read; and the
+/// handles whose store value could not be fetched.
+fn build_detector(cli: &Cli, from_store: bool) -> Result<(Detector, Vec<String>, Vec<String>)> {
+    let explicit = from_store
+        || cli.manifest.is_some()
+        || std::env::var_os(ENV_MANIFEST).is_some_and(|v| !v.is_empty());
     if !explicit && !Path::new(DEFAULT_MANIFEST).exists() {
-        return Ok((Detector::new(&Detect::default(), None)?, Vec::new()));
+        return Ok((
+            Detector::new(&Detect::default(), None)?,
+            Vec::new(),
+            Vec::new(),
+        ));
     }
     let manifest = load_manifest(cli.manifest.as_deref())?;
-    let known = scan::known_values(&manifest);
+    let stores = from_store
+        .then(|| Stores::from_manifest(&manifest))
+        .transpose()?;
+    let known = scan::known_values(&manifest, stores.as_ref());
     for note in &known.notes {
         tracing::warn!("{note}");
     }
@@ -72,6 +78,7 @@ fn build_detector(cli: &Cli) -> Result<(Detector, Vec<String>)> {
     Ok((
         Detector::new(&manifest.detect, Some(known.values))?,
         known.notes,
+        known.unresolved,
     ))
 }
 

@@ -13,9 +13,9 @@ use super::{Cli, SecretsCommand, load_manifest, write_stdout};
 use crate::error::{Error, ExitCode, Result};
 use crate::handle::Handle;
 use crate::manifest::Manifest;
+use crate::ops::secrets::push::{PushItem, PushOutcome, push};
+use crate::ops::secrets::status::{HandleStatus, Rotation, handle_status};
 use crate::secret::Secret;
-use crate::store::push::{PushItem, PushOutcome, push};
-use crate::store::status::{HandleStatus, Rotation, handle_status};
 use crate::store::{Address, ResolveOptions, Status, Stores, resolve_one};
 
 /// Runs one `secrets` subcommand.
@@ -287,7 +287,7 @@ fn push_cmd(cli: &Cli, m: &Manifest, stores: &Stores) -> Result<ExitCode> {
         push_lines(&report)
     };
     write_stdout(out.as_bytes())?;
-    Ok(crate::store::push::exit_code(&report))
+    Ok(crate::ops::secrets::push::exit_code(&report))
 }
 
 /// One line per handle: pushed, in store, skipped or failed, with a masked preview.

@@ -3,8 +3,14 @@
 
 pub mod identity;
 pub mod init;
+pub mod known;
 pub mod restore;
 pub mod scan;
+pub mod secrets;
 pub mod snapshot;
 pub mod trust;
 pub mod verify;
+
+/// The walk over the state, which `snapshot` archives and `init` discovers. It lives in the
+/// snapshot's folder; other commands import it from here, not from the snapshot's insides.
+pub use snapshot::walk;

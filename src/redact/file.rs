@@ -12,7 +12,7 @@ use zeroize::Zeroizing;
 
 use super::{
     Blocker, Context, Format, FormatError, RedactError, RedactWarning, RedactedFile, Replacement,
-    Rule, Site, Source, Unfit, WarningKind, regex, stray, whole,
+    Rule, Site, Source, StrayMatcher, Unfit, WarningKind, regex, stray, whole,
 };
 use crate::handle::Handle;
 use crate::manifest::Locator;
@@ -51,11 +51,26 @@ struct Declared {
 /// a [`Blocker`] with its offset instead.
 ///
 /// `path` is used in messages and to guess the format of a file only strays touch.
+///
+/// This builds the search for `known` on every call: to redact many files with the same
+/// known values, build a [`StrayMatcher`] once and call [`redact_file_with`].
 pub fn redact_file<'a>(
     path: &str,
     input: &'a [u8],
     rules: &[Rule],
     known: &[(Handle, Secret)],
+) -> Result<RedactedFile<'a>, RedactError> {
+    redact_file_with(path, input, rules, &StrayMatcher::new(known))
+}
+
+/// [`redact_file`] with the known values' search built once ([`StrayMatcher::new`]) for
+/// every file of a run. The file's own declared values are searched for too, after the
+/// known ones, exactly as [`redact_file`] does.
+pub fn redact_file_with<'a>(
+    path: &str,
+    input: &'a [u8],
+    rules: &[Rule],
+    known: &StrayMatcher,
 ) -> Result<RedactedFile<'a>, RedactError> {
     if let Some(whole) = rules.iter().find(|r| r.locator == Locator::WholeFile) {
         return redact_whole(path, input, whole, rules);
@@ -67,12 +82,13 @@ pub fn redact_file<'a>(
                 locator: rule.locator.clone(),
             });
         }
-        let blockers = stray::find(input, known, None, &[])
+        let blockers = known
+            .find(input, None, &[], &[])
             .into_iter()
             .map(|hit| Blocker {
                 path: path.into(),
                 offset: hit.range.start,
-                handle: known[hit.known].0.clone(),
+                handle: known.handle(hit.known, &[]).clone(),
             })
             .collect();
         return Ok(RedactedFile {
@@ -93,13 +109,13 @@ pub fn redact_file<'a>(
             result.values.push(pair);
         }
     }
-    let mut all_known: Vec<(Handle, Secret)> = known.to_vec();
-    all_known.extend(result.values.iter().cloned());
     let mut skip: Vec<Range<usize>> = declared.iter().map(|d| d.site.range.clone()).collect();
     skip.extend(stray::placeholder_ranges(input));
     skip.sort_by_key(|r| (r.start, r.end));
     let stray_format = format.or_else(|| Format::of_path(path));
-    let strays = stray::find(input, &all_known, stray_format, &merge(skip));
+    // The file's declared values are searched for elsewhere in it too.
+    let own = &result.values;
+    let strays = known.find(input, stray_format, &merge(skip), own);
 
     let mut edits: Vec<(Range<usize>, Source, &Handle, &Context)> = declared
         .iter()
@@ -117,7 +133,7 @@ pub fn redact_file<'a>(
         (
             h.range.clone(),
             Source::Stray,
-            &all_known[h.known].0,
+            known.handle(h.known, own),
             &h.context,
         )
     }));

@@ -25,7 +25,8 @@
 //!   they found (`error.rs`).
 //!
 //! The driver lives in `file.rs`; one module per format; `stray.rs` finds known values
-//! outside declared locations. `docs/redaction.md` is the user-facing page.
+//! outside declared locations, with a [`StrayMatcher`] built once per run (a snapshot) and
+//! given to [`redact_file_with`] for each file. `docs/redaction.md` is the user-facing page.
 
 mod dotenv;
 mod error;
@@ -49,9 +50,9 @@ use crate::manifest::Locator;
 use crate::secret::Secret;
 
 pub use error::RedactError;
-pub use file::{is_binary, redact_file, rehydrate_file, values_at};
+pub use file::{is_binary, redact_file, redact_file_with, rehydrate_file, values_at};
 pub use property::round_trip_property;
-pub use stray::MIN_STRAY_LEN;
+pub use stray::{MIN_STRAY_LEN, StrayMatcher};
 
 /// One declared rule applied to one file: where the value sits and the handle it maps to.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -17,10 +17,8 @@
 pub mod cache;
 mod env;
 mod local;
-pub mod push;
 mod resolver;
 pub(crate) mod sealed;
-pub mod status;
 mod vault;
 
 use std::collections::BTreeMap;

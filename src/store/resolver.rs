@@ -16,7 +16,6 @@
 
 use crate::error::ExitCode;
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
@@ -277,47 +276,24 @@ fn run_jobs(
     opts: &ResolveOptions,
     deadline: Instant,
 ) -> Vec<Outcome> {
-    let next = AtomicUsize::new(0);
-    let workers = opts.concurrency.clamp(1, keys.len().max(1));
-    let mut slots: Vec<Option<Outcome>> = (0..keys.len()).map(|_| None).collect();
-    std::thread::scope(|scope| {
-        let threads: Vec<_> = (0..workers)
-            .map(|_| {
-                scope.spawn(|| {
-                    let mut rng = super::jitter_seed() | 1;
-                    let mut done = Vec::new();
-                    loop {
-                        let i = next.fetch_add(1, Ordering::Relaxed);
-                        let Some(key) = keys.get(i) else { break };
-                        let outcome = match stores.get(&key.store) {
-                            Some(store) => fetch(store, key, &opts.retry, deadline, &mut rng),
-                            None => Outcome {
-                                result: Err(StoreError::new(
-                                    &key.store,
-                                    "",
-                                    StoreErrorKind::Other,
-                                    "no such store in the manifest's `stores`",
-                                )),
-                                cached_at: None,
-                                attempts: 0,
-                            },
-                        };
-                        done.push((i, outcome));
-                    }
-                    done
-                })
-            })
-            .collect();
-        for t in threads {
-            for (i, outcome) in t.join().expect("resolver worker panicked") {
-                slots[i] = Some(outcome);
-            }
-        }
-    });
-    slots
-        .into_iter()
-        .map(|o| o.expect("every job ran"))
-        .collect()
+    crate::pool::map_with(
+        keys,
+        opts.concurrency,
+        || super::jitter_seed() | 1,
+        |rng, key| match stores.get(&key.store) {
+            Some(store) => fetch(store, key, &opts.retry, deadline, rng),
+            None => Outcome {
+                result: Err(StoreError::new(
+                    &key.store,
+                    "",
+                    StoreErrorKind::Other,
+                    "no such store in the manifest's `stores`",
+                )),
+                cached_at: None,
+                attempts: 0,
+            },
+        },
+    )
 }
 
 fn xorshift(state: &mut u64) -> u64 {

@@ -271,7 +271,7 @@ pub(super) fn from_micros(us: i64) -> DateTime<Utc> {
 }
 
 /// Reads a whole file into a zeroized buffer (for callers that hold values in files).
-pub(super) fn read_zeroized(path: &Path) -> std::io::Result<Zeroizing<Vec<u8>>> {
+pub(crate) fn read_zeroized(path: &Path) -> std::io::Result<Zeroizing<Vec<u8>>> {
     let mut buf = Zeroizing::new(Vec::new());
     File::open(path)?.read_to_end(&mut buf)?;
     Ok(buf)

@@ -230,13 +230,113 @@ fn sarif_output_is_sarif_2_1_0_without_values() {
     }
 }
 
-#[test]
-fn known_from_store_says_it_is_not_available_yet() {
+/// A project whose local store holds a rotated secret (`PREVIOUS`, then `CURRENT`) and whose
+/// manifest also declares a handle the store lacks; the state folder is not on this host.
+fn store_project() -> assert_fs::TempDir {
+    let dir = assert_fs::TempDir::new().unwrap();
+    dir.child("agentbak.json")
+        .write_str(
+            r#"{"version":1,"agent":"kevin","state":"./state","repository":"./backups",
+            "stores": {"local": {"kind": "local", "path": "./store/local.age", "identity": "./keys/local.key"}},
+            "secrets":[
+              {"file":"config.json","json":"/api_key","handle":"local:agents/{agent}/openai#api_key"},
+              {"file":"db.env","env":"DB_PASSWORD","handle":"local:agents/{agent}/db#password"}
+            ]}"#,
+        )
+        .unwrap();
+    for value in [PREVIOUS, CURRENT] {
+        set_secret(&dir, "local:agents/kevin/openai#api_key", value);
+    }
+    dir
+}
+
+/// The store's value before the rotation: no rule knows its shape.
+const PREVIOUS: &str = "Old-Rotated-Value-0123456789abcdefghijk";
+const CURRENT: &str = "New-Current-Value-9876543210zyxwvutsrqp";
+const DB_PASSWORD: &str = "Db-Password-Value-5555aaaa7777";
+
+fn set_secret(dir: &assert_fs::TempDir, handle: &str, value: &str) {
     agentbak()
-        .args(["scan", "--known-from-store", "."])
+        .current_dir(dir.path())
+        .args(["secrets", "set", handle])
+        .write_stdin(value)
         .assert()
-        .code(1)
-        .stderr(predicates::str::contains("not implemented yet"));
+        .success();
+}
+
+#[test]
+fn known_from_store_finds_current_and_previous_store_values_and_exits_6_on_a_missing_one() {
+    let dir = store_project();
+    let b64 = base64::engine::general_purpose::STANDARD.encode(PREVIOUS);
+    dir.child("logs/agent.log")
+        .write_str(&format!("auth header={b64}\nkey {CURRENT}\n"))
+        .unwrap();
+    dir.child("clean/notes.txt")
+        .write_str("nothing here\n")
+        .unwrap();
+    let planted = [PREVIOUS, CURRENT, DB_PASSWORD, b64.as_str()];
+    let scan = |args: &[&str]| {
+        let out = agentbak()
+            .current_dir(dir.path())
+            .arg("scan")
+            .args(args)
+            .output()
+            .unwrap();
+        assert_no_value(&out.stdout, &planted);
+        assert_no_value(&out.stderr, &planted);
+        out
+    };
+
+    // Without the flag the state is not on this host: rules only, which see neither value.
+    let out = scan(&["logs", "--format", "json"]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+
+    let verbosities: [&[&str]; 3] = [&[], &["-vvv"], &["-vvv", "--log-format", "json"]];
+    for flags in verbosities {
+        let mut args = flags.to_vec();
+        args.extend(["--known-from-store", "logs", "--format", "json"]);
+        let out = scan(&args);
+        assert_eq!(out.status.code(), Some(4), "{out:?}");
+        let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let kinds: Vec<(&str, &str, u64)> = doc["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| {
+                (
+                    f["kind"]["label"].as_str().unwrap(),
+                    f["kind"]["encoding"].as_str().unwrap(),
+                    f["line"].as_u64().unwrap(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            kinds,
+            [
+                (
+                    "local:agents/kevin/openai#api_key (previous v1)",
+                    "base64",
+                    1
+                ),
+                ("local:agents/kevin/openai#api_key (current v2)", "raw", 2),
+            ]
+        );
+        let notes = doc["notes"].to_string();
+        assert!(
+            notes
+                .contains("local:agents/kevin/db#password: the current value could not be fetched"),
+            "{notes}"
+        );
+    }
+
+    // Nothing found, but a declared value could not be fetched: its absence is unproven.
+    let out = scan(&["--known-from-store", "clean"]);
+    assert_eq!(out.status.code(), Some(6), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("local:agents/kevin/db#password"));
+
+    set_secret(&dir, "local:agents/kevin/db#password", DB_PASSWORD);
+    let out = scan(&["--known-from-store", "clean"]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
 }
 
 fn git(dir: &std::path::Path, args: &[&str]) {

@@ -27,7 +27,7 @@ use crate::detect::{Detector, Finding, looks_random};
 use crate::error::{Error, Result};
 use crate::handle::{AGENT_TEMPLATE, Handle};
 use crate::manifest::Locator;
-use crate::ops::snapshot::walk::{Entry, EntryKind, walk};
+use crate::ops::walk::{Entry, EntryKind, walk};
 use crate::redact::{Format, is_binary, values_at};
 use crate::secret::Secret;
 

@@ -20,9 +20,9 @@ use serde::Serialize;
 use crate::detect::Detector;
 use crate::error::{Error, ExitCode, Report, Result};
 use crate::manifest::{Detect, Manifest, real_path};
+use crate::ops::secrets::push::{PushItem, push};
 use crate::store::LocalStore;
 use crate::store::Stores;
-use crate::store::push::{PushItem, push};
 
 pub use discover::{Attention, Discovered, Discovery};
 
@@ -135,7 +135,7 @@ impl Report for InitReport {
         let imported = self
             .imported
             .as_deref()
-            .map_or(ExitCode::Success, crate::store::push::exit_code);
+            .map_or(ExitCode::Success, crate::ops::secrets::push::exit_code);
         attention.worst(imported)
     }
 }

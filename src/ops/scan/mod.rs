@@ -12,18 +12,17 @@
 
 mod follow;
 mod git;
-mod known;
 
 pub use follow::{FollowSummary, follow};
 pub use git::{scan_git, scan_staged};
-pub use known::{KnownFromManifest, known_values};
 
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
-use crate::detect::{Detector, Finding, NameMasks, Severity};
+use crate::detect::{Detector, Finding, KnownValues, NameMasks, Severity};
 use crate::error::{Error, ExitCode, Report, Result};
+use crate::manifest::Manifest;
+use crate::ops::known;
+use crate::store::Stores;
 
 /// What a scan looked at and what it found.
 #[derive(Debug, Default, Clone, serde::Serialize)]
@@ -40,6 +39,9 @@ pub struct ScanReport {
     pub skipped: Vec<Skipped>,
     /// Notes on what was not searched (e.g. locators whose values could not be read).
     pub notes: Vec<String>,
+    /// Handles whose current value could not be fetched (`--known-from-store`): not proven
+    /// absent.
+    pub unresolved: Vec<String>,
 }
 
 /// A file that could not be scanned.
@@ -52,10 +54,13 @@ pub struct Skipped {
 }
 
 impl Report for ScanReport {
-    /// 4 when a finding blocks, 3 when a path was skipped, else 0.
+    /// 4 when a finding blocks, 6 when a store value could not be fetched, 3 when a path
+    /// was skipped, else 0.
     fn exit_code(&self) -> ExitCode {
         if self.errors() > 0 {
             ExitCode::SecretsFound
+        } else if !self.unresolved.is_empty() {
+            ExitCode::Unresolved
         } else if !self.skipped.is_empty() {
             ExitCode::Warnings
         } else {
@@ -84,6 +89,39 @@ impl ScanReport {
     }
 }
 
+/// The known values of a scan, and what the report says about them.
+#[derive(Debug)]
+pub struct KnownFromManifest {
+    /// The values, labelled by handle (store values: `HANDLE (current vN)`).
+    pub values: KnownValues,
+    /// Values that were not read or fetched, and why.
+    pub notes: Vec<String>,
+    /// Handles whose current value could not be fetched from its store.
+    pub unresolved: Vec<String>,
+}
+
+/// The values the manifest's state holds at its declared locations; with `stores`
+/// (`--known-from-store`), also the current and previous value of every declared handle, as
+/// `verify --against-store` searches for them.
+pub fn known_values(manifest: &Manifest, stores: Option<&Stores>) -> KnownFromManifest {
+    let state = known::from_state(manifest);
+    let mut values = state.values;
+    let mut notes = state.notes;
+    let mut unresolved = Vec::new();
+    if let Some(stores) = stores {
+        let fetched = known::from_stores(stores, &known::declared_handles(manifest));
+        tracing::info!("{}", fetched.summary);
+        values.extend(fetched.values);
+        notes.extend(known::unresolved_notes(&fetched.unresolved));
+        unresolved = fetched.unresolved.iter().map(ToString::to_string).collect();
+    }
+    KnownFromManifest {
+        values: KnownValues::new(values),
+        notes,
+        unresolved,
+    }
+}
+
 /// Scans files and folders (recursively), `threads` files at a time (0: one per core).
 pub fn scan_paths(detector: &Detector, paths: &[PathBuf], threads: usize) -> Result<ScanReport> {
     let mut report = ScanReport::default();
@@ -92,10 +130,9 @@ pub fn scan_paths(detector: &Detector, paths: &[PathBuf], threads: usize) -> Res
         collect_files(root, &mut files, &mut report.skipped)?;
     }
     let threads = match threads {
-        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        0 => crate::pool::cores(),
         n => n,
-    }
-    .min(files.len().max(1));
+    };
     let names: Vec<String> = files
         .iter()
         .map(|p| display(p))
@@ -103,31 +140,21 @@ pub fn scan_paths(detector: &Detector, paths: &[PathBuf], threads: usize) -> Res
         .collect();
     let (in_names, masks) = NameMasks::scan(detector, "<file names>", &names);
     drop(names);
-    let next = AtomicUsize::new(0);
-    let shared = Mutex::new(&mut report);
-    std::thread::scope(|scope| {
-        for _ in 0..threads {
-            scope.spawn(|| {
-                loop {
-                    let i = next.fetch_add(1, Ordering::Relaxed);
-                    let Some(path) = files.get(i) else { break };
-                    let outcome = scan_file(detector, path);
-                    let mut report = shared.lock().unwrap_or_else(|e| e.into_inner());
-                    match outcome {
-                        Ok((bytes, findings)) => {
-                            report.files += 1;
-                            report.bytes += bytes;
-                            report.findings.extend(findings);
-                        }
-                        Err(e) => report.skipped.push(Skipped {
-                            path: display(path),
-                            reason: e.to_string(),
-                        }),
-                    }
-                }
-            });
+    for (path, outcome) in files.iter().zip(crate::pool::map(&files, threads, |path| {
+        scan_file(detector, path)
+    })) {
+        match outcome {
+            Ok((bytes, findings)) => {
+                report.files += 1;
+                report.bytes += bytes;
+                report.findings.extend(findings);
+            }
+            Err(e) => report.skipped.push(Skipped {
+                path: display(path),
+                reason: e.to_string(),
+            }),
         }
-    });
+    }
     report.findings.extend(in_names.into_iter().map(|mut f| {
         // A name is one line; the column is the secret's place in it.
         f.line = 1;

@@ -24,7 +24,7 @@ use crate::archive::{
 use crate::detect::{Detector, NameMasks};
 use crate::error::{Error, Result};
 use crate::manifest::Manifest;
-use crate::redact::{Blocker, RedactedFile, Rule, Source, WarningKind, redact_file};
+use crate::redact::{Blocker, RedactedFile, Rule, Source, WarningKind, redact_file_with};
 
 /// What the archive stream came to.
 pub(super) struct Archived {
@@ -118,7 +118,7 @@ pub(super) fn write(
                 &read_buf
             }
         };
-        let redacted = redact_file(&entry.rel, bytes, &file_rules, &known.values)?;
+        let redacted = redact_file_with(&entry.rel, bytes, &file_rules, &known.stray)?;
         if held.is_none()
             && !file_rules.is_empty()
             && let Err(changed) = known.check_unchanged(&entry.rel, &redacted.values)

@@ -21,7 +21,7 @@ use crate::detect::{Detector, KnownValues};
 use crate::error::Result;
 use crate::handle::Handle;
 use crate::manifest::Manifest;
-use crate::redact::{Rule, redact_file};
+use crate::redact::{Rule, StrayMatcher, redact_file};
 use crate::secret::Secret;
 use crate::store::Stores;
 
@@ -30,8 +30,9 @@ pub const MAX_HELD: usize = 64 * 1024 * 1024;
 
 /// The known values of one attempt.
 pub(super) struct Known {
-    /// Declared and store values: what stray copies are replaced with.
-    pub values: Vec<(Handle, Secret)>,
+    /// Declared and store values, searched for in every text file: stray copies become
+    /// placeholders (built once per attempt, not once per file).
+    pub stray: StrayMatcher,
     /// The store version that holds each declared value, for the index.
     pub versions: BTreeMap<Handle, u64>,
     declared: Vec<(Handle, Secret)>,
@@ -125,7 +126,7 @@ pub(super) fn gather(
     let detector = Detector::new(&m.detect, Some(known_values))?;
     Ok((
         Known {
-            values,
+            stray: StrayMatcher::new(&values),
             versions,
             declared,
             held,

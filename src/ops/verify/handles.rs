@@ -5,7 +5,8 @@
 //! manifest declares, fetched once for the whole run; a snapshot whose index names other
 //! handles (an older manifest) gets a second pass with just those values. Without it, the
 //! values the manifest's state holds now, if the state folder is on this host (an audit host
-//! often has only the repository: then rules only, and the report says so).
+//! often has only the repository: then rules only, and the report says so). Both are read by
+//! [`crate::ops::known`], which `scan` uses too.
 //!
 //! Handle status reuses [`handle_status`] (one resolution for the union of every snapshot's
 //! handles) and adds what only a snapshot knows: the version it recorded, and whether the
@@ -22,10 +23,10 @@ use crate::detect::{Detector, FindingKind, KnownValues};
 use crate::error::ExitCode;
 use crate::handle::Handle;
 use crate::manifest::{Detect, EntropyAction, Manifest};
+use crate::ops::known;
+use crate::ops::secrets::status::{HandleStatus, Rotation, handle_status};
 use crate::repo::Repository;
-use crate::secret::Secret;
-use crate::store::status::{HandleStatus, Rotation, handle_status};
-use crate::store::{ResolveOptions, Status, Stores, VersionChoice, resolve};
+use crate::store::{ResolveOptions, Status, Stores};
 
 /// What a snapshot's index says about one handle.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -84,12 +85,14 @@ pub(super) fn known_values(
     summary: &mut KnownSummary,
 ) -> Known {
     if let Some(handles) = store_handles {
-        let (values, unresolved, source) = store_values(stores, handles);
-        summary.sources.push(source);
-        summary.notes.extend(unresolved_notes(&unresolved));
+        let found = known::from_stores(stores, handles);
+        summary.sources.push(found.summary);
+        summary
+            .notes
+            .extend(known::unresolved_notes(&found.unresolved));
         return Known {
-            values: KnownValues::new(values),
-            unresolved,
+            values: KnownValues::new(found.values),
+            unresolved: found.unresolved,
         };
     }
     if !manifest.state.is_dir() {
@@ -103,68 +106,16 @@ pub(super) fn known_values(
             unresolved: Vec::new(),
         };
     }
-    let found = crate::ops::scan::known_values(manifest);
+    let found = known::from_state(manifest);
+    let values = KnownValues::new(found.values);
     summary
         .sources
-        .push(format!("state: {} value(s)", found.values.len()));
+        .push(format!("state: {} value(s)", values.len()));
     summary.notes.extend(found.notes);
     Known {
-        values: found.values,
+        values,
         unresolved: Vec::new(),
     }
-}
-
-fn unresolved_notes(unresolved: &[Handle]) -> Vec<String> {
-    unresolved
-        .iter()
-        .map(|h| format!("{h}: the current value could not be fetched, so it is not proven absent"))
-        .collect()
-}
-
-/// The current and previous values of `handles`, labelled `HANDLE (current vN)`; the handles
-/// whose current value did not resolve; a one-line summary.
-fn store_values(
-    stores: &Stores,
-    handles: &[Handle],
-) -> (Vec<(String, Secret)>, Vec<Handle>, String) {
-    let mut values = Vec::new();
-    let mut unresolved = Vec::new();
-    let mut counts = [0usize; 2];
-    for (i, choice) in [VersionChoice::Current, VersionChoice::Previous]
-        .into_iter()
-        .enumerate()
-    {
-        // The env store has no versions: its "previous" would be its current value again.
-        let wanted: Vec<Handle> = handles
-            .iter()
-            .filter(|h| i == 0 || !h.is_env())
-            .cloned()
-            .collect();
-        let opts = ResolveOptions {
-            version: choice,
-            ..ResolveOptions::default()
-        };
-        for r in resolve(stores, &wanted, &opts) {
-            let which = if i == 0 { "current" } else { "previous" };
-            match (r.value, &r.status) {
-                (Some(value), Status::Resolved { version, .. })
-                | (Some(value), Status::FromCache { version, .. }) => {
-                    counts[i] += 1;
-                    values.push((format!("{} ({which} v{version})", r.handle), value));
-                }
-                // No previous version is normal for a secret never rotated.
-                _ if i == 1 => {}
-                _ => unresolved.push(r.handle),
-            }
-        }
-    }
-    let summary = format!(
-        "store: {} current, {} previous value(s) of {} handle(s)",
-        counts[0],
-        counts[1],
-        handles.len()
-    );
-    (values, unresolved, summary)
 }
 
 /// Everything `--against-store` needs beyond one snapshot.
@@ -206,15 +157,15 @@ pub(super) fn against_store(
         .cloned()
         .collect();
     if !extra.is_empty() {
-        let (values, missing, _) = store_values(ctx.stores, &extra);
-        unresolved.extend(missing);
+        let found = known::from_stores(ctx.stores, &extra);
+        unresolved.extend(found.unresolved);
         let only_values = Detect {
             builtin: false,
             entropy: EntropyAction::Off,
             rules: Vec::new(),
             allow: Vec::new(),
         };
-        let second = Detector::new(&only_values, Some(KnownValues::new(values)))
+        let second = Detector::new(&only_values, Some(KnownValues::new(found.values)))
             .expect("a detector without rules always builds");
         match scan_archive(ctx.repo, sidecar, &second, ctx.options.identity) {
             Ok(scanned) => {
@@ -238,12 +189,14 @@ pub(super) fn against_store(
         .findings
         .iter()
         .filter_map(|f| match &f.kind {
-            FindingKind::KnownValue { label, encoding } if is_store_label(label) => Some(format!(
-                "{label} found as {} in {}:{}",
-                encoding.name(),
-                f.path,
-                f.line
-            )),
+            FindingKind::KnownValue { label, encoding } if known::is_store_label(label) => {
+                Some(format!(
+                    "{label} found as {} in {}:{}",
+                    encoding.name(),
+                    f.path,
+                    f.line
+                ))
+            }
             _ => None,
         })
         .collect();
@@ -253,7 +206,7 @@ pub(super) fn against_store(
         Check::with_code(
             "against-store",
             ExitCode::Unresolved,
-            unresolved_notes(&unresolved),
+            known::unresolved_notes(&unresolved),
         )
     } else {
         Check::with_code(
@@ -265,11 +218,6 @@ pub(super) fn against_store(
             )],
         )
     });
-}
-
-/// Whether a known-value label is one [`store_values`] made (`HANDLE (current v3)`).
-fn is_store_label(label: &str) -> bool {
-    label.ends_with(')') && (label.contains(" (current v") || label.contains(" (previous v"))
 }
 
 /// The `handles` and `rotation` checks of every snapshot, from one resolution of the union of

@@ -33,8 +33,6 @@ mod archive;
 mod handles;
 
 use std::collections::BTreeSet;
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -349,12 +347,7 @@ pub fn verify(
         }
     };
 
-    let manifest_handles: Vec<Handle> = distinct(
-        manifest
-            .secrets
-            .iter()
-            .map(|r| r.handle.with_agent(&manifest.agent)),
-    );
+    let manifest_handles = crate::ops::known::declared_handles(manifest);
     let mut known = KnownSummary::default();
     let values = handles::known_values(
         manifest,
@@ -454,30 +447,9 @@ fn run_parallel(
     trust: &Trust<'_>,
     options: &VerifyOptions<'_>,
 ) -> Vec<Verified> {
-    let next = AtomicUsize::new(0);
-    let slots: Mutex<Vec<Option<Verified>>> = Mutex::new(vec![None; selected.len()]);
-    let workers = options.parallel.clamp(1, selected.len().max(1));
-    std::thread::scope(|scope| {
-        for _ in 0..workers {
-            scope.spawn(|| {
-                loop {
-                    let i = next.fetch_add(1, Ordering::Relaxed);
-                    let Some(sidecar) = selected.get(i) else {
-                        break;
-                    };
-                    let done =
-                        archive::verify_snapshot(repo, sidecar, detector, trust, options.identity);
-                    slots.lock().expect("no worker panics holding it")[i] = Some(done);
-                }
-            });
-        }
-    });
-    slots
-        .into_inner()
-        .expect("workers finished")
-        .into_iter()
-        .map(|s| s.expect("every snapshot was verified"))
-        .collect()
+    crate::pool::map(selected, options.parallel, |sidecar| {
+        archive::verify_snapshot(repo, sidecar, detector, trust, options.identity)
+    })
 }
 
 /// Handles in first-seen order, without repeats.

@@ -1,6 +1,6 @@
 //! Rotation status of handles: exists, current version, age against `rotation.max_age_days`.
 //!
-//! Used by `agentbak secrets status` and meant for `verify --check-handles`. A current version
+//! Used by `agentbak secrets status` and `verify --check-handles`. A current version
 //! is *due* for rotation once 80 % of the maximum age has passed, and *overdue* past it. The
 //! env store has no versions, so its handles have no rotation state. Values fetched to prove a
 //! handle resolves are dropped here; the report holds none.
@@ -8,8 +8,8 @@
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use super::{ResolveOptions, Status, Stores, resolve};
 use crate::handle::Handle;
+use crate::store::{ResolveOptions, Status, Stores, resolve};
 
 /// Where a version stands against the rotation policy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

@@ -11,11 +11,12 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use super::{Address, StoreErrorKind, Stores};
 use crate::error::ExitCode;
 use crate::handle::Handle;
 use crate::manifest::{Manifest, SecretRule};
 use crate::secret::Secret;
+use crate::store::sealed::read_zeroized;
+use crate::store::{Address, StoreErrorKind, Stores};
 use serde::Serialize;
 
 /// What happened to one handle.
@@ -171,8 +172,7 @@ fn read_values(state: &Path, rule: &SecretRule) -> Result<Vec<(PathBuf, Secret)>
     let mut out = Vec::new();
     for path in rule.files_in(state)? {
         let rel = path.strip_prefix(state).unwrap_or(&path).to_path_buf();
-        let bytes =
-            super::sealed::read_zeroized(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let bytes = read_zeroized(&path).map_err(|e| format!("{}: {e}", path.display()))?;
         let values = crate::redact::values_at(&rel.display().to_string(), &bytes, &locator)
             .map_err(|e| e.to_string())?;
         out.extend(values.into_iter().map(|v| (rel.clone(), v)));
