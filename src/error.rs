@@ -236,10 +236,6 @@ pub enum Error {
         status: String,
     },
 
-    /// A command that a later release implements.
-    #[error("`agentbak {0}` is not implemented yet")]
-    NotImplemented(&'static str),
-
     /// An error whose message named a file whose name holds a secret, with that secret
     /// masked (`detect::NameMasks`); it keeps the exit code of the error it replaces.
     #[error("{message}")]
@@ -274,8 +270,7 @@ impl Error {
             | Error::Git(_)
             | Error::Entry { .. }
             | Error::SnapshotNotFound { .. }
-            | Error::Target { .. }
-            | Error::NotImplemented(_) => ExitCode::Error,
+            | Error::Target { .. } => ExitCode::Error,
             Error::IdentityUnresolved { .. } => ExitCode::Unresolved,
             Error::Integrity(_) => ExitCode::Integrity,
             Error::Masked { code, .. } => *code,
@@ -370,7 +365,7 @@ mod tests {
         let err = Error::Usage("x".into());
         assert_eq!(err.exit_code(), ExitCode::Usage);
         assert_eq!(
-            Error::NotImplemented("restore").exit_code(),
+            Error::Git("not a repository".into()).exit_code(),
             ExitCode::Error
         );
     }
