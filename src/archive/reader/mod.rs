@@ -159,18 +159,30 @@ pub fn check_digest(input: impl Read, expected: &ArchiveDigest, name: &str) -> R
     let cause = copied.err().map(|e| e.to_string());
     let (size, blake3) = raw.digest();
     if size != expected.size || blake3 != expected.blake3 || cause.is_some() {
-        return Err(integrity(
-            name,
-            IntegrityProblem::Digest {
-                expected_size: expected.size,
-                expected_blake3: expected.blake3.clone(),
-                size,
-                blake3,
-                cause,
-            },
-        ));
+        return Err(digest_differs(name, expected, size, blake3, cause));
     }
     Ok(())
+}
+
+/// The error for an archive whose `size` or `blake3` is not what its sidecar says, or that
+/// could not be read to its end (`cause`).
+fn digest_differs(
+    name: &str,
+    expected: &ArchiveDigest,
+    size: u64,
+    blake3: String,
+    cause: Option<String>,
+) -> Error {
+    integrity(
+        name,
+        IntegrityProblem::Digest {
+            expected_size: expected.size,
+            expected_blake3: expected.blake3.clone(),
+            size,
+            blake3,
+            cause,
+        },
+    )
 }
 
 /// Reads a whole archive; see the module documentation.
@@ -223,16 +235,7 @@ pub fn read_archive(
             (Err(e), _) => Some(e.to_string()),
             (Ok(_), d) => d,
         };
-        return Err(integrity(
-            &options.name,
-            IntegrityProblem::Digest {
-                expected_size: expected.size,
-                expected_blake3: expected.blake3.clone(),
-                size,
-                blake3,
-                cause,
-            },
-        ));
+        return Err(digest_differs(&options.name, expected, size, blake3, cause));
     }
     let mut report = result?;
     report.size = size;
