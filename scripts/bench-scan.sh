@@ -10,7 +10,12 @@
 # on this corpus they run at well under 1 MB/s, so the whole of it would take tens of minutes. Prints MB/s, the ratio to rg, peak memory, findings and recall on the planted set.
 # Environment: CORPUS (default target/bench-corpus), AGENTBAK_BIN (default: a release build),
 # ROUNDS (default 3: rg and agentbak alternate, best time of each),
-# RIPSECRETS, DETECT_SECRETS (paths to the peers; installed into /tmp when absent).
+# RIPSECRETS, DETECT_SECRETS (paths to the peers; installed into /tmp when absent; PEERS=0
+# leaves them out).
+# BUCKET_ORDER=1 also times, in every round, a build whose keyword prefilter hands Teddy its
+# atoms in their given order instead of the optimized one (src/detect/prefilter.rs,
+# `bucket_order`): the `agentbak-plain` row, built with RUSTFLAGS="--cfg agentbak_plain_order"
+# into target/bench-plain-order (or AGENTBAK_PLAIN_BIN). It prints every round's time of both.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SIZE="${1:-210}"
@@ -20,6 +25,15 @@ mkdir -p "$OUT"
 
 . scripts/tools.sh
 AGENTBAK_BIN="$(bench_bin)"
+PLAIN_BIN=""
+if [ "${BUCKET_ORDER:-0}" = 1 ]; then
+    PLAIN_BIN="${AGENTBAK_PLAIN_BIN:-}"
+    if [ -z "$PLAIN_BIN" ]; then
+        RUSTFLAGS="--cfg agentbak_plain_order" CARGO_TARGET_DIR=target/bench-plain-order \
+            cargo build --release --quiet --bin agentbak >&2
+        PLAIN_BIN=target/bench-plain-order/release/agentbak
+    fi
+fi
 if [ ! -f "$CORPUS/planted.json" ] || [ "$(cat "$CORPUS/size" 2>/dev/null)" != "$SIZE" ]; then
     echo "generating $SIZE MiB corpus in $CORPUS" >&2
     rm -rf "$CORPUS/data" "$CORPUS/known"
@@ -28,12 +42,15 @@ if [ ! -f "$CORPUS/planted.json" ] || [ "$(cat "$CORPUS/size" 2>/dev/null)" != "
 fi
 
 RIPSECRETS="${RIPSECRETS:-$(command -v ripsecrets || echo /tmp/ripsecrets/bin/ripsecrets)}"
-if [ ! -x "$RIPSECRETS" ]; then
+DETECT_SECRETS="${DETECT_SECRETS:-$(command -v detect-secrets || echo /tmp/ds-venv/bin/detect-secrets)}"
+if [ "${PEERS:-1}" = 0 ]; then
+    RIPSECRETS="" DETECT_SECRETS=""
+fi
+if [ -n "$RIPSECRETS" ] && [ ! -x "$RIPSECRETS" ]; then
     echo "installing ripsecrets (cargo install) into /tmp/ripsecrets" >&2
     cargo install --quiet --root /tmp/ripsecrets ripsecrets >/dev/null 2>&1 || true
 fi
-DETECT_SECRETS="${DETECT_SECRETS:-$(command -v detect-secrets || echo /tmp/ds-venv/bin/detect-secrets)}"
-if [ ! -x "$DETECT_SECRETS" ]; then
+if [ -n "$DETECT_SECRETS" ] && [ ! -x "$DETECT_SECRETS" ]; then
     echo "installing detect-secrets (pip) into /tmp/ds-venv" >&2
     { python3 -m venv /tmp/ds-venv && /tmp/ds-venv/bin/pip install --quiet detect-secrets; } >/dev/null 2>&1 || true
 fi
@@ -52,6 +69,7 @@ run() {
     /usr/bin/time -f "%e %M" -o "$OUT/$name.try" "$@" > "$OUT/$name.out" 2> "$OUT/$name.err" || true
     local try best=""
     try=$(tail -1 "$OUT/$name.try" | cut -d' ' -f1)
+    echo "$try" >> "$OUT/$name.all"
     if [ -f "$OUT/$name.time" ]; then
         best=$(tail -1 "$OUT/$name.time" | cut -d' ' -f1)
     fi
@@ -63,16 +81,19 @@ run() {
 
 # The machine's noise mostly slows a run down: ROUNDS rounds (default 3), alternating the
 # tools, and the best time of each.
-rm -f "$OUT"/*.time
+rm -f "$OUT"/*.time "$OUT"/*.all
 for _ in $(seq "${ROUNDS:-3}"); do
     run rg "$DATA" rg -n --no-heading --no-ignore --hidden -F -f "$CORPUS/prefixes.txt" "$DATA"
     run agentbak "$DATA" env -u AGENTBAK_MANIFEST "$AGENTBAK_BIN" scan "$DATA" --format json
+    if [ -n "$PLAIN_BIN" ]; then
+        run agentbak-plain "$DATA" env -u AGENTBAK_MANIFEST "$PLAIN_BIN" scan "$DATA" --format json
+    fi
     run agentbak-known "$DATA" "$AGENTBAK_BIN" -m "$CORPUS/manifest.json" scan "$DATA" --format json
 done
-if [ -x "$RIPSECRETS" ]; then
+if [ -n "$RIPSECRETS" ] && [ -x "$RIPSECRETS" ]; then
     run ripsecrets "$SUBSET" "$RIPSECRETS" "$SUBSET"
 fi
-if [ -x "$DETECT_SECRETS" ]; then
+if [ -n "$DETECT_SECRETS" ] && [ -x "$DETECT_SECRETS" ]; then
     run detect-secrets "$SUBSET" "$DETECT_SECRETS" scan --all-files "$SUBSET"
 fi
 
@@ -108,9 +129,10 @@ def hits(name):
 
 rows = []
 floor = None
-for name in ["rg", "agentbak", "agentbak-known", "ripsecrets", "detect-secrets"]:
+for name in ["rg", "agentbak", "agentbak-plain", "agentbak-known", "ripsecrets", "detect-secrets"]:
     if not os.path.exists(f"{out}/{name}.time"):
-        print(f"{name:15} not installed here: skipped")
+        if name != "agentbak-plain":
+            print(f"{name:15} not installed here: skipped")
         continue
     secs, rss = open(f"{out}/{name}.time").read().split()[-2:]
     path = open(f"{out}/{name}.path").read().strip()
@@ -118,7 +140,7 @@ for name in ["rg", "agentbak", "agentbak-known", "ripsecrets", "detect-secrets"]
     found = hits(name)
     subset = name in ("detect-secrets", "ripsecrets")
     scope = [p for p in planted if not subset or p["file"] == "logs/agent-00.jsonl"]
-    if name == "agentbak":
+    if name in ("agentbak", "agentbak-plain"):
         scope = [p for p in scope if p["kind"] == "rule"]
     got = [p for p in scope if (p["file"], p["line"]) in found]
     planted_lines = {(p["file"], p["line"]) for p in planted}
@@ -130,6 +152,14 @@ for name in ["rg", "agentbak", "agentbak-known", "ripsecrets", "detect-secrets"]
     rows.append(name)
     print(f"{name:15} {mb:8.1f} MB {float(secs):7.2f} s {speed:8.1f} MB/s  rg-ratio {ratio}  "
           f"peak {int(rss) / 1024:7.1f} MiB  recall {len(got)}/{len(scope)}  other lines {extra}")
+if os.path.exists(f"{out}/agentbak-plain.all"):
+    times = {n: [float(t) for t in open(f"{out}/{n}.all").read().split()]
+             for n in ("agentbak", "agentbak-plain")}
+    for n, ts in times.items():
+        print(f"{n:15} every round: " + " ".join(f"{t:.2f}" for t in ts) + " s")
+    ratios = [p / o for o, p in zip(times["agentbak"], times["agentbak-plain"])]
+    print("bucket order: plain / optimized time, round by round: "
+          + " ".join(f"{r:.3f}" for r in ratios))
 print("recall: planted secrets whose line was reported (agentbak without known values: provider"
       " tokens only; ripsecrets, detect-secrets: the one-file subset); other lines: reported lines"
       " with nothing planted")

@@ -12,6 +12,7 @@
 //! masked preview, never a value; when two rules claim overlapping bytes the first in table
 //! order wins, and the entropy rule comes last.
 
+mod assign;
 mod encode;
 mod engine;
 mod entropy;
