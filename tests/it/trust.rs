@@ -587,3 +587,36 @@ fn transit_engine_signs_rotates_and_retires_versions() {
     );
     assert!(!all_output(&out).contains(&bao.token));
 }
+
+#[test]
+fn a_forged_digest_or_link_in_the_index_is_never_echoed() {
+    // Regression: the reader's "differs from the index" message quoted the index's blake3,
+    // text a forged index chooses.
+    let planted = format!("ghp_{}", "Fx9".repeat(12));
+    let p = project("");
+    let id = snapshot(&p);
+    forge(&p, &id, |all| {
+        let (_, index) = all.pop().unwrap();
+        let mut index: serde_json::Value = serde_json::from_slice(&index).unwrap();
+        for e in index["entries"].as_array_mut().unwrap() {
+            if e["path"] == "state/notes.md" {
+                e["blake3"] = planted.clone().into();
+            }
+        }
+        let mut header = all[0].0.clone();
+        header.set_path("agentbak/index.json").unwrap();
+        all.push((header, serde_json::to_vec(&index).unwrap()));
+    });
+    let out = run(&p, &["restore", "latest", "--target", "out"]);
+    assert_eq!(code(&out), Some(5), "{}", all_output(&out));
+    assert!(
+        all_output(&out).contains("blake3 differs between the archive and the index"),
+        "{}",
+        all_output(&out)
+    );
+    let verify = run(&p, &["--json", "verify"]);
+    assert_eq!(code(&verify), Some(5), "{}", all_output(&verify));
+    for o in [&out, &verify] {
+        assert!(!all_output(o).contains(&planted), "{}", all_output(o));
+    }
+}

@@ -102,16 +102,19 @@ pub enum EntryProblem {
         path: String,
     },
     /// A field differs between the entry and the index.
-    #[error("`{path}`: {field} is {found} in the archive, {indexed} in the index")]
+    #[error("`{path}`: {field} {}", match values {
+        Some((found, indexed)) => format!("is {found} in the archive, {indexed} in the index"),
+        None => "differs between the archive and the index".to_string(),
+    })]
     Differs {
         /// Archive path.
         path: String,
         /// `type`, `mode`, `size`, `mtime`, `blake3` or `link`.
         field: &'static str,
-        /// The index's value.
-        indexed: String,
-        /// The archive's value.
-        found: String,
+        /// The archive's and the index's value, for the fields whose values are numbers or
+        /// names agentbak writes (type, mode, size, mtime). A digest or a link target is
+        /// text a forged index chooses, and could hold a secret: not shown.
+        values: Option<(String, String)>,
     },
 }
 
