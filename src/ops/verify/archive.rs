@@ -11,8 +11,7 @@
 //! (`/entries/3/blake3: not 64 lowercase hex digits`), never the offending text: a forged
 //! index could hold a value.
 
-use super::handles::IndexHandle;
-use super::{Check, CheckResult, SnapshotReport, Trust, Verified, blocks};
+use super::{Check, CheckResult, IndexHandle, SnapshotReport, Trust, Verified, blocks};
 use crate::archive::wellformed::{index_problems, sidecar_problems};
 use crate::archive::{
     ArchiveEntry, EntryData, EntryKind, Identity, Index, IntegrityError, IntegrityProblem,

@@ -16,6 +16,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Serialize;
 
+use super::IndexHandle;
 use super::archive::{leak_check, mask_names, missing_handles, scan_archive};
 use super::{Check, KnownSummary, SnapshotReport, Verified, VerifyOptions};
 use crate::archive::Sidecar;
@@ -27,17 +28,6 @@ use crate::ops::known;
 use crate::ops::secrets::status::{HandleStatus, Rotation, handle_status};
 use crate::repo::Repository;
 use crate::store::{ResolveOptions, Status, Stores};
-
-/// What a snapshot's index says about one handle.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(super) struct IndexHandle {
-    /// The handle (with `{agent}` filled at snapshot time).
-    pub handle: Handle,
-    /// The newest store version a location of it recorded.
-    pub store_version: Option<u64>,
-    /// Whether every location of it was ephemeral.
-    pub ephemeral: bool,
-}
 
 /// One handle of one snapshot, as it stands now. Holds no value.
 #[derive(Debug, Clone, Serialize)]

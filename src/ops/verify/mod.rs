@@ -437,7 +437,18 @@ pub(super) struct Trust<'a> {
 }
 
 /// A snapshot's report and the handles its index names (`None` when the index was not read).
-type Verified = (SnapshotReport, Option<Vec<handles::IndexHandle>>);
+type Verified = (SnapshotReport, Option<Vec<IndexHandle>>);
+
+/// What a snapshot's index says about one handle.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct IndexHandle {
+    /// The handle (with `{agent}` filled at snapshot time).
+    pub handle: Handle,
+    /// The newest store version a location of it recorded.
+    pub store_version: Option<u64>,
+    /// Whether every location of it was ephemeral.
+    pub ephemeral: bool,
+}
 
 /// Verifies `selected` with `options.parallel` workers; results keep the selection's order.
 fn run_parallel(
