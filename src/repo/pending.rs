@@ -74,14 +74,17 @@ enum Link {
     Copy,
 }
 
+/// Every way of naming an unnamed archive, in the order tried.
+const ALL_LINKS: &[Link] = &[Link::Proc, Link::EmptyPath, Link::Copy];
+
 /// The archive of a snapshot being written; nothing of it stays behind unless committed.
 pub struct PendingArchive<'r> {
     repo: &'r Repository,
     id: SnapshotId,
     name: String,
     out: Option<PendingFile>,
-    /// The first way of naming that commit tries (tests start further down the list).
-    link_from: Link,
+    /// The ways of naming that commit tries, in order ([`ALL_LINKS`]; tests try one).
+    link_ways: &'static [Link],
 }
 
 /// The file a pending archive is written into (the sink of an `ArchiveWriter`).
@@ -134,7 +137,7 @@ impl PendingArchive<'_> {
             id: id.clone(),
             name,
             out: Some(PendingFile(out)),
-            link_from: Link::Proc,
+            link_ways: ALL_LINKS,
         })
     }
 
@@ -207,8 +210,8 @@ impl PendingArchive<'_> {
 
     /// Gives the unnamed, synced `file` its name `archive`, the first way that works.
     fn link(&self, mut file: File, archive: &Path, sidecar: &Sidecar) -> Result<()> {
-        let mut way = self.link_from;
-        loop {
+        let mut refused = Errno::NOENT;
+        for &way in self.link_ways {
             let linked = match way {
                 Link::Proc => rustix::fs::linkat(
                     CWD,
@@ -228,14 +231,12 @@ impl PendingArchive<'_> {
                 Ok(()) => return Ok(()),
                 Err(e) if may_link_otherwise(e) => {
                     tracing::debug!(?way, error = %e, "linking the archive failed; next way");
-                    way = match way {
-                        Link::Proc => Link::EmptyPath,
-                        Link::EmptyPath | Link::Copy => Link::Copy,
-                    };
+                    refused = e;
                 }
                 Err(e) => return Err(Error::io(archive, e.into())),
             }
         }
+        Err(Error::io(archive, refused.into()))
     }
 
     /// Decrypts the sealed file at `path` into place as `archive`.
@@ -532,8 +533,9 @@ mod tests {
         let (_dir, repo) = repository();
         let _lock = repo.lock(None, "test").unwrap();
         let data = archive_bytes();
-        let (pending, ino) = write_unnamed(&repo, &data);
+        let (mut pending, ino) = write_unnamed(&repo, &data);
         assert_eq!(pending.tmp_path(), repo.tmp_dir());
+        pending.link_ways = &[Link::Proc];
         let sidecar = sidecar_for(&pending, &data);
         pending.commit(&sidecar).unwrap();
         assert_eq!(
@@ -563,7 +565,7 @@ mod tests {
         let _lock = repo.lock(None, "test").unwrap();
         let data = archive_bytes();
         let (mut pending, ino) = write_unnamed(&repo, &data);
-        pending.link_from = Link::EmptyPath;
+        pending.link_ways = &[Link::EmptyPath];
         let sidecar = sidecar_for(&pending, &data);
         pending.commit(&sidecar).unwrap();
         assert_eq!(
@@ -579,7 +581,7 @@ mod tests {
         let _lock = repo.lock(None, "test").unwrap();
         let data = archive_bytes();
         let (mut pending, ino) = write_unnamed(&repo, &data);
-        pending.link_from = Link::Copy;
+        pending.link_ways = &[Link::Copy];
         let sidecar = sidecar_for(&pending, &data);
         pending.commit(&sidecar).unwrap();
         assert_ne!(committed(&repo, &sidecar, &data), ino, "a copy");
@@ -591,7 +593,7 @@ mod tests {
         let _lock = repo.lock(None, "test").unwrap();
         let data = archive_bytes();
         let (mut pending, _) = write_unnamed(&repo, &data);
-        pending.link_from = Link::Copy;
+        pending.link_ways = &[Link::Copy];
         let mut sidecar = sidecar_for(&pending, &data);
         sidecar.blake3 = "00".repeat(32);
         let err = pending.commit(&sidecar).unwrap_err();
