@@ -170,13 +170,10 @@ impl PendingArchive<'_> {
     /// file, rename it beside the archive and sync the folder.
     pub fn commit(mut self, sidecar: &Sidecar) -> Result<()> {
         if sidecar.id != self.id.as_str() || sidecar.archive != self.name {
-            return Err(Error::Entry {
-                path: self.name.clone(),
-                reason: format!(
-                    "the sidecar names snapshot `{}` and archive `{}`",
-                    sidecar.id, sidecar.archive
-                ),
-            });
+            return Err(self.mismatch(format!(
+                "the sidecar names snapshot `{}` and archive `{}`",
+                sidecar.id, sidecar.archive
+            )));
         }
         let archive = self.repo.snapshots_dir().join(&self.name);
         match self.out.take().expect("commit runs once").0 {
