@@ -24,9 +24,9 @@
 //!   memory. A crash leaves ciphertext whose key died with the process, and the next locked
 //!   run deletes it. Commit decrypts it into `tmp/<name>.partial`, checks its size and blake3
 //!   against the sidecar, syncs it and renames it into place. The price: the archive is
-//!   encrypted, written, read, decrypted and written again, about 0.3 s on a 0.7 s snapshot of
-//!   500 MiB (a 130 MiB archive; docs/format.md has the measurements). The unnamed file costs
-//!   nothing measurable.
+//!   encrypted, written, read, decrypted and written again: about 0.3 s more on a 0.7–0.9 s
+//!   snapshot of 500 MiB (a 130 MiB archive; docs/format.md has the measurements). The
+//!   unnamed file costs nothing measurable.
 //!
 //! Sealing was chosen over writing a named plaintext partial with a warning: the warning would
 //! break point 9 on exactly the file systems a repository is likeliest to be synced from, and
