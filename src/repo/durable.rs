@@ -51,6 +51,12 @@ impl ArchiveFile {
         }
     }
 
+    /// The file written into.
+    #[cfg(test)]
+    pub(super) fn get_ref(&self) -> &File {
+        &self.file
+    }
+
     /// Stops the flushing thread and syncs the whole file (data and metadata). Returns the
     /// first error of any flush, background ones included, and the file.
     pub(super) fn finish(mut self) -> io::Result<File> {
@@ -62,7 +68,8 @@ impl ArchiveFile {
     }
 
     /// Stops the flushing thread; its result, if there was one. (Dropped without `finish`,
-    /// the file is about to be removed: the thread ends after its current flush, unjoined.)
+    /// the file is about to be freed or removed: the thread ends after its current flush,
+    /// unjoined, and its handle closes with it.)
     fn stop(&mut self) -> Option<io::Result<()>> {
         let Syncer { wake, thread } = self.syncer.take()?;
         drop(wake);

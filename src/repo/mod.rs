@@ -3,7 +3,8 @@
 //! ```text
 //! <repo>/snapshots/<id>.tar.zst[.age]   the archive
 //! <repo>/snapshots/<id>.json            its sidecar
-//! <repo>/tmp/                           archives and sidecars being written
+//! <repo>/tmp/                           sidecars being written; archives only where the file
+//!                                       system has no unnamed files (sealed, see `pending`)
 //! <repo>/lock                           the lock (see `lock`)
 //! ```
 //!
@@ -12,8 +13,11 @@
 //!   sidecar is the marker: [`PendingArchive::commit`] renames it into place last, and
 //!   [`Repository::remove`] deletes it first. A crash in between leaves an *orphan* (an archive
 //!   without a sidecar), which [`Repository::list`] reports and never lists.
-//! - Nothing is written into `snapshots/` except by a rename of a fully written and synced
-//!   file, followed by a sync of the folder.
+//! - Nothing is written into `snapshots/` except by a link or a rename of a fully written and
+//!   synced file, followed by a sync of the folder.
+//! - Nothing the leak gate has not passed is readable in the repository, even after a crash:
+//!   an archive is written into a file without a name, or encrypted to a key held only in
+//!   memory, until its commit (see [`PendingArchive`]).
 //! - Every change (begin, commit, remove, cleaning `tmp/`) needs a [`RepoLock`]; reading needs
 //!   none, since readers only ever see complete files.
 //! - Files are created `0600`, folders `0700`.
@@ -22,19 +26,19 @@ mod durable;
 mod id;
 mod list;
 mod lock;
+mod pending;
 pub mod retention;
 
 use std::fs::{self, File, OpenOptions};
-use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-pub use durable::ArchiveFile;
 pub use id::SnapshotId;
 pub use list::{Listing, Orphan, OrphanKind};
 pub(crate) use lock::alive;
 pub use lock::{LockInfo, RepoLock, host_name};
+pub use pending::{PendingArchive, PendingFile};
 
 use crate::archive::Sidecar;
 use crate::error::{Error, Result};
@@ -107,7 +111,9 @@ impl Repository {
         RepoLock::acquire(&self.root.join("lock"), wait, command)
     }
 
-    /// Removes what runs that did not finish left in `tmp/`; returns the paths removed.
+    /// Removes what runs that did not finish left in `tmp/` (sidecars, sealed archives whose
+    /// key is gone, copies made at commit, and the plaintext `.partial` archives that earlier
+    /// versions wrote); returns the paths removed.
     pub fn clean_tmp(&self, _lock: &RepoLock) -> Result<Vec<PathBuf>> {
         let tmp = self.tmp_dir();
         let mut removed = Vec::new();
@@ -130,28 +136,15 @@ impl Repository {
         Ok(removed)
     }
 
-    /// Starts writing the archive of snapshot `id` into a new `0600` file in `tmp/`.
+    /// Starts writing the archive of snapshot `id` into `tmp/`, where a crash leaves nothing
+    /// readable (see [`PendingArchive`]).
     pub fn begin(
         &self,
         _lock: &RepoLock,
         id: &SnapshotId,
         encrypted: bool,
     ) -> Result<PendingArchive<'_>> {
-        let suffix = if encrypted {
-            ENCRYPTED_SUFFIX
-        } else {
-            PLAIN_SUFFIX
-        };
-        let name = format!("{id}{suffix}");
-        let tmp_path = self.tmp_dir().join(format!("{name}{PARTIAL_SUFFIX}"));
-        let file = create_private(&tmp_path)?;
-        Ok(PendingArchive {
-            repo: self,
-            id: id.clone(),
-            name,
-            tmp_path,
-            file: Some(ArchiveFile::new(file)),
-        })
+        PendingArchive::start(self, id, encrypted, pending::Way::Unnamed)
     }
 
     /// The path of a snapshot's archive.
@@ -207,91 +200,6 @@ impl Repository {
                 "`{wanted}` matches several snapshots; give more of the id"
             ))),
             _ => Err(not_found()),
-        }
-    }
-}
-
-/// The archive of a snapshot being written; removed on drop unless committed.
-#[derive(Debug)]
-pub struct PendingArchive<'r> {
-    repo: &'r Repository,
-    id: SnapshotId,
-    name: String,
-    tmp_path: PathBuf,
-    file: Option<ArchiveFile>,
-}
-
-impl PendingArchive<'_> {
-    /// The file to write the archive into (the sink of an `ArchiveWriter`). What is written
-    /// reaches the disk in the background as it grows (see [`ArchiveFile`]).
-    pub fn file(&mut self) -> &mut ArchiveFile {
-        self.file.as_mut().expect("the file lives until commit")
-    }
-
-    /// The snapshot id.
-    pub fn id(&self) -> &SnapshotId {
-        &self.id
-    }
-
-    /// The archive's final file name (`<id>.tar.zst[.age]`), for the sidecar.
-    pub fn archive_name(&self) -> &str {
-        &self.name
-    }
-
-    /// The temporary file's path.
-    pub fn tmp_path(&self) -> &Path {
-        &self.tmp_path
-    }
-
-    /// Makes the snapshot visible: sync the archive, rename it into `snapshots/`, write the
-    /// sidecar through a synced temporary file and rename it beside it, sync the folder.
-    pub fn commit(mut self, sidecar: &Sidecar) -> Result<()> {
-        let file = self.file.take().expect("commit runs once");
-        let tmp = self.tmp_path.clone();
-        if sidecar.id != self.id.as_str() || sidecar.archive != self.name {
-            return Err(Error::Entry {
-                path: self.name.clone(),
-                reason: format!(
-                    "the sidecar names snapshot `{}` and archive `{}`",
-                    sidecar.id, sidecar.archive
-                ),
-            });
-        }
-        let file = file.finish().map_err(|e| Error::io(&tmp, e))?;
-        let len = file.metadata().map_err(|e| Error::io(&tmp, e))?.len();
-        drop(file);
-        if len != sidecar.size {
-            return Err(Error::Entry {
-                path: self.name.clone(),
-                reason: format!(
-                    "the file holds {len} bytes, the sidecar says {}",
-                    sidecar.size
-                ),
-            });
-        }
-        let snapshots = self.repo.snapshots_dir();
-        let archive = snapshots.join(&self.name);
-        fs::rename(&tmp, &archive).map_err(|e| Error::io(&archive, e))?;
-        let sidecar_tmp = self
-            .repo
-            .tmp_dir()
-            .join(format!("{}{SIDECAR_SUFFIX}{PARTIAL_SUFFIX}", self.id));
-        let mut out = create_private(&sidecar_tmp)?;
-        out.write_all(&sidecar.to_json())
-            .and_then(|()| out.sync_all())
-            .map_err(|e| Error::io(&sidecar_tmp, e))?;
-        drop(out);
-        let marker = self.repo.sidecar_path(self.id.as_str());
-        fs::rename(&sidecar_tmp, &marker).map_err(|e| Error::io(&marker, e))?;
-        sync_dir(&snapshots)
-    }
-}
-
-impl Drop for PendingArchive<'_> {
-    fn drop(&mut self) {
-        // Not committed (an error, a refused leak gate): leave nothing behind.
-        if self.file.take().is_some() {
-            let _ = fs::remove_file(&self.tmp_path);
         }
     }
 }
