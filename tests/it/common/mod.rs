@@ -214,3 +214,12 @@ impl Drop for OpenBao {
     }
 }
 pub mod proxy;
+
+/// Says loudly that a test did not run its check, and why. Where the environment sets
+/// `AGENTBAK_NO_SKIP` (CI does, in `.ci/run`) a skip is a failure instead: CI must test it all.
+pub fn skip(why: &str) {
+    if std::env::var_os("AGENTBAK_NO_SKIP").is_some() {
+        panic!("this test may not be skipped here (AGENTBAK_NO_SKIP is set): {why}");
+    }
+    eprintln!("SKIPPED: {why}");
+}
