@@ -10,7 +10,4 @@ pub mod secrets;
 pub mod snapshot;
 pub mod trust;
 pub mod verify;
-
-/// The walk over the state, which `snapshot` archives and `init` discovers. It lives in the
-/// snapshot's folder; other commands import it from here, not from the snapshot's insides.
-pub use snapshot::walk;
+pub mod walk;

@@ -15,7 +15,6 @@ use zeroize::{Zeroize, Zeroizing};
 
 use super::known::{Changed, Known};
 use super::rules::Rules;
-use super::walk::{Entry, EntryKind, Walk};
 use super::{MAX_IN_MEMORY, Redacted, SnapshotReport, gate};
 use crate::archive::{
     ArchiveWriter, Counts, EntryMeta, INDEX_PATH, Recipients, SecretLocation, SnapshotInfo,
@@ -24,6 +23,7 @@ use crate::archive::{
 use crate::detect::{Detector, NameMasks};
 use crate::error::{Error, Result};
 use crate::manifest::Manifest;
+use crate::ops::walk::{Entry, EntryKind, Walk};
 use crate::redact::{Blocker, RedactedFile, Rule, Source, WarningKind, redact_file_with};
 
 /// What the archive stream came to.

@@ -15,12 +15,12 @@ use zeroize::Zeroizing;
 
 use super::rules::Rules;
 use super::secrets::{self, Sync};
-use super::walk::{EntryKind, Walk};
 use super::{SnapshotOptions, SnapshotReport, SyncStatus, read_file};
 use crate::detect::{Detector, KnownValues};
 use crate::error::Result;
 use crate::handle::Handle;
 use crate::manifest::Manifest;
+use crate::ops::walk::{EntryKind, Walk};
 use crate::redact::{Rule, StrayMatcher, redact_file};
 use crate::secret::Secret;
 use crate::store::Stores;

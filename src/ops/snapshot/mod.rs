@@ -28,7 +28,6 @@ mod known;
 mod names;
 mod rules;
 mod secrets;
-pub mod walk;
 
 use std::io::Write;
 use std::time::Duration;
@@ -44,8 +43,8 @@ use crate::store::Stores;
 use known::Changed;
 use rules::Rules;
 
+use crate::ops::walk::{self, Entry, Walk};
 pub use secrets::Sync;
-use walk::{Entry, Walk};
 
 /// Files up to this size are read whole so that stray known values can be replaced in them;
 /// larger files stream into the archive and the leak gate refuses them if they hold one.

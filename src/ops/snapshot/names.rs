@@ -9,9 +9,9 @@
 //! relative paths, absolute paths and messages are all covered.
 
 use super::SnapshotReport;
-use super::walk::{EntryKind, Walk};
 use crate::detect::{Detector, NameMasks};
 use crate::error::Error;
+use crate::ops::walk::{EntryKind, Walk};
 
 /// The label the names are scanned under (findings are not kept: the gate reports them).
 const NAMES: &str = "<state names>";
