@@ -342,22 +342,16 @@ mod tests {
 
     #[test]
     fn worst_prefers_integrity_over_leaks_over_unresolved() {
-        assert_eq!(
-            ExitCode::Unresolved.worst(ExitCode::SecretsFound),
-            ExitCode::SecretsFound
-        );
-        assert_eq!(
-            ExitCode::SecretsFound.worst(ExitCode::Integrity),
-            ExitCode::Integrity
-        );
-        assert_eq!(
-            ExitCode::Warnings.worst(ExitCode::Success),
-            ExitCode::Warnings
-        );
-        assert_eq!(
-            ExitCode::Success.worst(ExitCode::Unresolved),
-            ExitCode::Unresolved
-        );
+        use ExitCode::*;
+        for (a, b, worst) in [
+            (Unresolved, SecretsFound, SecretsFound),
+            (SecretsFound, Integrity, Integrity),
+            (Warnings, Success, Warnings),
+            (Success, Unresolved, Unresolved),
+        ] {
+            assert_eq!(a.worst(b), worst, "{a:?} and {b:?}");
+            assert_eq!(b.worst(a), worst, "{b:?} and {a:?}");
+        }
     }
 
     #[test]

@@ -167,16 +167,25 @@ impl Scanner<'_> {
         Ok(())
     }
 
+    /// Steps over an opening bracket and any white space; whether `close` follows at once
+    /// (an empty object or array, then stepped over too).
+    fn open_empty(&mut self, close: u8) -> bool {
+        self.pos += 1;
+        self.ws();
+        let empty = self.peek() == Some(close);
+        if empty {
+            self.pos += 1;
+        }
+        empty
+    }
+
     fn object(
         &mut self,
         want: Option<&Want>,
         depth: usize,
         found: &mut [Option<Range<usize>>],
     ) -> Result<(), ScanError> {
-        self.pos += 1;
-        self.ws();
-        if self.peek() == Some(b'}') {
-            self.pos += 1;
+        if self.open_empty(b'}') {
             return Ok(());
         }
         let want = want.filter(|w| !w.children.is_empty());
@@ -218,10 +227,7 @@ impl Scanner<'_> {
         depth: usize,
         found: &mut [Option<Range<usize>>],
     ) -> Result<(), ScanError> {
-        self.pos += 1;
-        self.ws();
-        if self.peek() == Some(b']') {
-            self.pos += 1;
+        if self.open_empty(b']') {
             return Ok(());
         }
         // Only canonical indexes name an element: `01` names nothing (RFC 6901).

@@ -291,6 +291,26 @@ impl<'o, W: Write> ArchiveWriter<'o, W> {
         Ok(path)
     }
 
+    /// Records an entry in the index as the archive holds it.
+    fn record(
+        &mut self,
+        path: String,
+        kind: EntryKind,
+        meta: EntryMeta,
+        size: u64,
+    ) -> &mut IndexEntry {
+        self.entries.push(IndexEntry {
+            path,
+            kind,
+            mode: meta.mode & 0o7777,
+            size,
+            mtime: meta.mtime.max(0),
+            blake3: None,
+            link: None,
+        });
+        self.entries.last_mut().expect("just pushed")
+    }
+
     /// Pads the content of the file just written to a whole tar block and records it.
     fn end_file(&mut self, path: String, meta: EntryMeta, size: u64, digest: String) -> Result<()> {
         let pad = (BLOCK - size % BLOCK) % BLOCK;
@@ -300,15 +320,7 @@ impl<'o, W: Write> ArchiveWriter<'o, W> {
             .map_err(|e| Error::io(&self.name, e))?;
         self.counts.files += 1;
         self.counts.bytes += size;
-        self.entries.push(IndexEntry {
-            path,
-            kind: EntryKind::File,
-            mode: meta.mode & 0o7777,
-            size,
-            mtime: meta.mtime.max(0),
-            blake3: Some(digest),
-            link: None,
-        });
+        self.record(path, EntryKind::File, meta, size).blake3 = Some(digest);
         Ok(())
     }
 
@@ -320,15 +332,7 @@ impl<'o, W: Write> ArchiveWriter<'o, W> {
             .append_data(&mut header, &path, io::empty())
             .map_err(|e| Error::io(&self.name, e))?;
         self.counts.dirs += 1;
-        self.entries.push(IndexEntry {
-            path,
-            kind: EntryKind::Dir,
-            mode: meta.mode & 0o7777,
-            size: 0,
-            mtime: meta.mtime.max(0),
-            blake3: None,
-            link: None,
-        });
+        self.record(path, EntryKind::Dir, meta, 0);
         Ok(())
     }
 
@@ -350,15 +354,7 @@ impl<'o, W: Write> ArchiveWriter<'o, W> {
             .append_link(&mut header, &path, link)
             .map_err(|e| Error::io(&self.name, e))?;
         self.counts.symlinks += 1;
-        self.entries.push(IndexEntry {
-            path,
-            kind: EntryKind::Symlink,
-            mode: meta.mode & 0o7777,
-            size: 0,
-            mtime: meta.mtime.max(0),
-            blake3: None,
-            link: Some(link.to_string()),
-        });
+        self.record(path, EntryKind::Symlink, meta, 0).link = Some(link.to_string());
         Ok(())
     }
 

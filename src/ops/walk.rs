@@ -141,11 +141,7 @@ pub fn walk(state: &Path, include: &[String], exclude: &[String]) -> Result<Walk
         let meta = match dent.metadata() {
             Ok(m) => m,
             Err(e) => {
-                out.skipped.push(Skipped {
-                    rel,
-                    reason: e.to_string(),
-                    unreadable: true,
-                });
+                out.skipped.push(Skipped::unreadable(rel, &e));
                 continue;
             }
         };
@@ -158,11 +154,7 @@ pub fn walk(state: &Path, include: &[String], exclude: &[String]) -> Result<Walk
             match std::fs::read_link(dent.path()) {
                 Ok(target) => EntryKind::Symlink { target },
                 Err(e) => {
-                    out.skipped.push(Skipped {
-                        rel,
-                        reason: e.to_string(),
-                        unreadable: true,
-                    });
+                    out.skipped.push(Skipped::unreadable(rel, &e));
                     continue;
                 }
             }
@@ -191,6 +183,17 @@ pub fn walk(state: &Path, include: &[String], exclude: &[String]) -> Result<Walk
     }
     keep_needed_dirs(&mut out.entries, &include);
     Ok(out)
+}
+
+impl Skipped {
+    /// An entry that could not be read (its metadata, a link's target).
+    fn unreadable(rel: String, e: &dyn std::fmt::Display) -> Skipped {
+        Skipped {
+            rel,
+            reason: e.to_string(),
+            unreadable: true,
+        }
+    }
 }
 
 /// An excluded folder excludes its contents (gitignore). A pattern such as `cache/*` names
