@@ -29,7 +29,7 @@ use crate::error::Error;
 use crate::handle::{Handle, Target};
 use crate::manifest::{Manifest, Signing, TransitKey};
 use crate::signing::{self, Certificate, Signature, SigningError};
-use crate::store::{Address, StoreError, StoreErrorKind, Stores, Transit};
+use crate::store::{Address, StoreError, StoreErrorKind, Stores, Transit, TransitKeys};
 
 /// The handles a manifest declares, as restore may fill them.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -289,13 +289,16 @@ pub fn sign(m: &Manifest, stores: &Stores, sidecar: &Sidecar) -> Result<Signatur
 }
 
 /// Checks sidecars' signatures against what the restoring manifest trusts. Keys read from a
-/// store are kept for the run, so verifying many snapshots reads each key version once.
+/// store, and a transit key's public keys, are kept for the run, so verifying many snapshots
+/// reads each once.
 pub struct SignatureVerifier<'a> {
     cfg: Option<&'a Signing>,
     agent: &'a str,
     stores: &'a Stores,
     trusted: Vec<VerifyingKey>,
     keys: Mutex<BTreeMap<u64, Result<VerifyingKey, String>>>,
+    /// The transit key's public keys, read once per run.
+    transit: Mutex<Option<TransitKeys>>,
 }
 
 impl std::fmt::Debug for SignatureVerifier<'_> {
@@ -323,6 +326,7 @@ impl<'a> SignatureVerifier<'a> {
             stores,
             trusted,
             keys: Mutex::new(BTreeMap::new()),
+            transit: Mutex::new(None),
         }
     }
 
@@ -433,7 +437,11 @@ impl<'a> SignatureVerifier<'a> {
         version: u64,
     ) -> Result<Result<VerifyingKey, Unverifiable>, Error> {
         if let Some(t) = &cfg.transit {
-            let keys = transit_of(self.stores, t)?.public_keys(&t.mount, &t.key)?;
+            let mut cached = self.transit.lock().unwrap_or_else(|p| p.into_inner());
+            let keys = match &mut *cached {
+                Some(keys) => keys,
+                empty => empty.insert(transit_of(self.stores, t)?.public_keys(&t.mount, &t.key)?),
+            };
             if version < keys.min_version {
                 return Ok(Err(Unverifiable::Retired(format!(
                     "signed by version {version} of transit key `{}`, below its \
