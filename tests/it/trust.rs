@@ -563,6 +563,17 @@ fn transit_engine_signs_rotates_and_retires_versions() {
         let out = with_vault(&["verify", id]);
         assert_eq!(code(&out), Some(0), "{id}: {}", all_output(&out));
     }
+    // One run over both: the key's public keys are read once and serve both versions.
+    let out = with_vault(&["--json", "verify", "--all"]);
+    assert_eq!(code(&out), Some(0), "{}", all_output(&out));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let versions: Vec<_> = report["snapshots"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["signature"]["version"].clone())
+        .collect();
+    assert_eq!(versions, [1, 2]);
 
     forge(&p, &v2, |all| {
         add_public_file(all, &["local:agents/kevin/openai#api_key"]);
