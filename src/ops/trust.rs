@@ -383,20 +383,25 @@ impl<'a> SignatureVerifier<'a> {
             version: sig.version,
             certified_by,
         };
-        // A certificate by a trusted identity needs no store.
+        // A certificate by a trusted identity needs no store. One by an identity the manifest
+        // does not trust (an identity replaced since) leaves the signing key to vouch, when
+        // the manifest names one.
+        let mut certificate_problem = None;
         if let (Some(cert), false) = (&sig.certificate, self.trusted.is_empty()) {
-            let key = cert
-                .check(&self.trusted, self.agent, sig)
-                .map_err(|e| fail(e.to_string()))?;
-            signing::verify(&key, &message, &sig.value).map_err(|e| fail(e.to_string()))?;
-            return Ok(signed(Some(cert.identity.clone())));
+            match cert.check(&self.trusted, self.agent, sig) {
+                Ok(key) => {
+                    signing::verify(&key, &message, &sig.value).map_err(|e| fail(e.to_string()))?;
+                    return Ok(signed(Some(cert.identity.clone())));
+                }
+                Err(e) => certificate_problem = Some(e.to_string()),
+            }
         }
         let Some(configured) = configured else {
-            return Err(fail(
+            return Err(fail(certificate_problem.unwrap_or_else(|| {
                 "no certificate by an identity in `signing.trust`, and no signing key to \
                  check the signature with"
-                    .into(),
-            ));
+                    .into()
+            })));
         };
         if sig.signer != configured {
             return Err(fail(format!(

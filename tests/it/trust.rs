@@ -520,6 +520,20 @@ fn openssh_signing_key_and_an_identity_that_certifies_it_across_rotations() {
         "{}",
         all_output(&out)
     );
+    // With the signing key in the manifest too, the key vouches where the identity cannot.
+    set_manifest(
+        &p,
+        &format!(
+            r#", "signing": {{ "key": "local:agents/{{agent}}/signing#private_key",
+                 "trust": [{}] }}"#,
+            serde_json::to_string(stranger.trim()).unwrap()
+        ),
+    );
+    let out = run(&p, &["--json", "verify", &second]);
+    assert_eq!(code(&out), Some(0), "{}", all_output(&out));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["snapshots"][0]["signature"]["status"], "signed");
+    assert!(report["snapshots"][0]["signature"]["certified_by"].is_null());
     let text = String::from_utf8_lossy(&all_bytes(&p.path().join("backups"))).into_owned();
     assert!(
         !text.contains("PRIVATE KEY"),
