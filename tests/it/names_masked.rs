@@ -9,6 +9,8 @@ use std::process::Output;
 
 use assert_cmd::Command;
 
+use crate::restore_fixture::all_output;
+
 /// A token that is a file name (`ghp_` and 36 characters, as GitHub issues them).
 const FILE_TOKEN: &str = "ghp_PlantedNameTok3nAbcdefghijklmnopq123";
 /// A token that is a folder name.
@@ -59,14 +61,6 @@ fn agentbak(dir: &Path) -> Command {
         .env_remove("AGENTBAK_MANIFEST")
         .env_remove("RUST_LOG");
     c
-}
-
-fn all_output(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
 }
 
 /// Runs `args` at every verbosity; checks the exit code and that no token shows; returns

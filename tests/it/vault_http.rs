@@ -17,6 +17,8 @@ use std::time::{Duration, Instant};
 
 use assert_cmd::Command;
 
+use crate::restore_fixture::all_output;
+
 use crate::common;
 use crate::common::proxy::{Fault, Proxy, Recorder};
 
@@ -51,14 +53,6 @@ fn agentbak(dir: &Path, addr: &str) -> Command {
         .env("VAULT_ROLE_ID", "planted-role-id")
         .env("VAULT_SECRET_ID", SECRET_ID);
     c
-}
-
-fn all_output(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
 }
 
 /// The ways a run can be made to talk: plain, `-vvv`, `RUST_LOG=trace`, JSON logs, `--json`.
