@@ -220,7 +220,11 @@ impl Certificate {
         agent: &str,
         signature: &Signature,
     ) -> Result<VerifyingKey, SigningError> {
-        let identity = parse_public_key(&self.identity)?;
+        // The sidecar's text is a repository writer's choice: named, never quoted, until it
+        // parses as a public key.
+        let identity = parse_public_key(&self.identity).map_err(|_| {
+            SigningError::Invalid("the certificate's identity is not an Ed25519 public key".into())
+        })?;
         if !trusted.contains(&identity) {
             return Err(SigningError::Invalid(format!(
                 "the signing key is certified by identity {}, which `signing.trust` does not list",
@@ -239,7 +243,9 @@ impl Certificate {
                 self.identity
             ))
         })?;
-        parse_public_key(&signature.public_key)
+        parse_public_key(&signature.public_key).map_err(|_| {
+            SigningError::Invalid("the signature's public key is not an Ed25519 public key".into())
+        })
     }
 }
 

@@ -362,7 +362,9 @@ impl<'a> SignatureVerifier<'a> {
             ));
         };
         if sig.algorithm != signing::ALGORITHM {
-            return Err(fail(format!("unknown algorithm `{}`", sig.algorithm)));
+            return Err(fail(
+                "an unknown signature algorithm (agentbak signs with ed25519)".into(),
+            ));
         }
         let configured = match (&cfg.key, &cfg.transit) {
             (Some(k), _) => Some(k.with_agent(self.agent).to_string()),
