@@ -10,7 +10,6 @@ use super::pass::ANCHOR_LEN;
 /// The order Teddy gets `atoms` in: [`bucket_order`]; in the build that
 /// `scripts/bench-scan.sh` compares it with (`RUSTFLAGS="--cfg agentbak_plain_order"`), the
 /// order given. Not an option: the cfg exists only for that benchmark.
-#[allow(unexpected_cfgs)]
 pub(super) fn teddy_order(atoms: &[Vec<u8>]) -> Vec<usize> {
     if cfg!(agentbak_plain_order) {
         (0..atoms.len()).collect()

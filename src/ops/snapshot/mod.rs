@@ -38,7 +38,7 @@ use crate::archive::{Recipients, SIDECAR_FORMAT, Sidecar, SnapshotInfo};
 use crate::detect::{Detector, Finding, NameMasks};
 use crate::error::{Error, ExitCode, Report, Result};
 use crate::manifest::Manifest;
-use crate::repo::{PendingArchive, Repository, SnapshotId, host_name};
+use crate::repo::{ENCRYPTED_SUFFIX, PendingArchive, Repository, SnapshotId, host_name};
 use crate::store::Stores;
 use known::Changed;
 use rules::Rules;
@@ -242,17 +242,7 @@ fn run(m: &Manifest, opts: &SnapshotOptions, masks: &mut NameMasks) -> Result<Sn
             return Ok(report);
         }
         let pending = pending.expect("not a dry run");
-        commit(
-            m,
-            opts,
-            &stores,
-            pending,
-            id,
-            now,
-            archived,
-            &mut report,
-            recipients.is_some(),
-        )?;
+        commit(m, opts, &stores, pending, now, archived, &mut report)?;
         drop(lock);
         return Ok(report);
     }
@@ -273,18 +263,17 @@ fn plan(m: &Manifest, masks: &mut NameMasks, report: &mut SnapshotReport) -> Res
 }
 
 /// Writes the sidecar, signed when the manifest says so, and makes the snapshot visible.
-#[allow(clippy::too_many_arguments)]
 fn commit(
     m: &Manifest,
     opts: &SnapshotOptions,
     stores: &Stores,
     pending: PendingArchive<'_>,
-    id: SnapshotId,
     now: DateTime<Utc>,
     archived: archive::Archived,
     report: &mut SnapshotReport,
-    encrypted: bool,
 ) -> Result<()> {
+    let id = pending.id().clone();
+    let encrypted = pending.archive_name().ends_with(ENCRYPTED_SUFFIX);
     let mut sidecar = Sidecar {
         format: SIDECAR_FORMAT,
         id: id.to_string(),
