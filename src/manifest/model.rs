@@ -68,6 +68,53 @@ pub struct Manifest {
     /// Snapshot signatures (docs/signing.md); absent means snapshots are not signed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub signing: Option<Signing>,
+    /// Where snapshot stores the secrets it captures (docs/living-agents.md); absent means
+    /// `agents/{agent}/captured` in the manifest's first key/value store.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub capture: Option<Capture>,
+}
+
+/// `capture`: the store and path under which captured secrets live, one field per value.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(deny_unknown_fields)]
+pub struct Capture {
+    /// A key/value store of `stores`.
+    #[cfg_attr(feature = "schema", schemars(length(min = 1)))]
+    pub store: String,
+    /// The secret path; `{agent}` is filled with the agent's name.
+    #[serde(default = "default_capture_path")]
+    #[cfg_attr(feature = "schema", schemars(length(min = 1)))]
+    pub path: String,
+}
+
+impl Manifest {
+    /// Where captured secrets go: `(store, path)` with `{agent}` filled. `capture` when set,
+    /// else [`DEFAULT_CAPTURE_PATH`] in the first key/value store (by name); `None` when the
+    /// manifest has no key/value store, so nothing can be captured.
+    pub fn capture_target(&self) -> Option<(String, String)> {
+        let (store, path) = match &self.capture {
+            Some(c) => (c.store.clone(), c.path.clone()),
+            None => {
+                let (name, _) = self
+                    .stores
+                    .iter()
+                    .find(|(_, s)| !matches!(s, StoreConfig::Env(_)))?;
+                (name.clone(), default_capture_path())
+            }
+        };
+        Some((
+            store,
+            path.replace(crate::handle::AGENT_TEMPLATE, &self.agent),
+        ))
+    }
+}
+
+/// The default capture path.
+pub const DEFAULT_CAPTURE_PATH: &str = "agents/{agent}/captured";
+
+fn default_capture_path() -> String {
+    DEFAULT_CAPTURE_PATH.to_string()
 }
 
 fn default_include() -> Vec<String> {
@@ -273,6 +320,29 @@ pub struct SecretRule {
     /// Dropped at snapshot; taken from the handle, if set, at restore.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub ephemeral: bool,
+    /// Who rewrites the value: `agent` for tokens the agent refreshes itself (OAuth), which
+    /// snapshot stores as a new version on its own.
+    #[serde(default, skip_serializing_if = "Owner::is_operator")]
+    pub owner: Owner,
+}
+
+/// `secrets[].owner`: who changes a secret's value.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(rename_all = "lowercase")]
+pub enum Owner {
+    /// The operator rotates it in the store (`secrets push`, `--push-secrets`).
+    #[default]
+    Operator,
+    /// The agent rewrites it (an OAuth access or refresh token): every new value the
+    /// snapshot reads becomes the handle's new version.
+    Agent,
+}
+
+impl Owner {
+    fn is_operator(&self) -> bool {
+        *self == Owner::Operator
+    }
 }
 
 /// Where a value sits in its file.
@@ -418,6 +488,24 @@ pub struct Detect {
     #[serde(default)]
     #[cfg_attr(feature = "schema", schemars(inner(length(min = 1))))]
     pub allow: Vec<String>,
+    /// What snapshot does with a secret no rule declares.
+    #[serde(default)]
+    pub on_unknown: OnUnknown,
+}
+
+/// `detect.on_unknown`: what snapshot does with a secret in a text file that no rule declares
+/// (a provider-rule hit, a credential-like assignment, an old value of a handle).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(rename_all = "lowercase")]
+pub enum OnUnknown {
+    /// Store the value under the capture path and archive a placeholder (exit 3).
+    #[default]
+    Capture,
+    /// Refuse the snapshot (exit 4).
+    Refuse,
+    /// Archive it as it is and say so (exit 3): for state that must not be changed.
+    Warn,
 }
 
 impl Default for Detect {
@@ -427,6 +515,7 @@ impl Default for Detect {
             entropy: EntropyAction::Warn,
             rules: Vec::new(),
             allow: Vec::new(),
+            on_unknown: OnUnknown::default(),
         }
     }
 }

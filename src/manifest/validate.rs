@@ -84,6 +84,7 @@ impl Manifest {
         self.validate_secrets(&mut c);
         self.validate_detect(&mut c);
         self.validate_signing(&mut c);
+        self.validate_capture(&mut c);
         if !(1..=19).contains(&self.compression.level) {
             c.push("/compression/level", "expected a zstd level from 1 to 19");
         }
@@ -144,6 +145,31 @@ impl Manifest {
             if let Err(e) = crate::signing::parse_public_key(key) {
                 c.push(format!("/signing/trust/{i}"), e.to_string());
             }
+        }
+    }
+
+    fn validate_capture(&self, c: &mut Collector<'_>) {
+        let Some(capture) = &self.capture else { return };
+        match self.stores.get(&capture.store) {
+            Some(StoreConfig::Env(_)) => c.push(
+                "/capture/store",
+                format!(
+                    "store `{}` is an env store: captured secrets need a key/value store",
+                    capture.store
+                ),
+            ),
+            None => c.push(
+                "/capture/store",
+                format!("`stores` defines no store `{}`", capture.store),
+            ),
+            Some(_) => {}
+        }
+        let path = capture.path.trim_matches('/');
+        if path.is_empty() || path.split('/').any(|s| s.is_empty() || s == "." || s == "..") {
+            c.push(
+                "/capture/path",
+                "expected a secret path such as `agents/{agent}/captured`",
+            );
         }
     }
 

@@ -52,6 +52,7 @@ fn full_example() -> Value {
     v["stores"]["vault"]["auth"] = json!({"method": "token", "token_file": "/run/token"});
     v["stores"]["bao2"] = json!({"kind": "vault", "auth": {"method": "approle",
         "role_id_file": "/run/role", "secret_id_file": "/run/secret", "mount": "approle"}});
+    v["capture"] = json!({"store": "vault", "path": "agents/{agent}/captured"});
     v
 }
 
@@ -94,6 +95,7 @@ const LEVELS: &[(&str, &str)] = &[
     ("/retention", "/$defs/Retention"),
     ("/rotation", "/$defs/Rotation"),
     ("/compression", "/$defs/Compression"),
+    ("/capture", "/$defs/Capture"),
 ];
 
 /// The field names serde accepts at a level, read from its "unknown field" message.

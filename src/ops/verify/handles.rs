@@ -154,6 +154,7 @@ pub(super) fn against_store(
             entropy: EntropyAction::Off,
             rules: Vec::new(),
             allow: Vec::new(),
+            ..Detect::default()
         };
         let second = Detector::new(&only_values, Some(KnownValues::new(found.values)))
             .expect("a detector without rules always builds");
