@@ -58,7 +58,8 @@ fn human(r: &SnapshotReport) -> String {
         let _ = writeln!(
             out,
             "agentbak: snapshot refused: {} plaintext secret(s) would remain; nothing was written. \
-             Declare them in the manifest's `secrets`, or remove them from the state.",
+             Declare them in the manifest's `secrets`, or remove them from the state \
+             (docs/living-agents.md).",
             r.findings.len() + r.blockers.len()
         );
     }

@@ -38,12 +38,18 @@ pub struct DeclaredHandles {
     kv: BTreeSet<(String, String, String)>,
     /// `(store, name)` of every environment handle.
     env: BTreeSet<(String, String)>,
+    /// `(store, path)` of the capture secret: each of its fields is a secret snapshot
+    /// captured from this agent's state (docs/living-agents.md).
+    captured: Option<(String, String)>,
 }
 
 impl DeclaredHandles {
-    /// The handles of the manifest's secret rules.
+    /// The handles of the manifest's secret rules, and the fields of its capture path.
     pub fn from_manifest(m: &Manifest) -> DeclaredHandles {
-        DeclaredHandles::from_handles(m.secrets.iter().map(|r| r.handle.with_agent(&m.agent)))
+        let mut out =
+            DeclaredHandles::from_handles(m.secrets.iter().map(|r| r.handle.with_agent(&m.agent)));
+        out.captured = m.capture_target();
+        out
     }
 
     /// These handles (already with `{agent}` filled).
@@ -69,6 +75,10 @@ impl DeclaredHandles {
             Target::Kv { path, field, .. } => {
                 self.kv
                     .contains(&(handle.store.clone(), path.clone(), field.clone()))
+                    || self
+                        .captured
+                        .as_ref()
+                        .is_some_and(|(store, p)| *store == handle.store && p == path)
             }
             Target::Env { name } => self.env.contains(&(handle.store.clone(), name.clone())),
         }

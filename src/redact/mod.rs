@@ -36,6 +36,7 @@ mod json;
 mod property;
 mod regex;
 mod stray;
+mod stream;
 mod toml;
 mod whole;
 mod yaml;
@@ -53,6 +54,7 @@ pub use error::RedactError;
 pub use file::{is_binary, redact_file, redact_file_with, rehydrate_file, values_at};
 pub use property::round_trip_property;
 pub use stray::{MIN_STRAY_LEN, StrayMatcher};
+pub use stream::StrayReader;
 
 /// One declared rule applied to one file: where the value sits and the handle it maps to.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -187,6 +187,16 @@ impl StrayMatcher {
         }
     }
 
+    /// The length of the longest form searched for.
+    pub fn max_pattern_len(&self) -> usize {
+        self.patterns
+            .bytes
+            .iter()
+            .map(|p| p.len())
+            .max()
+            .unwrap_or(0)
+    }
+
     /// The number of values it was built from.
     pub fn len(&self) -> usize {
         self.handles.len()

@@ -300,11 +300,22 @@ fn encrypted_archive_opens_with_stock_age() {
     assert_no_value("the decrypted archive", &files);
 }
 
+impl Agent {
+    /// Sets `detect.on_unknown`.
+    fn on_unknown(&self, policy: &str) {
+        let text = std::fs::read_to_string(self.manifest()).unwrap();
+        let mut m: serde_json::Value = serde_json::from_str(&text).unwrap();
+        m["detect"]["on_unknown"] = serde_json::json!(policy);
+        std::fs::write(self.manifest(), m.to_string()).unwrap();
+    }
+}
+
 #[test]
-fn undeclared_tokens_and_encoded_copies_refuse_the_snapshot() {
+fn undeclared_tokens_and_encoded_copies_refuse_the_snapshot_under_refuse() {
     let bao = common::OpenBao::start();
     seed_vault(&bao);
     let a = agent(&bao.addr, None);
+    a.on_unknown("refuse");
     let b64 = base64::engine::general_purpose::STANDARD.encode(GITHUB);
     a.write(
         "memory/pasted.md",
@@ -329,6 +340,93 @@ fn undeclared_tokens_and_encoded_copies_refuse_the_snapshot() {
     );
     assert_no_value("the refusal report", &[out.stdout, out.stderr].concat());
     assert!(!stderr.contains("AbCdEfGhIjKlMnOpQrStUvWx"));
+}
+
+/// The default: what no rule declares is captured into the store, the snapshot happens (exit
+/// 3), no form of a value is in the repository, and a restore gives every file back.
+#[test]
+fn undeclared_tokens_and_encoded_copies_are_captured_and_restore_byte_identical() {
+    let bao = common::OpenBao::start();
+    seed_vault(&bao);
+    let a = agent(&bao.addr, None);
+    let slack = "xoxb-123456789012-1234567890123-AbCdEfGhIjKlMnOpQrStUvWx";
+    let b64 = base64::engine::general_purpose::STANDARD.encode(GITHUB);
+    a.write(
+        "memory/pasted.md",
+        &format!("slack: {slack}\nagain: {slack}\n"),
+    );
+    a.write("cache/blob.txt", &format!("blob={b64}\n"));
+    let out = with_token(&a, &bao, &["snapshot"]);
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert!(
+        stderr.contains(
+            "captured 2 new secrets that no rule declares, in cache/blob.txt, memory/pasted.md"
+        ),
+        "{stderr}"
+    );
+    assert_eq!(a.archives().len(), 1);
+    let files = stock_extract(&a.archives()[0], None);
+    assert_no_value("the archive", &files);
+    for needle in [slack.as_bytes(), b64.as_bytes()] {
+        assert!(!contains(&files, needle));
+        assert!(!contains(&std::fs::read(&a.archives()[0]).unwrap(), needle));
+    }
+    assert_no_value(
+        "the report",
+        &[out.stdout.clone(), out.stderr.clone()].concat(),
+    );
+    assert!(!contains(
+        &[out.stdout, out.stderr].concat(),
+        slack.as_bytes()
+    ));
+    let pasted = String::from_utf8_lossy(&files).to_string();
+    assert!(
+        pasted.contains("slack: +agentbak:vault:agents/kevin/captured:slack-bot-token-"),
+        "{pasted}"
+    );
+
+    // The next run knows them: nothing new, exit 0, the same handles.
+    let out = with_token(&a, &bao, &["snapshot"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let second = String::from_utf8_lossy(&stock_extract(&a.archives()[1], None)).to_string();
+    let handles = |text: &str| -> Vec<String> {
+        text.match_indices("+agentbak:vault:agents/kevin/captured:")
+            .map(|(i, _)| text[i..].split('+').nth(1).unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(handles(&pasted), handles(&second));
+
+    let target = a.root.join("restored");
+    let target_arg = target.to_string_lossy().to_string();
+    let out = with_token(
+        &a,
+        &bao,
+        &["restore", "latest", "--target", &target_arg, "--rehydrate"],
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        tree(&a.state()),
+        tree(&target),
+        "the restore equals the state"
+    );
+    let out = with_token(&a, &bao, &["verify", "latest"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[test]

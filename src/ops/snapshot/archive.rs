@@ -7,6 +7,7 @@
 //! Other text files up to [`MAX_IN_MEMORY`] are read whole, so stray known values become
 //! placeholders; larger ones stream from disk, and the gate still sees every byte.
 
+use std::collections::BTreeSet;
 use std::fs::File;
 use std::io::{Read, Write};
 use std::sync::Arc;
@@ -24,7 +25,10 @@ use crate::detect::{Detector, NameMasks};
 use crate::error::{Error, Result};
 use crate::manifest::Manifest;
 use crate::ops::walk::{Entry, EntryKind, Walk};
-use crate::redact::{Blocker, RedactedFile, Rule, Source, WarningKind, redact_file_with};
+use crate::redact::{
+    Blocker, RedactedFile, Replacement, Rule, Source, StrayMatcher, StrayReader, WarningKind,
+    is_binary, redact_file_with,
+};
 
 /// What the archive stream came to.
 pub(super) struct Archived {
@@ -36,6 +40,8 @@ pub(super) struct Archived {
     pub counts: Counts,
     /// Whether every file went in whole (a large file that changed size did not).
     pub complete: bool,
+    /// The files archived as text (redacted): where a finding can be captured.
+    pub text_files: BTreeSet<String>,
 }
 
 /// Everything one attempt writes with.
@@ -54,7 +60,7 @@ pub(super) struct Input<'a> {
 pub(super) fn write(
     input: Input<'_>,
     known: &mut Known,
-    detector: Detector,
+    detector: Arc<Detector>,
     sink: &mut dyn Write,
     report: &mut SnapshotReport,
 ) -> Result<Result<Archived, Changed>> {
@@ -64,12 +70,13 @@ pub(super) fn write(
         recipients: input.recipients,
         name: input.name.clone(),
     };
-    let gate = gate::Gate::new(Arc::new(detector));
+    let gate = gate::Gate::new(detector);
     let mut observer = gate.clone();
     let mut writer = ArchiveWriter::new(sink, &writer_options, Some(&mut observer))?;
     let mut locations = Vec::new();
     let mut blockers: Vec<Blocker> = Vec::new();
     let mut complete = true;
+    let mut text_files = BTreeSet::new();
     // File contents, read whole, one file after another; zeroized when the attempt ends.
     let mut read_buf = Zeroizing::new(Vec::new());
     for entry in &input.walked.entries {
@@ -98,11 +105,31 @@ pub(super) fn write(
             .map(|(_, r)| r)
             .collect();
         if file_rules.is_empty() && size > MAX_IN_MEMORY {
-            let result = stream_file(&mut writer, entry, meta, size);
-            gate.end_entry(size);
-            if let Err(e) = result {
-                report.warnings.push(e.to_string());
-                complete = false;
+            let result = stream_file(&mut writer, entry, meta, size, &known.stray);
+            match result {
+                Ok(streamed) => {
+                    gate.end_entry(streamed.size);
+                    if streamed.text {
+                        text_files.insert(entry.rel.clone());
+                    }
+                    let redacted = RedactedFile {
+                        replacements: streamed.replacements,
+                        ..RedactedFile::default()
+                    };
+                    note_redaction(&entry.rel, &redacted, &input, report);
+                    push_locations(
+                        &mut locations,
+                        &entry.rel,
+                        redacted.replacements,
+                        known,
+                        &input,
+                    );
+                }
+                Err(e) => {
+                    gate.end_entry(0);
+                    report.warnings.push(e.to_string());
+                    complete = false;
+                }
             }
             continue;
         }
@@ -125,24 +152,21 @@ pub(super) fn write(
         {
             return Ok(Err(changed));
         }
-        note_redaction(&entry.rel, &redacted, input.masks, report);
+        note_redaction(&entry.rel, &redacted, &input, report);
+        if !is_binary(bytes) {
+            text_files.insert(entry.rel.clone());
+        }
         blockers.extend(redacted.blockers);
         let len = redacted.output.len() as u64;
         writer.append_bytes(&entry.rel, meta, &redacted.output)?;
         gate.end_entry(len);
-        for r in redacted.replacements {
-            locations.push(SecretLocation {
-                file: format!("state/{}", entry.rel),
-                locator: match &r.source {
-                    Source::Rule(l) => Some(l.clone()),
-                    Source::Stray => None,
-                },
-                store_version: known.versions.get(&r.handle).copied(),
-                ephemeral: input.rules.is_ephemeral(&r.handle),
-                handle: r.handle.clone(),
-                context: serde_json::to_value(&r).expect("a replacement serializes"),
-            });
-        }
+        push_locations(
+            &mut locations,
+            &entry.rel,
+            redacted.replacements,
+            known,
+            &input,
+        );
     }
     gate.begin_entry(INDEX_PATH);
     let written = writer.finish(input.info, locations)?;
@@ -154,7 +178,9 @@ pub(super) fn write(
         .iter()
         .map(|b| {
             format!(
-                "{}@{}: a value of {} in a binary file",
+                "{}@{}: a value of {} in a binary file, which cannot be redacted: exclude the \
+                 file (`exclude`), declare it whole (a `whole_file` rule), or accept it \
+                 (`detect.allow`)",
                 b.path, b.offset, b.handle
             )
         })
@@ -177,16 +203,41 @@ pub(super) fn write(
         blake3,
         counts,
         complete,
+        text_files,
     }))
+}
+
+/// Records a file's placeholders for the index.
+fn push_locations(
+    locations: &mut Vec<SecretLocation>,
+    rel: &str,
+    replacements: Vec<Replacement>,
+    known: &Known,
+    input: &Input<'_>,
+) {
+    for r in replacements {
+        locations.push(SecretLocation {
+            file: format!("state/{rel}"),
+            locator: match &r.source {
+                Source::Rule(l) => Some(l.clone()),
+                Source::Stray => None,
+            },
+            store_version: known.versions.get(&r.handle).copied(),
+            ephemeral: input.rules.is_ephemeral(&r.handle),
+            handle: r.handle.clone(),
+            context: serde_json::to_value(&r).expect("a replacement serializes"),
+        });
+    }
 }
 
 /// Adds a file's redactions and redaction warnings to the report.
 fn note_redaction(
     rel: &str,
     redacted: &RedactedFile<'_>,
-    masks: &NameMasks,
+    input: &Input<'_>,
     report: &mut SnapshotReport,
 ) {
+    let (masks, rules) = (input.masks, input.rules);
     for r in &redacted.replacements {
         report.redacted.push(Redacted {
             file: rel.to_string(),
@@ -200,6 +251,7 @@ fn note_redaction(
     }
     for w in &redacted.warnings {
         match w.kind {
+            WarningKind::NotFound if rules.only_globs(&w.path, &w.locator) => {}
             WarningKind::NotFound => report
                 .warnings
                 .push(format!("{}: declared {} found no value", w.path, w.locator)),
@@ -227,14 +279,78 @@ fn read_into(entry: &Entry, buf: &mut Vec<u8>) -> Result<()> {
         .map_err(|e| Error::io(&entry.path, e))
 }
 
-/// Streams a large file into the archive. A file that changes size while read is reported.
+/// A large file as it went into the archive.
+struct Streamed {
+    /// Its size in the archive.
+    size: u64,
+    /// Whether it is text (stray known values were replaced).
+    text: bool,
+    replacements: Vec<Replacement>,
+}
+
+/// Streams a large file into the archive: the first `size` bytes (its size when the walk saw
+/// it: an agent's transcript grows while it is read), with stray known values replaced in a
+/// text file. A first pass learns the redacted size, which the tar header needs first; a file
+/// with nothing to replace then goes in as it is. A file that changed in between is reported.
 fn stream_file<W: Write>(
     writer: &mut ArchiveWriter<'_, W>,
     entry: &Entry,
     meta: EntryMeta,
     size: u64,
-) -> Result<()> {
+    stray: &StrayMatcher,
+) -> Result<Streamed> {
+    let open = || {
+        File::open(&entry.path)
+            .map(|f| f.take(size))
+            .map_err(|e| Error::io(&entry.path, e))
+    };
+    let text = {
+        let mut head = Vec::with_capacity(SNIFF_LEN);
+        open()?
+            .take(SNIFF_LEN as u64)
+            .read_to_end(&mut head)
+            .map_err(|e| Error::io(&entry.path, e))?;
+        let text = !is_binary(&head);
+        head.zeroize();
+        text
+    };
+    if !text || stray.is_empty() {
+        writer.append_file(&entry.rel, meta, size, open()?)?;
+        return Ok(Streamed {
+            size,
+            text,
+            replacements: Vec::new(),
+        });
+    }
+    let mut first = StrayReader::new(open()?, &entry.rel, stray);
+    let redacted_size =
+        std::io::copy(&mut first, &mut std::io::sink()).map_err(|e| Error::io(&entry.path, e))?;
+    if first.replacements().is_empty() {
+        writer.append_file(&entry.rel, meta, size, open()?)?;
+        return Ok(Streamed {
+            size,
+            text,
+            replacements: Vec::new(),
+        });
+    }
+    let mut second = StrayReader::new(open()?, &entry.rel, stray);
+    writer.append_file(&entry.rel, meta, redacted_size, &mut second)?;
+    Ok(Streamed {
+        size: redacted_size,
+        text,
+        replacements: second.into_replacements(),
+    })
+}
+
+/// How much of a large file decides whether it is text (as [`is_binary`] reads it).
+const SNIFF_LEN: usize = 8192;
+
+/// The redacted bytes of a large text file, as [`stream_file`] archives them: for capture.
+pub(super) fn redacted_stream<'m>(
+    entry: &Entry,
+    size: u64,
+    stray: &'m StrayMatcher,
+) -> Result<StrayReader<'m, std::io::Take<File>>> {
     let file = File::open(&entry.path).map_err(|e| Error::io(&entry.path, e))?;
-    writer.append_file(&entry.rel, meta, size, file.take(size + 1))?;
-    Ok(())
+    Ok(StrayReader::new(file.take(size), &entry.rel, stray))
 }

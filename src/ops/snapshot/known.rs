@@ -59,18 +59,34 @@ impl Known {
     }
 }
 
+/// What a snapshot run reads its known values with.
+pub(super) struct Sources<'a> {
+    pub m: &'a Manifest,
+    pub opts: &'a SnapshotOptions,
+    pub rules: &'a Rules,
+    pub stores: &'a Stores,
+    /// Values captured by earlier runs, each with its handle.
+    pub captured: &'a [(Handle, Secret)],
+}
+
 /// Reads the declared values (keeping up to `budget` bytes of rule files), asks the stores,
 /// runs the sync check, and builds the gate's detector.
 pub(super) fn gather(
-    m: &Manifest,
-    opts: &SnapshotOptions,
+    sources: &Sources<'_>,
     walked: &Walk,
-    rules: &Rules,
-    stores: &Stores,
     report: &mut SnapshotReport,
     budget: usize,
 ) -> Result<(Known, Detector)> {
+    let Sources {
+        m,
+        opts,
+        rules,
+        stores,
+        captured,
+    } = *sources;
     let mut declared: Vec<(Handle, Secret)> = Vec::new();
+    // The file each declared value was read from.
+    let mut from: Vec<String> = Vec::new();
     let mut held = HashMap::new();
     let mut held_bytes = 0;
     let mut matched = vec![false; rules.rules.len()];
@@ -90,7 +106,9 @@ pub(super) fn gather(
         let redacted = redact_file(&entry.rel, &bytes, &only, &[])?;
         for (h, v) in redacted.values {
             if !declared.iter().any(|(dh, dv)| *dh == h && *dv == v) {
+                partial_check(&declared, &from, &h, &v, &entry.rel)?;
                 declared.push((h, v));
+                from.push(entry.rel.clone());
             }
         }
         if held_bytes + bytes.len() <= budget {
@@ -116,7 +134,7 @@ pub(super) fn gather(
     let versions = sync_check(stores, &view, rules, &declared, opts, report)?;
 
     let mut values = declared.clone();
-    for (h, v) in view.known {
+    for (h, v) in view.known.into_iter().chain(captured.iter().cloned()) {
         if !values.iter().any(|(kh, kv)| *kh == h && *kv == v) {
             values.push((h, v));
         }
@@ -133,6 +151,35 @@ pub(super) fn gather(
         },
         detector,
     ))
+}
+
+/// Refuses a handle whose rules read two values, one inside the other: a rule that captures
+/// part of a value (a regex group too narrow) would store the part as the handle's value and
+/// leave the rest in the archive.
+fn partial_check(
+    declared: &[(Handle, Secret)],
+    from: &[String],
+    handle: &Handle,
+    value: &Secret,
+    rel: &str,
+) -> Result<()> {
+    let inside = |a: &[u8], b: &[u8]| {
+        !a.is_empty() && a.len() < b.len() && b.windows(a.len()).any(|w| w == a)
+    };
+    for ((h, v), file) in declared.iter().zip(from) {
+        if h == handle && (inside(v.expose(), value.expose()) || inside(value.expose(), v.expose()))
+        {
+            return Err(crate::error::Error::Entry {
+                path: rel.to_string(),
+                reason: format!(
+                    "the rules of {handle} read two different values here and in {file}, one a \
+                     part of the other: a rule captures only part of the value (check its regex \
+                     group); nothing was stored or written"
+                ),
+            });
+        }
+    }
+    Ok(())
 }
 
 /// The sync check (SPEC "Snapshot" point 4). Returns the store version that holds each
@@ -154,7 +201,12 @@ fn sync_check(
             Sync::Current(v) => ("current", Some(v)),
             Sync::Previous(v) => ("previous", Some(v)),
             Sync::Unknown => ("unknown", None),
-            Sync::Unsynced if opts.push_secrets && !opts.dry_run => {
+            // The agent rewrites its own tokens (OAuth): each new value is the handle's
+            // new version, so a restore brings back the newest token the agent had.
+            Sync::Unsynced if rules.is_agent_owned(handle) && opts.dry_run => ("unsynced", None),
+            Sync::Unsynced
+                if (opts.push_secrets || rules.is_agent_owned(handle)) && !opts.dry_run =>
+            {
                 let store = stores.for_handle(handle)?;
                 let address = crate::store::Address::of(handle);
                 let v = store.put(&address.path, &address.field, value, None)?;

@@ -23,13 +23,16 @@
 //! archive, and the gate still sees every byte.
 
 mod archive;
+mod capture;
 mod gate;
 mod known;
 mod names;
 mod rules;
 mod secrets;
+mod unknown;
 
 use std::io::Write;
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -40,8 +43,10 @@ use crate::error::{Error, ExitCode, Report, Result};
 use crate::manifest::Manifest;
 use crate::repo::{ENCRYPTED_SUFFIX, PendingArchive, Repository, SnapshotId, host_name};
 use crate::store::Stores;
+use capture::Capture;
 use known::Changed;
 use rules::Rules;
+use unknown::{Captured, Next, Unknown};
 
 use crate::ops::walk::{self, Entry, Walk};
 pub use secrets::Sync;
@@ -121,6 +126,10 @@ pub struct SnapshotReport {
     pub degraded: Vec<String>,
     /// Known values too short to prove absent (labels).
     pub too_short: Vec<String>,
+    /// Secrets no rule declares, captured into the store: `file: handle (rule)`.
+    pub captured: Vec<String>,
+    /// Findings archived as they are (`detect.on_unknown: warn`).
+    pub unknown_kept: Vec<Finding>,
 }
 
 impl Report for SnapshotReport {
@@ -164,6 +173,8 @@ fn run(m: &Manifest, opts: &SnapshotOptions, masks: &mut NameMasks) -> Result<Sn
         Some(e) => Some(Recipients::parse(&e.recipients)?),
         None => None,
     };
+    let mut capture = Capture::load(m, &stores, &mut Vec::new());
+    let mut captured = Captured::default();
     let mut attempt = 1;
     loop {
         let mut report = SnapshotReport {
@@ -171,15 +182,15 @@ fn run(m: &Manifest, opts: &SnapshotOptions, masks: &mut NameMasks) -> Result<Sn
             ..SnapshotReport::default()
         };
         let walked = plan(m, masks, &mut report)?;
-        let (mut known, detector) = known::gather(
+        let sources = known::Sources {
             m,
             opts,
-            &walked,
-            &rules,
-            &stores,
-            &mut report,
-            known::MAX_HELD,
-        )?;
+            rules: &rules,
+            stores: &stores,
+            captured: capture.as_ref().map(Capture::held).unwrap_or_default(),
+        };
+        let (mut known, detector) = known::gather(&sources, &walked, &mut report, known::MAX_HELD)?;
+        let detector = Arc::new(detector);
         masks.extend(names::masks(&detector, &names::of(&walked)));
         // Logged now that the masks know the values too (warnings are masked with the report).
         for s in walked.skipped.iter().filter(|s| !s.unreadable) {
@@ -213,7 +224,8 @@ fn run(m: &Manifest, opts: &SnapshotOptions, masks: &mut NameMasks) -> Result<Sn
             Some(p) => p.file(),
             None => &mut nowhere,
         };
-        let archived = match archive::write(input, &mut known, detector, sink, &mut report)? {
+        let archived = match archive::write(input, &mut known, detector.clone(), sink, &mut report)?
+        {
             Ok(archived) => archived,
             Err(Changed(rel)) if attempt < MAX_ATTEMPTS => {
                 // Dropping the pending archive removes it; the next attempt reads afresh.
@@ -235,6 +247,36 @@ fn run(m: &Manifest, opts: &SnapshotOptions, masks: &mut NameMasks) -> Result<Sn
                 });
             }
         };
+        if !report.findings.is_empty() {
+            let unknown = Unknown {
+                m,
+                opts,
+                stores: &stores,
+                walked: &walked,
+                known: &known,
+                detector: &detector,
+                rules: &rules,
+                text_files: &archived.text_files,
+            };
+            match unknown.handle(capture.as_mut(), &mut captured, &mut report)? {
+                Next::Retry if attempt < MAX_ATTEMPTS + MAX_CAPTURES => {
+                    drop(pending);
+                    attempt += 1;
+                    continue;
+                }
+                Next::Retry => {
+                    report.warnings.push(format!(
+                        "new secrets kept appearing while the snapshot captured them, {} \
+                         times in a row; the next run will try again",
+                        MAX_CAPTURES
+                    ));
+                    names::mask_report(&mut report, masks);
+                    return Ok(report);
+                }
+                Next::Go => {}
+            }
+        }
+        captured.summarize(capture.as_ref(), &mut report);
         names::mask_report(&mut report, masks);
         if report.exit_code() == ExitCode::SecretsFound || !archived.complete || opts.dry_run {
             // Dropping the pending archive removes it: nothing reaches the repository.
@@ -247,6 +289,9 @@ fn run(m: &Manifest, opts: &SnapshotOptions, masks: &mut NameMasks) -> Result<Sn
         return Ok(report);
     }
 }
+
+/// How many times a snapshot starts over to take newly captured secrets into account.
+pub const MAX_CAPTURES: u32 = 3;
 
 /// How many times a snapshot starts over when a rule file's declared values change between
 /// its two reads (a rotation while the snapshot runs).

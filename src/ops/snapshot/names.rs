@@ -43,13 +43,19 @@ pub(super) fn mask_report(report: &mut SnapshotReport, masks: &NameMasks) {
         .findings
         .iter_mut()
         .chain(&mut report.entropy_warnings)
+        .chain(&mut report.unknown_kept)
     {
         masks.apply(&mut f.path);
     }
     for r in &mut report.redacted {
         masks.apply(&mut r.file);
     }
-    for text in report.blockers.iter_mut().chain(&mut report.warnings) {
+    for text in report
+        .blockers
+        .iter_mut()
+        .chain(&mut report.warnings)
+        .chain(&mut report.captured)
+    {
         masks.apply(text);
     }
 }

@@ -53,6 +53,24 @@ impl Rules {
         out
     }
 
+    /// Whether every rule of `locator` that matches `rel` names its files by a glob: such a
+    /// rule finds no value in most of the files it matches (a token in one session of many),
+    /// and saying so for each would make every run exit 3.
+    pub(super) fn only_globs(&self, rel: &str, locator: &crate::manifest::Locator) -> bool {
+        let is_glob = |f: &str| f.contains(['*', '?', '[', '{']);
+        self.rules
+            .iter()
+            .filter(|(r, _, g)| g.is_match(rel) && r.locator() == *locator)
+            .all(|(r, _, _)| is_glob(&r.file))
+    }
+
+    /// Whether the agent rewrites the value of `handle` itself (`"owner": "agent"`).
+    pub(super) fn is_agent_owned(&self, handle: &Handle) -> bool {
+        self.rules
+            .iter()
+            .any(|(r, h, _)| h == handle && r.owner == crate::manifest::Owner::Agent)
+    }
+
     pub(super) fn is_ephemeral(&self, handle: &Handle) -> bool {
         self.rules
             .iter()

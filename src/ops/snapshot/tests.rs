@@ -46,8 +46,14 @@ fn attempt(s: &Setup, budget: usize) -> (Result<archive::Archived, Changed>, Vec
     let stores = Stores::from_manifest(&s.m).unwrap();
     let walked = walk::walk(&s.m.state, &s.m.include, &s.m.exclude).unwrap();
     let opts = SnapshotOptions::default();
-    let (mut known, detector) =
-        known::gather(&s.m, &opts, &walked, &rules, &stores, &mut report, budget).unwrap();
+    let sources = known::Sources {
+        m: &s.m,
+        opts: &opts,
+        rules: &rules,
+        stores: &stores,
+        captured: &[],
+    };
+    let (mut known, detector) = known::gather(&sources, &walked, &mut report, budget).unwrap();
     fs::write(&s.config, format!("{{\"k\": \"{NEW}\"}}\n")).unwrap();
     let masks = NameMasks::default();
     let input = archive::Input {
@@ -64,7 +70,14 @@ fn attempt(s: &Setup, budget: usize) -> (Result<archive::Archived, Changed>, Vec
         name: "<test>".into(),
     };
     let mut sink = Vec::new();
-    let result = archive::write(input, &mut known, detector, &mut sink, &mut report).unwrap();
+    let result = archive::write(
+        input,
+        &mut known,
+        std::sync::Arc::new(detector),
+        &mut sink,
+        &mut report,
+    )
+    .unwrap();
     (result, sink)
 }
 
