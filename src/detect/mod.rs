@@ -109,6 +109,22 @@ impl Detector {
         })
     }
 
+    /// The rules of `config` that run on text only (credential-like assignments, and
+    /// entropy when it blocks), without known values: what a scan of a binary stream (the
+    /// snapshot's tar stream) leaves out, to run on each text file on its own. `None` when
+    /// there is none.
+    pub fn text_rules(config: &Detect) -> Result<Option<Detector>, DetectError> {
+        let mut d = Detector::new(config, None)?;
+        let blocks = d.entropy_severity == Some(Severity::Error);
+        d.rules
+            .retain(|r| r.text_only() && (r.id != ENTROPY.id || blocks));
+        if d.rules.is_empty() {
+            return Ok(None);
+        }
+        d.prefilter = prefilter::Prefilter::new(&d.rules);
+        Ok(Some(d))
+    }
+
     /// The builtin rules with default settings and no known values.
     pub fn builtin() -> Detector {
         Detector::new(&Detect::default(), None).expect("builtin rules compile")

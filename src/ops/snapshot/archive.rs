@@ -21,7 +21,7 @@ use crate::archive::{
     ArchiveWriter, Counts, EntryMeta, INDEX_PATH, Recipients, SecretLocation, SnapshotInfo,
     WriterOptions, Written, default_threads,
 };
-use crate::detect::{Detector, NameMasks};
+use crate::detect::{Detector, Finding, NameMasks, Severity};
 use crate::error::{Error, Result};
 use crate::manifest::Manifest;
 use crate::ops::walk::{Entry, EntryKind, Walk};
@@ -51,6 +51,8 @@ pub(super) struct Input<'a> {
     pub walked: &'a Walk,
     pub recipients: Option<&'a Recipients>,
     pub masks: &'a NameMasks,
+    /// The rules the tar stream's gate leaves out (it is binary), run on each text file.
+    pub text_rules: Option<&'a Detector>,
     pub info: SnapshotInfo,
     /// How the sink is named in errors (the temporary file, or `<dry run>`).
     pub name: String,
@@ -105,13 +107,21 @@ pub(super) fn write(
             .map(|(_, r)| r)
             .collect();
         if file_rules.is_empty() && size > MAX_IN_MEMORY {
-            let result = stream_file(&mut writer, entry, meta, size, &known.stray);
+            let result = stream_file(
+                &mut writer,
+                entry,
+                meta,
+                size,
+                &known.stray,
+                input.text_rules,
+            );
             match result {
                 Ok(streamed) => {
                     gate.end_entry(streamed.size);
                     if streamed.text {
                         text_files.insert(entry.rel.clone());
                     }
+                    report.findings.extend(streamed.findings);
                     let redacted = RedactedFile {
                         replacements: streamed.replacements,
                         ..RedactedFile::default()
@@ -155,6 +165,11 @@ pub(super) fn write(
         note_redaction(&entry.rel, &redacted, &input, report);
         if !is_binary(bytes) {
             text_files.insert(entry.rel.clone());
+            if let Some(text_rules) = input.text_rules {
+                report.findings.extend(blocking(
+                    text_rules.scan_bytes(&entry.rel, &redacted.output),
+                ));
+            }
         }
         blockers.extend(redacted.blockers);
         let len = redacted.output.len() as u64;
@@ -172,7 +187,7 @@ pub(super) fn write(
     let written = writer.finish(input.info, locations)?;
     drop(observer);
     let (findings, entropy) = gate.finish();
-    report.findings = findings;
+    report.findings.extend(findings);
     report.entropy_warnings = entropy;
     report.blockers = blockers
         .iter()
@@ -279,6 +294,13 @@ fn read_into(entry: &Entry, buf: &mut Vec<u8>) -> Result<()> {
         .map_err(|e| Error::io(&entry.path, e))
 }
 
+/// The findings that block.
+fn blocking(findings: Vec<Finding>) -> impl Iterator<Item = Finding> {
+    findings
+        .into_iter()
+        .filter(|f| f.severity == Severity::Error)
+}
+
 /// A large file as it went into the archive.
 struct Streamed {
     /// Its size in the archive.
@@ -286,6 +308,8 @@ struct Streamed {
     /// Whether it is text (stray known values were replaced).
     text: bool,
     replacements: Vec<Replacement>,
+    /// What the text rules found in it.
+    findings: Vec<Finding>,
 }
 
 /// Streams a large file into the archive: the first `size` bytes (its size when the walk saw
@@ -298,6 +322,7 @@ fn stream_file<W: Write>(
     meta: EntryMeta,
     size: u64,
     stray: &StrayMatcher,
+    text_rules: Option<&Detector>,
 ) -> Result<Streamed> {
     let open = || {
         File::open(&entry.path)
@@ -314,32 +339,38 @@ fn stream_file<W: Write>(
         head.zeroize();
         text
     };
-    if !text || stray.is_empty() {
+    let mut streamed = Streamed {
+        size,
+        text,
+        replacements: Vec::new(),
+        findings: Vec::new(),
+    };
+    let text_rules = text_rules.filter(|_| text);
+    if !text || (stray.is_empty() && text_rules.is_none()) {
         writer.append_file(&entry.rel, meta, size, open()?)?;
-        return Ok(Streamed {
-            size,
-            text,
-            replacements: Vec::new(),
-        });
+        return Ok(streamed);
     }
+    // The first pass: the redacted size, and the text rules' findings.
     let mut first = StrayReader::new(open()?, &entry.rel, stray);
-    let redacted_size =
-        std::io::copy(&mut first, &mut std::io::sink()).map_err(|e| Error::io(&entry.path, e))?;
+    let redacted_size = match text_rules {
+        Some(rules) => {
+            let mut scan = rules.stream(&entry.rel);
+            let n = std::io::copy(&mut first, &mut scan).map_err(|e| Error::io(&entry.path, e))?;
+            streamed.findings.extend(blocking(scan.finish()));
+            n
+        }
+        None => std::io::copy(&mut first, &mut std::io::sink())
+            .map_err(|e| Error::io(&entry.path, e))?,
+    };
     if first.replacements().is_empty() {
         writer.append_file(&entry.rel, meta, size, open()?)?;
-        return Ok(Streamed {
-            size,
-            text,
-            replacements: Vec::new(),
-        });
+        return Ok(streamed);
     }
     let mut second = StrayReader::new(open()?, &entry.rel, stray);
     writer.append_file(&entry.rel, meta, redacted_size, &mut second)?;
-    Ok(Streamed {
-        size: redacted_size,
-        text,
-        replacements: second.into_replacements(),
-    })
+    streamed.size = redacted_size;
+    streamed.replacements = second.into_replacements();
+    Ok(streamed)
 }
 
 /// How much of a large file decides whether it is text (as [`is_binary`] reads it).

@@ -173,12 +173,15 @@ fn run(m: &Manifest, opts: &SnapshotOptions, masks: &mut NameMasks) -> Result<Sn
         Some(e) => Some(Recipients::parse(&e.recipients)?),
         None => None,
     };
-    let mut capture = Capture::load(m, &stores, &mut Vec::new());
+    let text_rules = Detector::text_rules(&m.detect)?;
+    let mut load_warnings = Vec::new();
+    let mut capture = Capture::load(m, &stores, &mut load_warnings);
     let mut captured = Captured::default();
     let mut attempt = 1;
     loop {
         let mut report = SnapshotReport {
             dry_run: opts.dry_run,
+            warnings: load_warnings.clone(),
             ..SnapshotReport::default()
         };
         let walked = plan(m, masks, &mut report)?;
@@ -209,6 +212,7 @@ fn run(m: &Manifest, opts: &SnapshotOptions, masks: &mut NameMasks) -> Result<Sn
             walked: &walked,
             recipients: recipients.as_ref(),
             masks,
+            text_rules: text_rules.as_ref(),
             info: SnapshotInfo {
                 agent: m.agent.clone(),
                 snapshot_id: id.to_string(),

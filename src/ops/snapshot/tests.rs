@@ -57,6 +57,7 @@ fn attempt(s: &Setup, budget: usize) -> (Result<archive::Archived, Changed>, Vec
     fs::write(&s.config, format!("{{\"k\": \"{NEW}\"}}\n")).unwrap();
     let masks = NameMasks::default();
     let input = archive::Input {
+        text_rules: None,
         m: &s.m,
         rules: &rules,
         walked: &walked,
