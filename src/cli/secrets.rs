@@ -242,23 +242,29 @@ fn status_table(report: &[HandleStatus]) -> String {
         .max()
         .unwrap_or(6)
         .max(6);
+    // VERSION is the secret's current version; SINCE and CHANGED say where this field's value
+    // was first written, which is what its age counts from.
     let mut out = format!(
-        "{:width$}  {:11}  {:>7}  {:20}  {:>7}  ROTATION\n",
-        "HANDLE", "STATUS", "VERSION", "CREATED", "AGE"
+        "{:width$}  {:11}  {:>7}  {:>7}  {:20}  {:>7}  ROTATION\n",
+        "HANDLE", "STATUS", "VERSION", "SINCE", "CHANGED", "AGE"
     );
     for s in report {
-        let (version, created) = match &s.status {
-            Status::Resolved { version, created } => (
-                version.to_string(),
-                created.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-            ),
-            Status::FromCache { version, .. } => (version.to_string(), "(cache)".into()),
-            _ => ("-".into(), "-".into()),
+        let version = match &s.status {
+            Status::Resolved { version, .. } | Status::FromCache { version, .. } => {
+                version.to_string()
+            }
+            _ => "-".into(),
+        };
+        let since = s.changed_version.map_or("-".into(), |v| v.to_string());
+        let changed = match (&s.status, s.changed_at) {
+            (Status::FromCache { .. }, _) => "(cache)".into(),
+            (_, Some(t)) => t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            (_, None) => "-".into(),
         };
         let age = s.age_days.map_or("-".into(), |d| format!("{d:.1}d"));
         let _ = writeln!(
             out,
-            "{:width$}  {:11}  {version:>7}  {created:20}  {age:>7}  {}",
+            "{:width$}  {:11}  {version:>7}  {since:>7}  {changed:20}  {age:>7}  {}",
             s.handle.to_string(),
             s.status.label(),
             s.rotation.label()

@@ -6,9 +6,11 @@
 //!   folder by the redaction engine's parsers (`redact::values_at`, the ones the snapshot
 //!   uses), labelled by handle. A file that cannot be read is a note, so a report says what
 //!   was not searched.
-//! - [`from_stores`]: the current and previous version of each handle, labelled
-//!   `HANDLE (current vN)` or `HANDLE (previous vN)` ([`is_store_label`]), and the handles
-//!   whose current value could not be fetched (their absence is unproven).
+//! - [`from_stores`]: every value each handle's field has had in the versions its store keeps
+//!   (one history per secret path), labelled `HANDLE (current vN)` for the current value and
+//!   `HANDLE (previous vN)` for each older one, at the version where it first appeared
+//!   ([`is_store_label`]), and the handles whose current value could not be fetched (their
+//!   absence is unproven).
 //!
 //! Invariant: values go straight into [`Secret`]s; labels, notes and summaries name handles,
 //! files and counts, never a value.
@@ -20,7 +22,7 @@ use crate::handle::Handle;
 use crate::manifest::{Locator, Manifest};
 use crate::redact::values_at;
 use crate::secret::Secret;
-use crate::store::{ResolveOptions, Status, Stores, VersionChoice, resolve};
+use crate::store::{ResolveOptions, Status, Stores, resolve_histories};
 
 /// Values labelled for findings (`HANDLE`, or `HANDLE (current v3)`).
 pub type Labelled = Vec<(String, Secret)>;
@@ -98,7 +100,7 @@ pub fn declared_handles(manifest: &Manifest) -> Vec<Handle> {
 /// Values fetched from the stores.
 #[derive(Debug)]
 pub struct FromStores {
-    /// The current and previous values, labelled `HANDLE (current vN)`.
+    /// The current and older values, labelled `HANDLE (current vN)` / `HANDLE (previous vN)`.
     pub values: Labelled,
     /// Handles whose current value could not be fetched.
     pub unresolved: Vec<Handle>,
@@ -106,46 +108,34 @@ pub struct FromStores {
     pub summary: String,
 }
 
-/// The current and previous values of `handles`. A handle without a previous version (never
-/// rotated) is not a problem; one whose current value does not resolve is `unresolved`.
+/// The current value of `handles` and every older value the stores keep. A handle without
+/// older values (never rotated) is not a problem; one whose current value does not resolve is
+/// `unresolved`.
 pub fn from_stores(stores: &Stores, handles: &[Handle]) -> FromStores {
+    // Current values first: where two labels name the same bytes, the first one names them.
     let mut values = Vec::new();
+    let mut previous = Vec::new();
     let mut unresolved = Vec::new();
-    let mut counts = [0usize; 2];
-    for (i, choice) in [VersionChoice::Current, VersionChoice::Previous]
-        .into_iter()
-        .enumerate()
-    {
-        // The env store has no versions: its "previous" would be its current value again.
-        let wanted: Vec<Handle> = handles
-            .iter()
-            .filter(|h| i == 0 || !h.is_env())
-            .cloned()
-            .collect();
-        let opts = ResolveOptions {
-            version: choice,
-            ..ResolveOptions::default()
-        };
-        for r in resolve(stores, &wanted, &opts) {
-            let which = if i == 0 { "current" } else { "previous" };
-            match (r.value, &r.status) {
-                (Some(value), Status::Resolved { version, .. })
-                | (Some(value), Status::FromCache { version, .. }) => {
-                    counts[i] += 1;
-                    values.push((format!("{} ({which} v{version})", r.handle), value));
-                }
-                // No previous version is normal for a secret never rotated.
-                _ if i == 1 => {}
-                _ => unresolved.push(r.handle),
+    for found in resolve_histories(stores, handles, &ResolveOptions::default()) {
+        for older in found.older() {
+            let label = format!("{} (previous v{})", found.handle, older.since.version);
+            previous.push((label, older.value.clone()));
+        }
+        match (found.value, &found.status) {
+            (Some(value), Status::Resolved { version, .. })
+            | (Some(value), Status::FromCache { version, .. }) => {
+                values.push((format!("{} (current v{version})", found.handle), value));
             }
+            _ => unresolved.push(found.handle),
         }
     }
     let summary = format!(
         "store: {} current, {} previous value(s) of {} handle(s)",
-        counts[0],
-        counts[1],
+        values.len(),
+        previous.len(),
         handles.len()
     );
+    values.extend(previous);
     FromStores {
         values,
         unresolved,

@@ -74,10 +74,16 @@ impl SecretStore for EnvStore {
                 deleted: None,
                 destroyed: false,
             }],
+            changed: BTreeMap::new(),
         })
     }
 
-    fn put(&self, path: &str, _: &str, _: &Secret, _: Option<u64>) -> Result<u64, StoreError> {
+    fn put_fields(
+        &self,
+        path: &str,
+        _: &BTreeMap<String, Secret>,
+        _: Option<u64>,
+    ) -> Result<u64, StoreError> {
         Err(StoreError::new(
             &self.name,
             path,

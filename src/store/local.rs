@@ -5,6 +5,12 @@
 //! that the current and previous versions survive a rotation). Reads decrypt the file; writes
 //! are a locked read-modify-write of the whole file ([`super::sealed`]), so concurrent writers
 //! on one host never lose an update. The identity is created on first write.
+//!
+//! Per field, the document records where the field's current value was first written (format
+//! 2): rotating one field of a secret writes a new version of the whole secret, and without
+//! this record its siblings would look rotated too, or, once the versions that held their
+//! first write are pruned, younger than they are. A file of format 1 (no record) is read, and
+//! the record is filled from the kept versions at its next write.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -13,12 +19,17 @@ use chrono::Utc;
 use serde::{Deserialize, Serialize};
 
 use super::sealed::{SealedFile, SealedValue, from_micros, from_plain, to_micros, to_plain};
-use super::{SecretMeta, SecretStore, SecretVersion, StoreError, StoreErrorKind, VersionMeta};
+use super::{
+    Change, PathHistory, SecretMeta, SecretStore, SecretVersion, StoreError, StoreErrorKind,
+    VersionMeta,
+};
 use crate::manifest::LocalConfig;
 use crate::secret::Secret;
 
 const DEFAULT_MAX_VERSIONS: usize = 10;
-const FORMAT: u32 = 1;
+/// The format written. Format 1 (without per-field records) is still read.
+const FORMAT: u32 = 2;
+const READABLE_FORMATS: [u32; 2] = [1, 2];
 
 /// The embedded age-encrypted store.
 #[derive(Debug)]
@@ -41,6 +52,90 @@ struct Doc {
 struct Entry {
     current: u64,
     versions: BTreeMap<u64, Version>,
+    /// Per field of the current version: where its value was first written.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    changed: BTreeMap<String, FieldChange>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy)]
+#[serde(deny_unknown_fields)]
+struct FieldChange {
+    version: u64,
+    created_us: i64,
+}
+
+impl Entry {
+    fn meta(&self, path: &str) -> SecretMeta {
+        SecretMeta {
+            path: path.to_string(),
+            current: self.current,
+            versions: self
+                .versions
+                .iter()
+                .map(|(v, ver)| VersionMeta {
+                    version: *v,
+                    created: from_micros(ver.created_us),
+                    deleted: None,
+                    destroyed: false,
+                })
+                .collect(),
+            changed: self
+                .changed
+                .iter()
+                .map(|(k, c)| {
+                    let change = Change {
+                        version: c.version,
+                        created: from_micros(c.created_us),
+                    };
+                    (k.clone(), change)
+                })
+                .collect(),
+        }
+    }
+
+    /// Version `v`, which the entry holds.
+    fn version(&self, v: u64) -> SecretVersion {
+        let found = &self.versions[&v];
+        SecretVersion {
+            fields: found
+                .fields
+                .iter()
+                .map(|(k, v)| (k.clone(), v.0.clone()))
+                .collect(),
+            version: v,
+            created: from_micros(found.created_us),
+        }
+    }
+
+    /// Where each field of the current version got its value, for fields without a record
+    /// (a file of format 1): compared across the kept versions.
+    fn backfill(&mut self, path: &str) {
+        let Some(current) = self.versions.get(&self.current) else {
+            return;
+        };
+        let missing: Vec<String> = current
+            .fields
+            .keys()
+            .filter(|f| !self.changed.contains_key(*f))
+            .cloned()
+            .collect();
+        if missing.is_empty() {
+            return;
+        }
+        let history = PathHistory {
+            meta: self.meta(path),
+            versions: self.versions.keys().map(|v| self.version(*v)).collect(),
+        };
+        for field in missing {
+            if let Some(c) = history.last_changed(&field) {
+                let record = FieldChange {
+                    version: c.version,
+                    created_us: to_micros(c.created),
+                };
+                self.changed.insert(field, record);
+            }
+        }
+    }
 }
 
 #[derive(Serialize, Deserialize, Clone)]
@@ -114,7 +209,7 @@ impl LocalStore {
     fn parse(&self, plain: &[u8], path: &str) -> Result<Doc, StoreError> {
         let doc: Doc =
             from_plain(plain, &self.path).map_err(|e| self.err(path, StoreErrorKind::Other, e))?;
-        if doc.format != FORMAT {
+        if !READABLE_FORMATS.contains(&doc.format) {
             return Err(self.err(
                 path,
                 StoreErrorKind::Other,
@@ -126,6 +221,12 @@ impl LocalStore {
             ));
         }
         Ok(doc)
+    }
+
+    fn entry<'d>(&self, doc: &'d Doc, path: &str) -> Result<&'d Entry, StoreError> {
+        doc.secrets
+            .get(path)
+            .ok_or_else(|| self.missing(path, "no such secret".into()))
     }
 
     fn missing(&self, path: &str, what: String) -> StoreError {
@@ -144,12 +245,9 @@ impl SecretStore for LocalStore {
 
     fn read(&self, path: &str, version: Option<u64>) -> Result<SecretVersion, StoreError> {
         let doc = self.load(path)?;
-        let entry = doc
-            .secrets
-            .get(path)
-            .ok_or_else(|| self.missing(path, "no such secret".into()))?;
+        let entry = self.entry(&doc, path)?;
         let v = version.unwrap_or(entry.current);
-        let found = entry.versions.get(&v).ok_or_else(|| {
+        if !entry.versions.contains_key(&v) {
             let why = if v < entry.versions.keys().next().copied().unwrap_or(0) {
                 format!(
                     "version {v} was pruned (max_versions {})",
@@ -158,76 +256,64 @@ impl SecretStore for LocalStore {
             } else {
                 format!("no version {v} (current is {})", entry.current)
             };
-            self.missing(path, why)
-        })?;
-        Ok(SecretVersion {
-            fields: found
-                .fields
-                .iter()
-                .map(|(k, v)| (k.clone(), v.0.clone()))
-                .collect(),
-            version: v,
-            created: from_micros(found.created_us),
-        })
+            return Err(self.missing(path, why));
+        }
+        Ok(entry.version(v))
     }
 
     fn metadata(&self, path: &str) -> Result<SecretMeta, StoreError> {
         let doc = self.load(path)?;
-        let entry = doc
-            .secrets
-            .get(path)
-            .ok_or_else(|| self.missing(path, "no such secret".into()))?;
-        Ok(SecretMeta {
-            path: path.to_string(),
-            current: entry.current,
-            versions: entry
-                .versions
-                .iter()
-                .map(|(v, ver)| VersionMeta {
-                    version: *v,
-                    created: from_micros(ver.created_us),
-                    deleted: None,
-                    destroyed: false,
-                })
-                .collect(),
+        Ok(self.entry(&doc, path)?.meta(path))
+    }
+
+    fn history(&self, path: &str) -> Result<PathHistory, StoreError> {
+        // One decryption of the file for the metadata and every version.
+        let doc = self.load(path)?;
+        let entry = self.entry(&doc, path)?;
+        Ok(PathHistory {
+            meta: entry.meta(path),
+            versions: entry.versions.keys().map(|v| entry.version(*v)).collect(),
         })
     }
 
-    fn put(
+    fn put_fields(
         &self,
         path: &str,
-        field: &str,
-        value: &Secret,
+        new: &BTreeMap<String, Secret>,
         cas: Option<u64>,
     ) -> Result<u64, StoreError> {
         let outcome = self.file.update(|plain| {
             let mut doc = match plain {
                 Some(p) => self.parse(p, path).map_err(|e| e.message)?,
-                None => Doc {
-                    format: FORMAT,
-                    ..Doc::default()
-                },
+                None => Doc::default(),
             };
+            doc.format = FORMAT;
             let entry = doc.secrets.entry(path.to_string()).or_default();
             if let Some(expected) = cas
                 && expected != entry.current
             {
                 return Ok((None, Err(entry.current)));
             }
+            entry.backfill(path);
             let mut fields = entry
                 .versions
                 .get(&entry.current)
                 .map(|v| v.fields.clone())
                 .unwrap_or_default();
-            fields.insert(field.to_string(), SealedValue(value.clone()));
             let next = entry.current + 1;
-            entry.versions.insert(
-                next,
-                Version {
-                    created_us: to_micros(Utc::now()),
-                    fields,
-                },
-            );
+            let created_us = to_micros(Utc::now());
+            for (field, value) in new {
+                let same = fields.get(field).is_some_and(|old| old.0 == *value);
+                if !same || !entry.changed.contains_key(field) {
+                    let record = FieldChange {
+                        version: next,
+                        created_us,
+                    };
+                    entry.changed.insert(field.clone(), record);
+                }
+                fields.insert(field.clone(), SealedValue(value.clone()));
+            }
+            entry.versions.insert(next, Version { created_us, fields });
             entry.current = next;
             while entry.versions.len() > self.max_versions {
                 entry.versions.pop_first();
@@ -349,5 +435,93 @@ mod tests {
         let err = st.put("p", "f", &s("b"), Some(0)).unwrap_err();
         assert_eq!(err.kind, StoreErrorKind::Conflict);
         assert_eq!(st.put("p", "f", &s("b"), Some(1)).unwrap(), 2);
+    }
+
+    fn fields(pairs: &[(&str, &str)]) -> BTreeMap<String, Secret> {
+        pairs.iter().map(|(k, v)| (k.to_string(), s(v))).collect()
+    }
+
+    #[test]
+    fn several_fields_are_one_version() {
+        let dir = tempfile::tempdir().unwrap();
+        let st = store(dir.path(), 10);
+        let v = st
+            .put_fields(
+                "a",
+                &fields(&[("user", "u1"), ("pass", "p1"), ("k", "x")]),
+                None,
+            )
+            .unwrap();
+        assert_eq!(v, 1, "an import starts at version 1");
+        assert_eq!(st.read("a", None).unwrap().fields.len(), 3);
+        let v = st
+            .put_fields("a", &fields(&[("pass", "p2"), ("k", "y")]), Some(1))
+            .unwrap();
+        assert_eq!(v, 2);
+        assert_eq!(st.read("a", None).unwrap().fields["user"].expose(), b"u1");
+    }
+
+    #[test]
+    fn a_siblings_rotation_does_not_move_a_fields_change_even_past_pruning() {
+        let dir = tempfile::tempdir().unwrap();
+        let st = store(dir.path(), 3);
+        st.put_fields("a", &fields(&[("user", "u"), ("pass", "p0")]), None)
+            .unwrap();
+        for i in 1..=5 {
+            st.put("a", "pass", &s(&format!("p{i}")), None).unwrap();
+        }
+        // Writing the same value again is not a change either.
+        st.put("a", "user", &s("u"), None).unwrap();
+        let history = st.history("a").unwrap();
+        assert_eq!(
+            history
+                .versions
+                .iter()
+                .map(|v| v.version)
+                .collect::<Vec<_>>(),
+            vec![5, 6, 7]
+        );
+        assert_eq!(history.last_changed("user").map(|c| c.version), Some(1));
+        assert_eq!(history.last_changed("pass").map(|c| c.version), Some(6));
+        let meta = st.metadata("a").unwrap();
+        assert_eq!(meta.changed["user"].version, 1);
+    }
+
+    #[test]
+    fn a_format_1_store_is_read_and_upgraded_with_its_changes_backfilled() {
+        let dir = tempfile::tempdir().unwrap();
+        let st = store(dir.path(), 10);
+        let v = |fields: &[(&str, &str)], us| Version {
+            created_us: us,
+            fields: fields
+                .iter()
+                .map(|(k, v)| (k.to_string(), SealedValue(s(v))))
+                .collect(),
+        };
+        let old = Doc {
+            format: 1,
+            secrets: BTreeMap::from([(
+                "a".to_string(),
+                Entry {
+                    current: 2,
+                    versions: BTreeMap::from([
+                        (1, v(&[("user", "u"), ("pass", "p1")], 1_000_000)),
+                        (2, v(&[("user", "u"), ("pass", "p2")], 2_000_000)),
+                    ]),
+                    changed: BTreeMap::new(),
+                },
+            )]),
+        };
+        st.file
+            .update(|_| Ok((Some(to_plain(&old).map_err(|e| e.to_string())?), ())))
+            .unwrap();
+        assert_eq!(st.read("a", None).unwrap().version, 2);
+        st.put("a", "pass", &s("p3"), None).unwrap();
+        let meta = st.metadata("a").unwrap();
+        assert_eq!(meta.changed["user"].version, 1);
+        assert_eq!(meta.changed["pass"].version, 3);
+        let plain = st.file.read().unwrap().unwrap();
+        let doc: serde_json::Value = serde_json::from_slice(&plain).unwrap();
+        assert_eq!(doc["format"], 2);
     }
 }

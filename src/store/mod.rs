@@ -35,7 +35,8 @@ pub use cache::Cache;
 pub use env::EnvStore;
 pub use local::LocalStore;
 pub use resolver::{
-    Resolution, ResolveOptions, RetryPolicy, Status, VersionChoice, resolve, resolve_one,
+    HandleHistory, Resolution, ResolveOptions, RetryPolicy, Status, VersionChoice, resolve,
+    resolve_histories, resolve_one,
 };
 pub use vault::VaultStore;
 
@@ -104,6 +105,89 @@ pub struct SecretMeta {
     pub current: u64,
     /// Every version the store still knows, oldest first.
     pub versions: Vec<VersionMeta>,
+    /// Per field, where its current value was first written, for stores that record it (the
+    /// local store). Empty for stores that do not (KV v2): [`PathHistory::last_changed`] then
+    /// compares the field across the versions the store keeps.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub changed: BTreeMap<String, Change>,
+}
+
+/// Where a field's value was first written: a version and its created time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct Change {
+    /// The version that first held the value.
+    pub version: u64,
+    /// When that version was written.
+    pub created: DateTime<Utc>,
+}
+
+/// One value a field has had: the value and where it first appeared.
+#[derive(Debug, Clone)]
+pub struct FieldValue {
+    /// The value.
+    pub value: Secret,
+    /// The version where the value first appeared (the first of a run of versions holding it).
+    pub since: Change,
+}
+
+/// Every readable version of a secret and its metadata: what [`SecretStore::history`] returns.
+#[derive(Debug, Clone)]
+pub struct PathHistory {
+    /// The secret's metadata (versions, current, per-field changes where the store keeps them).
+    pub meta: SecretMeta,
+    /// Every version that could be read (not deleted, destroyed or pruned), oldest first.
+    pub versions: Vec<SecretVersion>,
+}
+
+impl PathHistory {
+    /// The current version, when it can be read (a deleted current version cannot).
+    pub fn current(&self) -> Option<&SecretVersion> {
+        self.versions
+            .last()
+            .filter(|v| v.version == self.meta.current)
+    }
+
+    /// The values `field` has had across the readable versions, oldest to newest: one entry
+    /// per run of consecutive readable versions that hold the same value. A value that comes
+    /// back after another (or after a version without the field) is a new entry.
+    pub fn field(&self, field: &str) -> Vec<FieldValue> {
+        let mut out: Vec<FieldValue> = Vec::new();
+        let mut open = false;
+        for v in &self.versions {
+            match v.fields.get(field) {
+                Some(value) if open && out.last().is_some_and(|l| l.value == *value) => {}
+                Some(value) => {
+                    out.push(FieldValue {
+                        value: value.clone(),
+                        since: Change {
+                            version: v.version,
+                            created: v.created,
+                        },
+                    });
+                    open = true;
+                }
+                None => open = false,
+            }
+        }
+        out
+    }
+
+    /// Where the current value of `field` was first written, or `None` when the current
+    /// version cannot be read or lacks the field. The store's own record wins; without one,
+    /// the field is compared across the readable versions (so for a value older than every
+    /// version the store keeps, the oldest kept version: the age is then a lower bound).
+    pub fn last_changed(&self, field: &str) -> Option<Change> {
+        let current = self.current()?;
+        current.fields.get(field)?;
+        if let Some(c) = self.meta.changed.get(field)
+            && c.version <= current.version
+        {
+            return Some(*c);
+        }
+        // The current version is the last readable one and holds the field: the last run is
+        // the current value's.
+        self.field(field).last().map(|f| f.since)
+    }
 }
 
 impl SecretMeta {
@@ -242,6 +326,24 @@ pub trait SecretStore: Send + Sync {
     /// The versions of `path`, their created times, and which were deleted or destroyed.
     fn metadata(&self, path: &str) -> Result<SecretMeta, StoreError>;
 
+    /// Every readable version of `path`, oldest first, with its metadata: one metadata read,
+    /// then each live version once. What field histories, "last changed" and the known values
+    /// of a snapshot are computed from ([`PathHistory`]). Stores override it to need fewer
+    /// requests (the local store decrypts its file once).
+    fn history(&self, path: &str) -> Result<PathHistory, StoreError> {
+        let meta = self.metadata(path)?;
+        let mut versions = Vec::new();
+        for m in meta.versions.iter().filter(|m| m.is_live()) {
+            match self.read(path, Some(m.version)) {
+                Ok(v) => versions.push(v),
+                // Deleted or pruned between the two requests: not a kept version any more.
+                Err(e) if e.kind == StoreErrorKind::Missing => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(PathHistory { meta, versions })
+    }
+
     /// Writes a new version of `path` in which `field` holds `value` and every other field keeps
     /// its current value. With `cas`, the write happens only if the current version is `cas`
     /// (`0`: only if the secret does not exist yet); otherwise [`StoreErrorKind::Conflict`].
@@ -251,6 +353,19 @@ pub trait SecretStore: Send + Sync {
         path: &str,
         field: &str,
         value: &Secret,
+        cas: Option<u64>,
+    ) -> Result<u64, StoreError> {
+        let one = BTreeMap::from([(field.to_string(), value.clone())]);
+        self.put_fields(path, &one, cas)
+    }
+
+    /// Writes one new version of `path` in which every field of `fields` holds its value and
+    /// every other field keeps its current value: several fields, one version (an import of a
+    /// secret starts at version 1). `cas` and the result as for [`SecretStore::put`].
+    fn put_fields(
+        &self,
+        path: &str,
+        fields: &BTreeMap<String, Secret>,
         cas: Option<u64>,
     ) -> Result<u64, StoreError>;
 
@@ -437,6 +552,7 @@ mod tests {
                     destroyed,
                 })
                 .collect(),
+            changed: BTreeMap::new(),
         }
     }
 
@@ -455,6 +571,47 @@ mod tests {
             None
         );
         assert_eq!(meta(&[(1, false, false)]).previous(), None);
+    }
+
+    fn version(v: u64, fields: &[(&str, &str)]) -> SecretVersion {
+        SecretVersion {
+            fields: fields
+                .iter()
+                .map(|(k, v)| (k.to_string(), Secret::from(v.to_string())))
+                .collect(),
+            version: v,
+            created: DateTime::from_timestamp(v as i64 * 1000, 0).unwrap(),
+        }
+    }
+
+    #[test]
+    fn last_changed_is_per_field_and_the_stores_record_wins() {
+        let mut history = PathHistory {
+            meta: meta(&[(1, false, false), (2, false, false), (3, false, false)]),
+            versions: vec![
+                version(1, &[("user", "u"), ("pass", "p1")]),
+                version(2, &[("user", "u"), ("pass", "p2")]),
+                version(3, &[("user", "u"), ("pass", "p2"), ("new", "n")]),
+            ],
+        };
+        let at = |c: Option<Change>| c.map(|c| c.version);
+        assert_eq!(at(history.last_changed("user")), Some(1));
+        assert_eq!(at(history.last_changed("pass")), Some(2));
+        assert_eq!(at(history.last_changed("new")), Some(3));
+        assert_eq!(at(history.last_changed("absent")), None);
+        // The local store remembers a change older than every kept version.
+        history.meta.changed.insert(
+            "user".into(),
+            Change {
+                version: 0,
+                created: DateTime::from_timestamp(5, 0).unwrap(),
+            },
+        );
+        assert_eq!(at(history.last_changed("user")), Some(0));
+        // A deleted current version: nothing is current.
+        history.versions.pop();
+        assert_eq!(at(history.last_changed("pass")), None);
+        assert!(history.current().is_none());
     }
 
     #[test]

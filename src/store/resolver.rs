@@ -21,7 +21,10 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 
 use super::cache::CacheKey;
-use super::{Address, SecretStore, SecretVersion, StoreError, StoreErrorKind, Stores};
+use super::{
+    Address, Change, FieldValue, PathHistory, SecretStore, SecretVersion, StoreError,
+    StoreErrorKind, Stores,
+};
 use crate::handle::Handle;
 use crate::secret::Secret;
 
@@ -329,6 +332,26 @@ fn fetch(
     deadline: Instant,
     rng: &mut u64,
 ) -> Outcome {
+    let (result, attempts) = with_retries(store, &key.path, retry, deadline, rng, || {
+        fetch_once(store, key)
+    });
+    Outcome {
+        result,
+        cached_at: None,
+        attempts,
+    }
+}
+
+/// Runs `request` until it succeeds, fails for good, runs out of attempts or meets the
+/// deadline; returns the last result and the attempts made.
+fn with_retries<T>(
+    store: &dyn SecretStore,
+    path: &str,
+    retry: &RetryPolicy,
+    deadline: Instant,
+    rng: &mut u64,
+    request: impl Fn() -> Result<T, StoreError>,
+) -> (Result<T, StoreError>, u32) {
     let mut attempts = 0;
     loop {
         if Instant::now() >= deadline {
@@ -337,25 +360,17 @@ fn fetch(
             } else {
                 "the run's deadline passed".to_string()
             };
-            return Outcome {
-                result: Err(StoreError::new(
-                    store.name(),
-                    &key.path,
-                    StoreErrorKind::Unreachable,
-                    last,
-                )),
-                cached_at: None,
-                attempts,
-            };
+            let e = StoreError::new(store.name(), path, StoreErrorKind::Unreachable, last);
+            return (Err(e), attempts);
         }
         attempts += 1;
-        let result = fetch_once(store, key);
+        let result = request();
         let retry_it = match &result {
             Err(e) if e.kind.is_transient() && attempts < retry.attempts.max(1) => {
                 let pause = retry.backoff(attempts, xorshift(rng));
                 let left = deadline.saturating_duration_since(Instant::now());
                 if pause < left {
-                    tracing::debug!(store = store.name(), path = %key.path, attempts, kind = e.kind.label(), "retrying");
+                    tracing::debug!(store = store.name(), path = %path, attempts, kind = e.kind.label(), "retrying");
                     std::thread::sleep(pause);
                     true
                 } else {
@@ -365,11 +380,7 @@ fn fetch(
             _ => false,
         };
         if !retry_it {
-            return Outcome {
-                result,
-                cached_at: None,
-                attempts,
-            };
+            return (result, attempts);
         }
     }
 }
@@ -450,6 +461,221 @@ fn finish(handle: &Handle, address: &Address, outcome: &Outcome) -> Resolution {
         status,
         value,
         attempts: outcome.attempts,
+    }
+}
+
+/// One handle's values across the versions its store keeps (see [`resolve_histories`]).
+#[derive(Debug, Clone)]
+pub struct HandleHistory {
+    /// The handle as given.
+    pub handle: Handle,
+    /// The current value's outcome, as [`resolve`] with [`VersionChoice::Current`] gives it.
+    pub status: Status,
+    /// The current value, if resolved.
+    pub value: Option<Secret>,
+    /// Every value the field has had in the versions the store keeps, oldest to newest, each
+    /// with the version where it first appeared; the last is the current value when the current
+    /// version holds the field. Empty for env and pinned handles, and when the store could not
+    /// answer.
+    pub values: Vec<FieldValue>,
+    /// Where the current value was first written (per field: a sibling's rotation does not
+    /// move it). `None` when not known.
+    pub changed: Option<Change>,
+}
+
+impl HandleHistory {
+    /// The older values: every value of [`HandleHistory::values`] that differs from the
+    /// current one, once each (at the version where it first appeared), oldest first.
+    pub fn older(&self) -> Vec<&FieldValue> {
+        let mut out: Vec<&FieldValue> = Vec::new();
+        for v in &self.values {
+            let is_current = self.value.as_ref() == Some(&v.value);
+            if !is_current && !out.iter().any(|o| o.value == v.value) {
+                out.push(v);
+            }
+        }
+        out
+    }
+}
+
+/// Resolves the current value of every handle together with every value its field had in the
+/// versions the store keeps (not deleted or destroyed): one history per distinct (store, path),
+/// that is one metadata read and each kept version once, however many fields are asked, with
+/// the retries, concurrency and deadline of [`resolve`]. Env and pinned handles have no
+/// history: they resolve as [`resolve`] resolves them. With `use_cache`, a store that cannot
+/// answer serves the current value from its cache (no history then); `opts.version` is not
+/// used.
+pub fn resolve_histories(
+    stores: &Stores,
+    handles: &[Handle],
+    opts: &ResolveOptions,
+) -> Vec<HandleHistory> {
+    let deadline = Instant::now() + opts.deadline;
+    let filled: Vec<Handle> = handles
+        .iter()
+        .map(|h| h.with_agent(stores.agent()))
+        .collect();
+    let with_history =
+        |h: &Handle| matches!(&h.target, crate::handle::Target::Kv { version: None, .. });
+    let mut keys: Vec<(String, String)> = filled
+        .iter()
+        .filter(|h| with_history(h))
+        .map(|h| (h.store.clone(), Address::of(h).path))
+        .collect();
+    keys.sort();
+    keys.dedup();
+    let fetched = crate::pool::map_with(
+        &keys,
+        opts.concurrency,
+        || super::jitter_seed() | 1,
+        |rng, (store, path)| match stores.get(store) {
+            Some(st) => with_retries(st, path, &opts.retry, deadline, rng, || st.history(path)).0,
+            None => Err(StoreError::new(
+                store,
+                "",
+                StoreErrorKind::Other,
+                "no such store in the manifest's `stores`",
+            )),
+        },
+    );
+    if opts.use_cache {
+        record_currents(stores, &keys, &fetched);
+    }
+    let plain: Vec<Handle> = handles
+        .iter()
+        .zip(&filled)
+        .filter(|(_, f)| !with_history(f))
+        .map(|(h, _)| h.clone())
+        .collect();
+    let current = ResolveOptions {
+        version: VersionChoice::Current,
+        deadline: deadline.saturating_duration_since(Instant::now()),
+        ..opts.clone()
+    };
+    let mut plain = resolve(stores, &plain, &current).into_iter();
+    handles
+        .iter()
+        .zip(&filled)
+        .map(|(handle, f)| {
+            if !with_history(f) {
+                let r = plain.next().expect("one resolution per plain handle");
+                return HandleHistory {
+                    handle: r.handle,
+                    status: r.status,
+                    value: r.value,
+                    values: Vec::new(),
+                    changed: None,
+                };
+            }
+            let address = Address::of(f);
+            let i = keys
+                .binary_search(&(f.store.clone(), address.path.clone()))
+                .expect("every history key was collected");
+            match &fetched[i] {
+                Ok(history) => from_history(handle, &address, history),
+                Err(e) => from_failure(stores, handle, &address, e, opts.use_cache),
+            }
+        })
+        .collect()
+}
+
+fn from_history(handle: &Handle, address: &Address, history: &PathHistory) -> HandleHistory {
+    let values = history.field(&address.field);
+    let missing = |message: String| HandleHistory {
+        handle: handle.clone(),
+        status: Status::Missing { message },
+        value: None,
+        values: values.clone(),
+        changed: None,
+    };
+    let Some(current) = history.current() else {
+        return missing(format!(
+            "store `{}`, `{}`: the current version {} was deleted or destroyed",
+            handle.store, address.path, history.meta.current
+        ));
+    };
+    let Some(value) = current.fields.get(&address.field) else {
+        return missing(format!(
+            "store `{}`, `{}`: version {} has no field `{}`",
+            handle.store, address.path, current.version, address.field
+        ));
+    };
+    HandleHistory {
+        handle: handle.clone(),
+        status: Status::Resolved {
+            version: current.version,
+            created: current.created,
+        },
+        value: Some(value.clone()),
+        changed: history.last_changed(&address.field),
+        values,
+    }
+}
+
+fn from_failure(
+    stores: &Stores,
+    handle: &Handle,
+    address: &Address,
+    e: &StoreError,
+    use_cache: bool,
+) -> HandleHistory {
+    let mut out = HandleHistory {
+        handle: handle.clone(),
+        status: Status::from_error(e),
+        value: None,
+        values: Vec::new(),
+        changed: None,
+    };
+    if !(use_cache && e.kind.is_transient()) {
+        return out;
+    }
+    let Some(cache) = stores.cache(&handle.store) else {
+        return out;
+    };
+    match cache.lookup(&address.path, CacheKey::Current, Utc::now()) {
+        Ok(Some(hit)) => {
+            if let Some(v) = hit.secret.fields.get(&address.field) {
+                out.status = Status::FromCache {
+                    version: hit.secret.version,
+                    fetched_at: hit.fetched_at,
+                    reason: e.to_string(),
+                };
+                out.value = Some(v.clone());
+            }
+        }
+        Ok(None) => {}
+        Err(e) => tracing::warn!(error = %e, "cache unreadable"),
+    }
+    out
+}
+
+/// Records the current version of every history fetched into its store's cache, as
+/// [`resolve`] records what it fetches.
+fn record_currents(
+    stores: &Stores,
+    keys: &[(String, String)],
+    fetched: &[Result<PathHistory, StoreError>],
+) {
+    let now = Utc::now();
+    let mut to_record: BTreeMap<&str, Vec<(String, CacheKey, &SecretVersion)>> = BTreeMap::new();
+    for ((store, path), result) in keys.iter().zip(fetched) {
+        if let Ok(history) = result
+            && let Some(current) = history.current()
+            && stores.cache(store).is_some()
+        {
+            to_record.entry(store.as_str()).or_default().push((
+                path.clone(),
+                CacheKey::Current,
+                current,
+            ));
+        }
+    }
+    for (store, fetched) in to_record {
+        if let Some(cache) = stores.cache(store)
+            && let Err(e) = cache.record(&fetched, now)
+        {
+            tracing::warn!(error = %e, "cannot update the cache");
+        }
     }
 }
 

@@ -433,7 +433,8 @@ fn undeclared_tokens_and_encoded_copies_are_captured_and_restore_byte_identical(
 fn a_value_the_store_lacks_warns_and_push_secrets_stores_it() {
     let bao = common::OpenBao::start();
     seed_vault(&bao);
-    // Rotated twice in the vault: the state's value is neither current nor previous.
+    // Rotated twice in the vault and the first version deleted: the state's value is in no
+    // version the store keeps (a kept older version would be a rotation in progress).
     bao.cli(&[
         "kv",
         "put",
@@ -446,6 +447,7 @@ fn a_value_the_store_lacks_warns_and_push_secrets_stores_it() {
         "secret/agents/kevin/github",
         "token=ghp_rotated_in_vault_but_not_in_state_02",
     ]);
+    bao.cli(&["kv", "delete", "-versions=1", "secret/agents/kevin/github"]);
     let a = agent(&bao.addr, None);
     let out = with_token(&a, &bao, &["snapshot"]);
     let stderr = String::from_utf8_lossy(&out.stderr).to_string();

@@ -82,6 +82,13 @@ fn concurrent_writers_lose_no_update_and_age_opens_the_store() {
         String::from_utf8_lossy(&plain.stderr)
     );
     let doc: serde_json::Value = serde_json::from_slice(&plain.stdout).unwrap();
-    assert_eq!(doc["format"], 1);
+    assert_eq!(doc["format"], 2);
     assert_eq!(doc["secrets"]["shared"]["current"], 8);
+    // Each writer's field records the version it was written in, not the newest one.
+    let mut changed: Vec<u64> = (0..8)
+        .map(|i| doc["secrets"]["shared"]["changed"][format!("field{i}")]["version"].as_u64())
+        .map(|v| v.expect("a per-field change record"))
+        .collect();
+    changed.sort();
+    assert_eq!(changed, (1..=8).collect::<Vec<u64>>());
 }

@@ -1,9 +1,13 @@
 //! `secrets push`: values that the state holds at declared locations and the store lacks
 //! become new versions.
 //!
-//! "Lacks" means the value is neither the current nor the previous version of its handle (a
-//! state that still holds the previous value is mid-rotation, not out of sync). Ephemeral
-//! rules, env handles and pinned handles are never pushed.
+//! "Lacks" means the value is in no version the store keeps of its handle's field (a state that
+//! still holds an older value is mid-rotation, not out of sync: pushing it would undo the
+//! rotation). Ephemeral rules, env handles and pinned handles are never pushed.
+//!
+//! Every field of one secret path is written in one new version (`put_fields`): an import of a
+//! secret with several fields starts at version 1, and one path is read once (its history),
+//! however many fields the manifest names in it.
 //!
 //! Values are read with the redaction engine's parsers (`redact::values_at`), so every locator
 //! works as in a snapshot. Values are held in zeroized buffers and reported masked only.
@@ -30,7 +34,7 @@ pub enum PushOutcome {
         /// A masked preview of the value.
         preview: String,
     },
-    /// The store already holds it as its current or previous version.
+    /// The store already holds it as its current or an older kept version.
     InStore {
         /// That version.
         version: u64,
@@ -100,70 +104,108 @@ pub fn push(manifest: &Manifest, stores: &Stores, dry_run: bool) -> Vec<PushItem
             }
         }
     }
+    // Handles grouped by secret path: one history read and one write per path.
+    let mut by_path: BTreeMap<(String, String), Vec<Found>> = BTreeMap::new();
     for (handle, (files, values)) in found {
-        let outcome = push_one(stores, &handle, &values, dry_run);
-        items.push(PushItem {
-            handle,
-            files,
-            outcome,
-        });
+        let key = (handle.store.clone(), Address::of(&handle).path);
+        by_path
+            .entry(key)
+            .or_default()
+            .push((handle, files, values));
+    }
+    for ((_, path), group) in by_path {
+        let outcomes = push_path(stores, &path, &group, dry_run);
+        for ((handle, files, _), outcome) in group.into_iter().zip(outcomes) {
+            items.push(PushItem {
+                handle,
+                files,
+                outcome,
+            });
+        }
     }
     items
 }
 
-fn push_one(stores: &Stores, handle: &Handle, values: &[Secret], dry_run: bool) -> PushOutcome {
-    let value = &values[0];
-    if values.iter().any(|v| v != value) {
-        return PushOutcome::Failed {
-            message: "the state holds different values for this handle; make them agree first"
-                .into(),
-        };
-    }
-    let store = match stores.for_handle(handle) {
+/// A handle to push, the state files its value was read from, and the values read.
+type Found = (Handle, Vec<PathBuf>, Vec<Secret>);
+
+/// The outcome of each handle of one secret path (all in one store), in order.
+fn push_path(stores: &Stores, path: &str, group: &[Found], dry_run: bool) -> Vec<PushOutcome> {
+    let failed = |message: String| vec![PushOutcome::Failed { message }; group.len()];
+    let store = match stores.for_handle(&group[0].0) {
         Ok(s) => s,
-        Err(e) => {
-            return PushOutcome::Failed {
-                message: e.to_string(),
-            };
-        }
+        Err(e) => return failed(e.to_string()),
     };
-    let a = Address::of(handle);
-    let current = match store.read(&a.path, None) {
-        Ok(v) => Some(v),
+    let history = match store.history(path) {
+        Ok(h) => Some(h),
         Err(e) if e.kind == StoreErrorKind::Missing => None,
-        Err(e) => {
-            return PushOutcome::Failed {
-                message: e.to_string(),
-            };
-        }
+        Err(e) => return failed(e.to_string()),
     };
-    if let Some(cur) = &current {
-        if cur.fields.get(&a.field) == Some(value) {
-            return PushOutcome::InStore {
-                version: cur.version,
-            };
+    let mut outcomes: Vec<Option<PushOutcome>> = Vec::with_capacity(group.len());
+    let mut to_write: BTreeMap<String, Secret> = BTreeMap::new();
+    for (handle, _, values) in group {
+        let value = &values[0];
+        if values.iter().any(|v| v != value) {
+            outcomes.push(Some(PushOutcome::Failed {
+                message: "the state holds different values for this handle; make them agree first"
+                    .into(),
+            }));
+            continue;
         }
-        let previous = store.metadata(&a.path).ok().and_then(|m| m.previous());
-        if let Some(p) = previous
-            && let Ok(prev) = store.read(&a.path, Some(p))
-            && prev.fields.get(&a.field) == Some(value)
+        let field = Address::of(handle).field;
+        let current = history.as_ref().and_then(|h| h.current());
+        if let Some(cur) = current
+            && cur.fields.get(&field) == Some(value)
         {
-            return PushOutcome::InStore { version: p };
+            outcomes.push(Some(PushOutcome::InStore {
+                version: cur.version,
+            }));
+            continue;
         }
+        let older = history
+            .as_ref()
+            .and_then(|h| h.field(&field).into_iter().find(|v| v.value == *value));
+        if let Some(old) = older {
+            outcomes.push(Some(PushOutcome::InStore {
+                version: old.since.version,
+            }));
+            continue;
+        }
+        match to_write.get(&field) {
+            // Two rules of one handle are one handle; two values for one field cannot both be
+            // written.
+            Some(other) if other != value => {
+                outcomes.push(Some(PushOutcome::Failed {
+                    message: "another rule gives this field a different value".into(),
+                }));
+                continue;
+            }
+            _ => {}
+        }
+        to_write.insert(field, value.clone());
+        outcomes.push(None);
     }
-    let preview = value.masked();
-    if dry_run {
-        return PushOutcome::Pushed {
-            version: 0,
-            preview,
-        };
-    }
-    match store.put(&a.path, &a.field, value, None) {
-        Ok(version) => PushOutcome::Pushed { version, preview },
-        Err(e) => PushOutcome::Failed {
-            message: e.to_string(),
-        },
-    }
+    let written = if to_write.is_empty() || dry_run {
+        Ok(0)
+    } else {
+        store
+            .put_fields(path, &to_write, None)
+            .map_err(|e| e.to_string())
+    };
+    outcomes
+        .into_iter()
+        .zip(group)
+        .map(|(outcome, (_, _, values))| match (outcome, &written) {
+            (Some(o), _) => o,
+            (None, Ok(version)) => PushOutcome::Pushed {
+                version: *version,
+                preview: values[0].masked(),
+            },
+            (None, Err(message)) => PushOutcome::Failed {
+                message: message.clone(),
+            },
+        })
+        .collect()
 }
 
 /// The values at the rule's locator in every state file its `file` names.

@@ -1,15 +1,19 @@
 //! Rotation status of handles: exists, current version, age against `rotation.max_age_days`.
 //!
-//! Used by `agentbak secrets status` and `verify --check-handles`. A current version
-//! is *due* for rotation once 80 % of the maximum age has passed, and *overdue* past it. The
-//! env store has no versions, so its handles have no rotation state. Values fetched to prove a
-//! handle resolves are dropped here; the report holds none.
+//! Used by `agentbak secrets status` and `verify --check-handles`. Age is per field: it counts
+//! from the version where the field's current value was first written, not from the secret's
+//! current version, so rotating one field of a secret leaves its siblings' age alone (the
+//! local store records each field's change; for KV v2 the field is compared across the kept
+//! versions, see [`crate::store::PathHistory::last_changed`]). A value is *due* for rotation
+//! once 80 % of the maximum age has passed, and *overdue* past it. The env store has no
+//! versions, so its handles have no rotation state. Values fetched to prove a handle resolves
+//! are dropped here; the report holds none.
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use crate::handle::Handle;
-use crate::store::{ResolveOptions, Status, Stores, resolve};
+use crate::store::{Change, ResolveOptions, Status, Stores, resolve_histories};
 
 /// Where a version stands against the rotation policy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -60,7 +64,13 @@ pub struct HandleStatus {
     /// Whether and how it resolved now.
     #[serde(flatten)]
     pub status: Status,
-    /// Age of the resolved version in days (fractional), if versioned and resolved.
+    /// The version where the field's current value was first written (a sibling field's
+    /// rotation does not move it), if versioned and resolved.
+    pub changed_version: Option<u64>,
+    /// When that version was written.
+    pub changed_at: Option<DateTime<Utc>>,
+    /// Age of the field's current value in days (fractional), from `changed_at`, if versioned
+    /// and resolved.
     pub age_days: Option<f64>,
     /// Rotation state against the policy.
     pub rotation: Rotation,
@@ -68,7 +78,9 @@ pub struct HandleStatus {
     pub max_age_days: u32,
 }
 
-/// The status of every handle, resolved now with `opts` (values are dropped at once).
+/// The status of every handle, resolved now with `opts` (values are dropped at once). One
+/// history per secret path gives each field's last change; `opts.version` is not used (a
+/// status is of the current value, or of the version a handle pins).
 pub fn handle_status(
     stores: &Stores,
     handles: &[Handle],
@@ -76,20 +88,32 @@ pub fn handle_status(
     opts: &ResolveOptions,
     now: DateTime<Utc>,
 ) -> Vec<HandleStatus> {
-    resolve(stores, handles, opts)
+    resolve_histories(stores, handles, opts)
         .into_iter()
         .map(|r| {
             let versioned = !r.handle.is_env();
-            let (age_days, state) = match &r.status {
-                Status::Resolved { created, .. } if versioned => (
-                    Some(now.signed_duration_since(*created).num_seconds() as f64 / 86400.0),
-                    rotation(*created, now, max_age_days),
+            let changed = match &r.status {
+                Status::Resolved { version, created } if versioned => {
+                    // A pinned handle has no history: its age is its version's.
+                    Some(r.changed.unwrap_or(Change {
+                        version: *version,
+                        created: *created,
+                    }))
+                }
+                _ => None,
+            };
+            let (age_days, state) = match changed {
+                Some(c) => (
+                    Some(now.signed_duration_since(c.created).num_seconds() as f64 / 86400.0),
+                    rotation(c.created, now, max_age_days),
                 ),
-                _ => (None, Rotation::NotApplicable),
+                None => (None, Rotation::NotApplicable),
             };
             HandleStatus {
                 handle: r.handle,
                 status: r.status,
+                changed_version: changed.map(|c| c.version),
+                changed_at: changed.map(|c| c.created),
                 age_days,
                 rotation: state,
                 max_age_days,

@@ -1,8 +1,9 @@
 //! The store side of verify: which values the leak scan searches for (`--against-store`), and
 //! how each handle stands today (`--check-handles`).
 //!
-//! Known values: with `--against-store`, the current and previous version of every handle the
-//! manifest declares, fetched once for the whole run; a snapshot whose index names other
+//! Known values: with `--against-store`, every value the stores keep for every handle the
+//! manifest declares (the current one and each older kept version's), fetched once for the
+//! whole run; a snapshot whose index names other
 //! handles (an older manifest) gets a second pass with just those values. Without it, the
 //! values the manifest's state holds now, if the state folder is on this host (an audit host
 //! often has only the repository: then rules only, and the report says so). Both are read by
@@ -10,7 +11,9 @@
 //!
 //! Handle status reuses [`handle_status`] (one resolution for the union of every snapshot's
 //! handles) and adds what only a snapshot knows: the version it recorded, and whether the
-//! location was ephemeral (then a missing value is a warning, as on restore).
+//! location was ephemeral (then a missing value is a warning, as on restore). Rotation is per
+//! field: a handle was rotated since the snapshot when its field's value changed after the
+//! recorded version, so rotating one field of a secret does not mark its siblings rotated.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -40,7 +43,8 @@ pub struct HandleCheck {
     pub now: HandleStatus,
     /// The store version the snapshot recorded, if the store was reachable then.
     pub version_at_snapshot: Option<u64>,
-    /// Whether the current version differs from the one at snapshot time (a rotation since).
+    /// Whether the field's value changed after the version recorded at snapshot time (a
+    /// rotation of this field since; a sibling field's rotation does not count).
     pub rotated_since: Option<bool>,
     /// Whether the snapshot dropped the value as ephemeral.
     pub ephemeral: bool,
@@ -204,7 +208,7 @@ pub(super) fn against_store(
             "against-store",
             ExitCode::Success,
             vec![format!(
-                "no current or previous value of {} handle(s) found",
+                "no current or older kept value of {} handle(s) found",
                 handles.len()
             )],
         )
@@ -263,8 +267,10 @@ pub(super) fn check_handles(
                     ephemeral: h.ephemeral,
                     source,
                 };
-                check.rotated_since = match (h.store_version, check.current_version()) {
-                    (Some(then), Some(now)) => Some(then != now),
+                check.rotated_since = match (h.store_version, check.now.changed_version) {
+                    (Some(then), Some(changed)) => Some(changed > then),
+                    // No history (a value from the cache): the secret's version is all we have.
+                    (Some(then), None) => check.current_version().map(|now| now != then),
                     _ => None,
                 };
                 Some(check)
@@ -309,8 +315,13 @@ fn rotation_check(handles: &[HandleCheck]) -> Check {
     for h in handles {
         if matches!(h.now.rotation, Rotation::Due | Rotation::Overdue) {
             let age = h.now.age_days.unwrap_or_default();
+            let since = h
+                .now
+                .changed_version
+                .map(|v| format!(", since version {v}"))
+                .unwrap_or_default();
             detail.push(format!(
-                "{} {}: current version is {age:.1} days old (max {})",
+                "{} {}: current value is {age:.1} days old{since} (max {})",
                 h.now.handle,
                 h.now.rotation.label(),
                 h.now.max_age_days

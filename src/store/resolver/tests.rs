@@ -14,6 +14,7 @@ struct Fake {
     data: BTreeMap<String, Vec<BTreeMap<String, Secret>>>,
     fail: Mutex<(u32, Option<StoreErrorKind>)>,
     reads: Arc<AtomicU32>,
+    metas: Arc<AtomicU32>,
 }
 
 /// Versions of one path, oldest first; each a list of (field, value).
@@ -40,6 +41,7 @@ impl Fake {
             data,
             fail: Mutex::new((0, None)),
             reads: Arc::new(AtomicU32::new(0)),
+            metas: Arc::new(AtomicU32::new(0)),
         }
     }
 
@@ -80,6 +82,7 @@ impl SecretStore for Fake {
         })
     }
     fn metadata(&self, path: &str) -> Result<SecretMeta, StoreError> {
+        self.metas.fetch_add(1, Ordering::SeqCst);
         let versions = self
             .data
             .get(path)
@@ -95,9 +98,15 @@ impl SecretStore for Fake {
                     destroyed: false,
                 })
                 .collect(),
+            changed: BTreeMap::new(),
         })
     }
-    fn put(&self, _: &str, _: &str, _: &Secret, _: Option<u64>) -> Result<u64, StoreError> {
+    fn put_fields(
+        &self,
+        _: &str,
+        _: &BTreeMap<String, Secret>,
+        _: Option<u64>,
+    ) -> Result<u64, StoreError> {
         unreachable!("the resolver never writes")
     }
     fn list(&self, _: &str) -> Result<Vec<String>, StoreError> {
@@ -263,4 +272,96 @@ fn debug_of_resolutions_holds_no_value() {
     let r = resolve(&s, &[h("fake:p#f")], &fast());
     let shown = format!("{r:?} {r:#?}");
     assert!(!shown.contains("value-that-must-not-show"), "{shown}");
+}
+
+fn text(s: &Secret) -> &str {
+    s.expose_str().unwrap()
+}
+
+#[test]
+fn histories_read_each_path_once_whatever_the_fields() {
+    let fake = Fake::new(&[
+        (
+            "agents/kevin/db",
+            &[
+                &[("user", "u1"), ("pass", "p1")],
+                &[("user", "u1"), ("pass", "p2")],
+                &[("user", "u1"), ("pass", "p3")],
+            ],
+        ),
+        ("agents/kevin/other", &[&[("k", "v")]]),
+    ]);
+    let (reads, metas) = (fake.reads.clone(), fake.metas.clone());
+    let s = stores(fake);
+    let out = resolve_histories(
+        &s,
+        &[
+            h("fake:agents/{agent}/db#user"),
+            h("fake:agents/kevin/db#pass"),
+            h("fake:agents/kevin/other#k"),
+        ],
+        &fast(),
+    );
+    // One metadata read per path, each version once: 2 + (3 + 1).
+    assert_eq!(metas.load(Ordering::SeqCst), 2);
+    assert_eq!(reads.load(Ordering::SeqCst), 4);
+    assert_eq!(out[0].handle, h("fake:agents/{agent}/db#user"));
+    assert!(matches!(out[0].status, Status::Resolved { version: 3, .. }));
+    let pass: Vec<(&str, u64)> = out[1]
+        .values
+        .iter()
+        .map(|v| (text(&v.value), v.since.version))
+        .collect();
+    assert_eq!(pass, vec![("p1", 1), ("p2", 2), ("p3", 3)]);
+    // Per field: the password changed at 3, the user never since 1.
+    assert_eq!(out[1].changed.map(|c| c.version), Some(3));
+    assert_eq!(out[0].changed.map(|c| c.version), Some(1));
+    assert_eq!(out[0].values.len(), 1);
+    assert!(out[0].older().is_empty());
+    let older: Vec<(&str, u64)> = out[1]
+        .older()
+        .iter()
+        .map(|v| (text(&v.value), v.since.version))
+        .collect();
+    assert_eq!(older, vec![("p1", 1), ("p2", 2)]);
+}
+
+#[test]
+fn a_value_that_comes_back_is_current_not_older() {
+    let s = stores(Fake::new(&[(
+        "p",
+        &[&[("f", "a")], &[("f", "b")], &[("g", "x")], &[("f", "a")]],
+    )]));
+    let out = resolve_histories(&s, &[h("fake:p#f")], &fast());
+    let all: Vec<(&str, u64)> = out[0]
+        .values
+        .iter()
+        .map(|v| (text(&v.value), v.since.version))
+        .collect();
+    // A version without the field ends a run: `a` at 4 is a new change.
+    assert_eq!(all, vec![("a", 1), ("b", 2), ("a", 4)]);
+    assert_eq!(out[0].changed.map(|c| c.version), Some(4));
+    let older: Vec<&str> = out[0].older().iter().map(|v| text(&v.value)).collect();
+    assert_eq!(older, vec!["b"]);
+}
+
+#[test]
+fn pinned_and_failing_handles_in_a_history_run() {
+    let s = stores(Fake::new(&[("p", &[&[("f", "one")], &[("f", "two")]])]));
+    let out = resolve_histories(&s, &[h("fake:p?version=1#f"), h("fake:p#nope")], &fast());
+    assert_eq!(text(out[0].value.as_ref().unwrap()), "one");
+    assert!(out[0].values.is_empty());
+    assert!(
+        matches!(&out[1].status, Status::Missing { message } if message.contains("no field `nope`")),
+        "{:?}",
+        out[1].status
+    );
+    assert!(out[1].value.is_none());
+
+    let s = stores(Fake::new(&[("p", &[&[("f", "v")]])]).failing(100, StoreErrorKind::Unreachable));
+    let out = resolve_histories(&s, &[h("fake:p#f")], &fast());
+    assert!(
+        matches!(out[0].status, Status::Unreachable { .. }),
+        "{out:?}"
+    );
 }

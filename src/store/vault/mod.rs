@@ -33,7 +33,9 @@ use vaultrs::client::{Client, VaultClient, VaultClientSettings};
 use vaultrs::error::ClientError;
 
 use self::session::{Credentials, Session};
-use super::{SecretMeta, SecretStore, SecretVersion, StoreError, StoreErrorKind, VersionMeta};
+use super::{
+    PathHistory, SecretMeta, SecretStore, SecretVersion, StoreError, StoreErrorKind, VersionMeta,
+};
 use crate::error::Error;
 use crate::manifest::VaultConfig;
 use crate::secret::Secret;
@@ -437,26 +439,80 @@ impl SecretStore for VaultStore {
                 path: path.to_string(),
                 current: m.current_version,
                 versions,
+                changed: BTreeMap::new(),
             })
         })
     }
 
-    fn put(
+    fn history(&self, path: &str) -> Result<PathHistory, StoreError> {
+        let meta = match self.metadata(path) {
+            Ok(m) => m,
+            // A policy may grant `data/` but not `metadata/`: the current version is then all
+            // that can be known, and is still worth knowing.
+            Err(e) if e.kind == StoreErrorKind::Forbidden => {
+                let current = self.read(path, None)?;
+                tracing::debug!(store = %self.name, path, "no metadata access: current version only");
+                return Ok(PathHistory {
+                    meta: SecretMeta {
+                        path: path.to_string(),
+                        current: current.version,
+                        versions: vec![VersionMeta {
+                            version: current.version,
+                            created: current.created,
+                            deleted: None,
+                            destroyed: false,
+                        }],
+                        changed: BTreeMap::new(),
+                    },
+                    versions: vec![current],
+                });
+            }
+            Err(e) => return Err(e),
+        };
+        let live: Vec<u64> = meta
+            .versions
+            .iter()
+            .filter(|m| m.is_live())
+            .map(|m| m.version)
+            .collect();
+        // Every version in one session, one after the other: a snapshot's concurrency is
+        // across paths (the resolver's pool), and a path rarely keeps more than ten versions.
+        let versions = self.run(path, |client| async move {
+            let mut out = Vec::with_capacity(live.len());
+            for v in live {
+                match self.read_async(&client, path, Some(v)).await {
+                    Ok(read) => out.push(read),
+                    // Deleted between the two requests: no longer a kept version.
+                    Err((StoreErrorKind::Missing, _)) => {}
+                    Err(failure) => return Err(failure),
+                }
+            }
+            Ok(out)
+        })?;
+        Ok(PathHistory { meta, versions })
+    }
+
+    fn put_fields(
         &self,
         path: &str,
-        field: &str,
-        value: &Secret,
+        new: &BTreeMap<String, Secret>,
         cas: Option<u64>,
     ) -> Result<u64, StoreError> {
-        let text = value.expose_str().ok_or_else(|| {
-            self.err(
-                path,
-                (
-                    StoreErrorKind::Other,
-                    "Vault stores text: the value is not valid UTF-8".into(),
-                ),
-            )
-        })?;
+        let mut texts: Vec<(&str, &str)> = Vec::with_capacity(new.len());
+        for (field, value) in new {
+            let text = value.expose_str().ok_or_else(|| {
+                self.err(
+                    path,
+                    (
+                        StoreErrorKind::Other,
+                        format!(
+                            "Vault stores text: the value of field `{field}` is not valid UTF-8"
+                        ),
+                    ),
+                )
+            })?;
+            texts.push((field, text));
+        }
         for _ in 0..PUT_ATTEMPTS {
             let (fields, current) = self.current_fields(path)?;
             if let Some(expected) = cas
@@ -472,7 +528,7 @@ impl SecretStore for VaultStore {
                     ),
                 ));
             }
-            match self.write(path, fields, field, text, current) {
+            match self.write(path, fields, &texts, current) {
                 Ok(meta) => return Ok(meta.version),
                 // Someone wrote in between: read again and merge onto their version.
                 Err(e) if e.kind == StoreErrorKind::Conflict && cas.is_none() => continue,
@@ -539,8 +595,7 @@ impl VaultStore {
         &self,
         path: &str,
         fields: BTreeMap<String, Secret>,
-        field: &str,
-        text: &str,
+        new: &[(&str, &str)],
         cas: u64,
     ) -> Result<SecretVersionMetadata, StoreError> {
         let mut data = serde_json::Map::new();
@@ -551,10 +606,12 @@ impl VaultStore {
                 .unwrap_or_else(|| String::from_utf8_lossy(v.expose()).into_owned());
             data.insert(k.clone(), serde_json::Value::String(s));
         }
-        data.insert(
-            field.to_string(),
-            serde_json::Value::String(text.to_string()),
-        );
+        for (field, text) in new {
+            data.insert(
+                field.to_string(),
+                serde_json::Value::String(text.to_string()),
+            );
+        }
         let cas = u32::try_from(cas).map_err(|_| {
             self.err(
                 path,
