@@ -131,7 +131,14 @@ pub(super) fn gather(
         report.degraded.push(format!("store-unreachable:{name}"));
     }
     report.warnings.extend(view.problems.iter().cloned());
-    let versions = sync_check(stores, &view, rules, &declared, opts, report)?;
+    let mut view = view;
+    let (versions, pushed) = sync_check(stores, &view, rules, &declared, opts, report)?;
+    // A pushed value is the handle's new current version: the value the store held as current
+    // until now is an older version, and a copy of it (an old token in a log) must come back as
+    // it was, pinned, not as the new one.
+    for handle in &pushed {
+        view.pin_current(handle);
+    }
 
     let mut values = declared.clone();
     for (h, v) in view.known.into_iter().chain(captured.iter().cloned()) {
@@ -183,7 +190,7 @@ fn partial_check(
 }
 
 /// The sync check (SPEC "Snapshot" point 4). Returns the store version that holds each
-/// declared value, for the index.
+/// declared value, for the index, and the handles whose value it stored as a new version.
 fn sync_check(
     stores: &Stores,
     view: &secrets::StoreView,
@@ -191,8 +198,9 @@ fn sync_check(
     declared: &[(Handle, Secret)],
     opts: &SnapshotOptions,
     report: &mut SnapshotReport,
-) -> Result<BTreeMap<Handle, u64>> {
+) -> Result<(BTreeMap<Handle, u64>, Vec<Handle>)> {
     let mut versions = BTreeMap::new();
+    let mut pushed = Vec::new();
     for (handle, value) in declared {
         if handle.is_env() || rules.is_ephemeral(handle) {
             continue;
@@ -210,6 +218,7 @@ fn sync_check(
                 let store = stores.for_handle(handle)?;
                 let address = crate::store::Address::of(handle);
                 let v = store.put(&address.path, &address.field, value, None)?;
+                pushed.push(handle.clone());
                 ("pushed", Some(v))
             }
             Sync::Unsynced => {
@@ -230,5 +239,5 @@ fn sync_check(
             version,
         });
     }
-    Ok(versions)
+    Ok((versions, pushed))
 }

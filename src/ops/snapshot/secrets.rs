@@ -98,6 +98,18 @@ impl StoreView {
         view
     }
 
+    /// Labels the current value of `handle` with its version, as an older value is: once a new
+    /// value was pushed, it is no longer current.
+    pub fn pin_current(&mut self, handle: &Handle) {
+        let Some((version, _)) = self.versions.get(handle).and_then(|h| h.current.as_ref()) else {
+            return;
+        };
+        let pinned = handle.at_version(Some(*version));
+        for (h, _) in self.known.iter_mut().filter(|(h, _)| h == handle) {
+            *h = pinned.clone();
+        }
+    }
+
     /// Compares a declared value with what the store holds for its handle: the current value,
     /// then every older kept value.
     pub fn sync(&self, handle: &Handle, value: &Secret) -> Sync {
