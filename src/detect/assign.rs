@@ -96,8 +96,10 @@ fn value_start(rest: &[u8], i: usize) -> usize {
 }
 
 /// Byte classes of [`assigned_len`], as bits of [`CLASSES`]: name characters
-/// (`[A-Za-z0-9_.-]`), spaces (ASCII whitespace and vertical tab), and value bytes (neither
-/// spaces, quotes, `,` nor `;`).
+/// (`[A-Za-z0-9_.-]`), spaces (space, tab, vertical tab, form feed: never a line end, so that
+/// an empty `KEY=` does not take the next line as its value), and value bytes (neither ASCII
+/// whitespace, quotes, `,`, `;` nor `\`: a value in JSON-escaped text ends at its `\n`, and a
+/// `\u003c…` escape is not read as a value).
 const NAME: u8 = 1;
 const SPACE: u8 = 2;
 const VALUE: u8 = 4;
@@ -109,9 +111,13 @@ static CLASSES: [u8; 256] = {
         if c.is_ascii_alphanumeric() || matches!(c, b'_' | b'.' | b'-') {
             table[b] |= NAME;
         }
-        if c.is_ascii_whitespace() || c == 0x0b {
+        if matches!(c, b' ' | b'\t' | 0x0b | 0x0c) {
             table[b] |= SPACE;
-        } else if !matches!(c, b'"' | b'\'' | b'`' | b',' | b';') {
+        }
+        if !(c.is_ascii_whitespace()
+            || c == 0x0b
+            || matches!(c, b'"' | b'\'' | b'`' | b',' | b';' | b'\\'))
+        {
             table[b] |= VALUE;
         }
         b += 1;
@@ -152,7 +158,7 @@ pub(super) fn assignment_value(hay: &[u8], whole: &Range<usize>) -> Option<Range
         m[i..]
             .iter()
             .take(4)
-            .take_while(|b| b.is_ascii_whitespace() || **b == 0x0b)
+            .take_while(|b| CLASSES[usize::from(**b)] & SPACE != 0)
             .count()
     };
     i += space(m, i);
@@ -239,6 +245,15 @@ mod tests {
                 );
             }
         }
+        // Issue 20: an empty `KEY=` read the next line as its value.
+        assert_eq!(
+            assigned_len(b"OPENAI_API_KEY=\nOPENAI_BASE_URL=x", 7, 16),
+            0
+        );
+        assert_eq!(assigned_len(b"token:\r\n  expires: 2026-06-01", 0, 16), 0);
+        assert_eq!(assigned_len(b"token\n= abcdefgh", 0, 16), 0);
+        // A value in JSON-escaped text ends at its escape.
+        assert_eq!(assigned_len(b"token=abcdefgh\\nPATH=/usr/bin", 0, 32), 8);
         let long = format!("{}=abcdefgh", "n".repeat(70));
         assert_eq!(assigned_len_past(long.as_bytes(), 0, 65, 16), 0);
         assert_eq!(assigned_len(long.as_bytes(), 0, 16), 0);

@@ -2,9 +2,13 @@
 //! documentation placeholder?
 //!
 //! These gates keep the generic rules and the entropy findings quiet on look-alikes (SPEC.md
-//! "Scan"; issue 3 lists them): `${VAR}` and `{{ var }}` references, `<your-token>`,
-//! `YOUR_API_KEY`, `sk-xxxx…`, `changeme`, repeated or sequential characters, UUIDs and hex
-//! digests. They look at the candidate only, never print it.
+//! "Scan"; issues 3 and 20 list them): `${VAR}` and `{{ var }}` references, `<your-token>`,
+//! `YOUR_API_KEY`, `sk-xxxx…`, `changeme`, redacted forms (`ghp_…abcd`, `sk-proj-****`,
+//! `[MASKED]`), documentation tokens (jwt.io's), repeated characters, UUIDs and hex digests;
+//! and, for assignments, references to where a secret lives rather than the secret: code
+//! (`os.environ["X"]`, `self.token`, `get_token(…)`), secret-store addresses (`vault:…`,
+//! `op://…`, `arn:aws:secretsmanager:…`, `ENC[…]`, agentbak handles) and regex sources (an
+//! agentbak rule in a manifest or index). They look at the candidate only, never print it.
 
 use std::sync::OnceLock;
 
@@ -49,12 +53,21 @@ const PLACEHOLDER_WORDS: &[&str] = &[
     "$(",
     "...",
     "…",
-    "****",
+    "\\u2026",
+    "\\u2022",
+    "•",
+    "***",
+    "masked",
+    "filtered",
+    "change-me",
     "fake",
     "notreal",
     "not-real",
     "todo",
     "+agentbak:",
+    // The jwt.io example token (its payload and signature): documentation everywhere.
+    "eyJzdWIiOiIxMjM0NTY3ODkwIiwibmFtZSI6IkpvaG4gRG9lIiwiaWF0IjoxNTE2MjM5MDIy",
+    "SflKxwRJSMeKKF2QT4fwpMeJf36POk6yJV_adQssw5c",
 ];
 
 /// Whether `s` reads as a placeholder rather than a credential: a documentation marker, a
@@ -71,7 +84,13 @@ pub fn looks_placeholder(s: &[u8]) -> bool {
         return true;
     }
     let wrapped = |a: u8, b: u8| s.first() == Some(&a) && s.last() == Some(&b);
-    if s.starts_with(b"$") || wrapped(b'%', b'%') || wrapped(b'<', b'>') || wrapped(b'[', b']') {
+    // `<password>` and `<your token>@host` (cut where a value ends), also escaped as Go's
+    // `json.Marshal` and HTML write it.
+    let angle = (s.starts_with(b"<") && s.contains(&b'>'))
+        || s.starts_with(b"\\u003c")
+        || s.starts_with(b"\\u003C")
+        || s.starts_with(b"&lt;");
+    if s.starts_with(b"$") || angle || wrapped(b'%', b'%') || wrapped(b'[', b']') {
         return true;
     }
     longest_run(s) >= 6 || (s.len() >= 16 && distinct(s) < 6)
@@ -89,7 +108,7 @@ pub fn looks_random(s: &[u8], strict: bool) -> bool {
     if s.len() < min || is_uuid(s) || is_digest(s) || is_path(s) {
         return false;
     }
-    if (strict && is_identifier(s)) || looks_placeholder(s) {
+    if (strict && is_identifier(s)) || looks_placeholder(s) || looks_reference(s) {
         return false;
     }
     let classes = classes(s);
@@ -102,6 +121,161 @@ pub fn looks_random(s: &[u8], strict: bool) -> bool {
     } else {
         n >= 2 && has_digit_or_symbol && bits >= 2.5
     }
+}
+
+/// Secret-store addresses: the value names where the secret lives.
+const STORE_PREFIXES: &[&str] = &[
+    "vault:",
+    "op://",
+    "arn:aws",
+    "arn:",
+    "env:",
+    "os.environ",
+    "secretsmanager:",
+    "ssm:",
+    "ssm://",
+    "awssm:",
+    "gcpsm:",
+    "gcp-secret:",
+    "sm://",
+    "azkv:",
+    "keyvault:",
+    "@microsoft.keyvault(",
+    "sops:",
+    "kms:",
+    "keyring:",
+    "doppler:",
+    "bw:",
+    "pass:",
+    "file:",
+    "enc[",
+    "projects/",
+    "secret/data/",
+    "kv/data/",
+];
+
+/// Whether a value names where a secret is rather than holding it: a secret-store address
+/// (`vault:…`, `op://…`, `arn:aws:…`, sops' `ENC[…]`, an agentbak handle `STORE:PATH#FIELD`),
+/// code that reads one (`os.environ["X"]`, `self.api_key`, `get_token(…)`), the tail of a
+/// shell expansion (`${X:?required}` read from its `:`), or a regex source (a rule of
+/// agentbak's own manifest or index). Values are cut where an assignment's value ends (at
+/// spaces, quotes, `,`, `;`, `\`).
+pub fn looks_reference(s: &[u8]) -> bool {
+    let lower = s.to_ascii_lowercase();
+    if STORE_PREFIXES
+        .iter()
+        .any(|p| lower.starts_with(p.as_bytes()))
+    {
+        return true;
+    }
+    is_handle(s) || is_code_reference(s) || is_regex_source(s) || is_expansion_tail(s)
+}
+
+/// An agentbak handle: `store:path#field` with an optional `@version`, path segments of
+/// name characters.
+fn is_handle(s: &[u8]) -> bool {
+    let Some(colon) = s.iter().position(|&b| b == b':') else {
+        return false;
+    };
+    let Some(hash) = s.iter().rposition(|&b| b == b'#') else {
+        return false;
+    };
+    let name = |b: &u8| b.is_ascii_alphanumeric() || b"_-.".contains(b);
+    let store = &s[..colon];
+    let path = &s[colon + 1..hash.max(colon + 1)];
+    let field = &s[hash + 1..];
+    let field = field.split(|&b| b == b'@').next().unwrap_or_default();
+    !store.is_empty()
+        && store[0].is_ascii_lowercase()
+        && store.iter().all(name)
+        && path.contains(&b'/')
+        && path
+            .iter()
+            .all(|b| name(b) || *b == b'/' || *b == b'{' || *b == b'}')
+        && !field.is_empty()
+        && field.iter().all(name)
+}
+
+/// Code that reads a secret: a dotted (or `::`) path of identifiers (`self.api_key`,
+/// `settings.OPENAI_API_KEY`, `process.env.TOKEN`), or an identifier path followed by a call
+/// or subscript (`os.getenv(`, `get_token(app_id`, `os.environ[`). Each identifier must read
+/// as one (snake, SCREAMING or camel case words), so a random token with a dot is not one.
+fn is_code_reference(s: &[u8]) -> bool {
+    let end = s
+        .iter()
+        .position(|&b| b == b'(' || b == b'[')
+        .unwrap_or(s.len());
+    let (path, call) = (&s[..end], end < s.len());
+    let path = path.strip_suffix(b"?").unwrap_or(path);
+    let mut segments = 0;
+    let mut rest = path;
+    while !rest.is_empty() {
+        let cut = rest
+            .iter()
+            .position(|&b| b == b'.' || b == b':')
+            .unwrap_or(rest.len());
+        if !is_word_identifier(&rest[..cut]) {
+            return false;
+        }
+        segments += 1;
+        rest = &rest[cut..];
+        rest = rest
+            .strip_prefix(b"::")
+            .or_else(|| rest.strip_prefix(b"."))
+            .unwrap_or(rest);
+        if rest.first().is_some_and(|&b| b == b'.' || b == b':') {
+            return false;
+        }
+    }
+    segments >= 2 || (segments == 1 && call)
+}
+
+/// `snake_case`, `SCREAMING_CASE`, `camelCase` or `PascalCase` words (each hump two or more
+/// letters), with digits only at the end of a word: `api_key2`, `getInstallationToken`,
+/// `OPENAI_API_KEY`; not `x9Kq` or `aB3dE5`.
+fn is_word_identifier(s: &[u8]) -> bool {
+    if s.is_empty() || s[0].is_ascii_digit() {
+        return false;
+    }
+    if s.iter()
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'_')
+        || s.iter()
+            .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || *b == b'_')
+    {
+        return s.split(|&b| b == b'_').all(|w| {
+            let letters = w.iter().take_while(|b| b.is_ascii_alphabetic()).count();
+            w[letters..].iter().all(u8::is_ascii_digit) && (w.is_empty() || letters > 0)
+        });
+    }
+    // Camel or Pascal case: humps of an optional capital then two or more lowercase letters.
+    let mut i = 0;
+    while i < s.len() {
+        let start = i;
+        if s[i].is_ascii_uppercase() {
+            i += 1;
+        }
+        let lower = s[i..].iter().take_while(|b| b.is_ascii_lowercase()).count();
+        i += lower;
+        if lower < 2 && !(start == 0 && lower >= 1) {
+            return false;
+        }
+    }
+    true
+}
+
+/// A regex source: character-class ranges or escapes that only patterns hold.
+fn is_regex_source(s: &[u8]) -> bool {
+    const MARKS: &[&[u8]] = &[
+        b"a-z", b"A-Z", b"0-9", b"a-f", b"\\s", b"\\S", b"\\d", b"\\w", b"\\b", b"(?i", b"(?P<",
+        b"]+", b"]*", b"]{",
+    ];
+    MARKS.iter().any(|m| memchr::memmem::find(s, m).is_some())
+}
+
+/// The tail of a shell expansion read from its `:` (`${X:?required}`, `${X:-default}`): a
+/// closing brace without an opening one.
+fn is_expansion_tail(s: &[u8]) -> bool {
+    s.ends_with(b"}") && !s.contains(&b'{')
 }
 
 struct Classes {
@@ -209,6 +383,55 @@ mod tests {
             assert!(looks_placeholder(p.as_bytes()), "{p}");
         }
         assert!(!looks_placeholder(b"Zq8vN2xT5mK9pL3w"));
+    }
+
+    /// Issue 20: the generic assignment rule flagged references, redacted forms and the
+    /// jwt.io token (10.8% false positives on an agent corpus).
+    #[test]
+    fn references_redactions_and_doc_tokens_are_not_random() {
+        for v in [
+            "os.environ[",
+            "os.environ/OPENAI_API_KEY",
+            "os.getenv(",
+            "std::env::var(",
+            "ENV.fetch(",
+            "self.password",
+            "settings.OPENAI_API_KEY",
+            "process.env.SLACK_BOT_TOKEN",
+            "get_installation_token(app_id",
+            "vault:secret/data/agents/kevin#openai_api_key",
+            "vault:agents/kevin/github#token",
+            "local:agents/kevin/captured#github-pat-3f9a0c12d4e5",
+            "op://dev/github-pat/token",
+            "arn:aws:ssm:eu-west-1:123456789012:parameter/agent/slack-token",
+            "ENC[AES256_GCM",
+            "projects/agent-prod/secrets/openai-key/versions/latest",
+            "@Microsoft.KeyVault(SecretUri=https://agentkv.vault.azure.net/secrets/db-password/)",
+            "env:GITHUB_TOKEN",
+            "?required}",
+            "([A-Za-z0-9_]+)",
+            "(?i)api[_-]?key",
+            "ghp_\\u2026abcd",
+            "sk-proj-***...***Qx9A",
+            "[MASKED]",
+            "\\u003cpassword\\u003e",
+            "<password>@db.internal",
+            "change-me-please-123",
+            "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiIxMjM0NTY3ODkwIiwibmFtZSI6IkpvaG4gRG9lIiwiaWF0IjoxNTE2MjM5MDIyfQ.SflKxwRJSMeKKF2QT4fwpMeJf36POk6yJV_adQssw5c",
+        ] {
+            assert!(!looks_random(v.as_bytes(), false), "{v}");
+        }
+        // Random values with dots, colons, brackets or hashes are still secrets.
+        for v in [
+            "x9Kq.Lm3Z-pT8w",
+            "aB3dE5fG.hJ7kL9",
+            "h7#Kq2!vLx9",
+            "Zq8vN2xT:5mK9pL3w",
+            "p4ss[w0rd]Xy",
+            "mT3k-Q9vL-x2Pz",
+        ] {
+            assert!(looks_random(v.as_bytes(), false), "{v}");
+        }
     }
 
     #[test]

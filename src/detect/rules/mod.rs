@@ -36,6 +36,8 @@ const WINDOWED: &[&str] = &[
     "telegram-bot-token",
     "terraform-cloud-token",
     "private-key",
+    "sentry-dsn",
+    "azure-ad-client-secret",
 ];
 
 /// The test a captured secret must pass for a match to be a finding.
@@ -43,6 +45,10 @@ const WINDOWED: &[&str] = &[
 pub enum Gate {
     /// A provider token: not a placeholder (`xxxx`, `${VAR}`, `<token>`, repeated characters).
     Token,
+    /// A provider token whose prefix is short (`fw_`, `secret_`): not a placeholder, and its
+    /// body mixes at least two of lowercase, uppercase and digits, so that an identifier
+    /// (`fw_updateconfigurationfile`) is not one.
+    Mixed,
     /// A PEM block: its body is not elided (`...`, `xxxx`).
     Pem,
     /// A URL password: not a placeholder and not a stock word such as `password`.
@@ -115,7 +121,7 @@ pub static ENTROPY: Rule = rule(
         "signature",
         "salt",
     ],
-    r#"(?i)(?:key|secret|token|pass|pwd|auth|cred|session|cookie|signature|salt)[A-Za-z0-9_.-]{0,20}["']?\s{0,4}(?::=|=>|[:=])\s{0,4}["'`]?(?P<secret>[^\s"'`,;]{16,400})"#,
+    r#"(?i)(?:key|secret|token|pass|pwd|auth|cred|session|cookie|signature|salt)[A-Za-z0-9_.-]{0,20}["']?[ \t\x0b\x0c]{0,4}(?::=|=>|[:=])[ \t\x0b\x0c]{0,4}["'`]?(?P<secret>[^\s"'`,;\\]{16,400})"#,
     Gate::Entropy,
     &[
         "session_cookie = \"Qm9vZ2xlLWJhc2UtNjQtc2Vzc2lvbi1jb29raWU9eHl6\"",
@@ -288,6 +294,7 @@ fn secret_len(hir: Option<&Hir>) -> (usize, usize) {
 pub(crate) fn passes(gate: Gate, secret: &[u8]) -> bool {
     match gate {
         Gate::Token => !looks_placeholder(secret),
+        Gate::Mixed => !looks_placeholder(secret) && mixed(secret),
         Gate::Pem => !elided(secret),
         Gate::Url => !looks_placeholder(secret) && !stock_password(secret),
         Gate::Basic => basic_credentials(secret),
@@ -304,8 +311,25 @@ fn elided(s: &[u8]) -> bool {
         .any(|w| memchr::memmem::find(&lower, w).is_some())
 }
 
+/// At least two of lowercase, uppercase and digits after the token's prefix (up to its last
+/// `_`, `-` or `~`).
+fn mixed(s: &[u8]) -> bool {
+    let body = s
+        .iter()
+        .position(|b| b"_~".contains(b))
+        .map_or(s, |p| &s[p + 1..]);
+    let lower = body.iter().any(u8::is_ascii_lowercase);
+    let upper = body.iter().any(u8::is_ascii_uppercase);
+    let digit = body.iter().any(u8::is_ascii_digit);
+    u8::from(lower) + u8::from(upper) + u8::from(digit) >= 2
+}
+
+/// A password documentation and local setups use: `user:password@`, `admin:admin@`.
 fn stock_password(s: &[u8]) -> bool {
-    const WORDS: &[&str] = &["password", "passwd", "pass", "pwd", "secret", "changeme"];
+    const WORDS: &[&str] = &[
+        "password", "passwd", "pass", "pwd", "secret", "changeme", "admin", "root", "guest",
+        "test", "user", "postgres", "mysql", "default", "example", "demo",
+    ];
     WORDS.iter().any(|w| s.eq_ignore_ascii_case(w.as_bytes()))
 }
 

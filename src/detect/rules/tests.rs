@@ -156,3 +156,38 @@ fn custom_rules_compile_when_the_detector_is_built() {
     assert!(compiled.matcher.get().is_some());
     assert_eq!(compiled.group(), Some(1));
 }
+
+/// Issue 20: `KEY=` with nothing after it took the next line as its value, and the finding
+/// landed on that line.
+#[test]
+fn empty_assignment_does_not_read_the_next_line() {
+    for text in [
+        "OPENAI_API_KEY=\nOPENAI_BASE_URL=https://api.openai.com/v1?x=Zk9q2Xv7",
+        "  password:\n    - PGDATA=/var/lib/postgresql/data/pgdata-v16",
+        "token:\r\n  expires_at: 2026-06-01T09:13:00.123456+00:00",
+    ] {
+        let found = scan(text);
+        assert!(found.is_empty(), "{text:?} gave {:?}", ids(&found));
+    }
+    assert_eq!(
+        ids(&scan("OPENAI_API_KEY=\nDB_PASSWORD=h7#Kq2!vLx9")),
+        ["generic-assignment"]
+    );
+    assert_eq!(scan("OPENAI_API_KEY=\nDB_PASSWORD=h7#Kq2!vLx9")[0].line, 2);
+}
+
+/// Issue 19: the regex of a rule init wrote (stored in the manifest and the archive's index)
+/// matched the generic assignment rule, so `verify` flagged agentbak's own index.
+#[test]
+fn rule_sources_and_handles_are_not_findings() {
+    for text in [
+        r#"      "regex": "\\bGITHUB_TOKEN=([A-Za-z0-9_]+)","#,
+        r#""locator": {"regex": "\\bGITHUB_TOKEN=([A-Za-z0-9…]+)"}, "handle": "vault:agents/kevin/github#token""#,
+        "  - regex: 'token: ([A-Za-z0-9._-]{20,})'",
+        r#"    "secret": "vault:agents/kevin/github#token","#,
+        r#"{"secret": "local:agents/kevin/captured#github-pat-3f9a0c12d4e5"}"#,
+    ] {
+        let found = scan(text);
+        assert!(found.is_empty(), "{text:?} gave {:?}", ids(&found));
+    }
+}
