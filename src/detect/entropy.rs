@@ -123,6 +123,43 @@ pub fn looks_random(s: &[u8], strict: bool) -> bool {
     }
 }
 
+/// Whether a value under a password-like key (`password`, `passwd`, `passphrase`) is a
+/// password: what [`looks_random`] accepts, and also letters only when long and irregular
+/// enough (`TrqpLmzoXekWuvbsNyaH`), which a person or a generator picks; never a placeholder, a
+/// reference, a path, a stock word or an identifier made of words (`PasswordField`).
+pub fn looks_password(s: &[u8]) -> bool {
+    if looks_random(s, false) {
+        return true;
+    }
+    if s.len() < 12 || !s.iter().all(u8::is_ascii_alphabetic) {
+        return false;
+    }
+    if looks_placeholder(s) || looks_reference(s) || is_camel_words(s) {
+        return false;
+    }
+    shannon(s) >= 3.3
+}
+
+/// `PasswordField`, `userPassword`: words joined in camel case, each capital starting a word
+/// of at least three letters.
+fn is_camel_words(s: &[u8]) -> bool {
+    if !s.iter().any(u8::is_ascii_uppercase) {
+        return false;
+    }
+    let mut word = 0;
+    for (i, b) in s.iter().enumerate() {
+        if b.is_ascii_uppercase() {
+            if i > 0 && word < 3 {
+                return false;
+            }
+            word = 1;
+        } else {
+            word += 1;
+        }
+    }
+    word >= 3
+}
+
 /// Secret-store addresses: the value names where the secret lives.
 const STORE_PREFIXES: &[&str] = &[
     "vault:",

@@ -352,6 +352,12 @@ pub static BUILTIN: &[Rule] = &[
         Gate::Assignment,
         &["DB_PASSWORD=\"h7#Kq2!vLx9\"", "  client_secret: YzikbDeYFEt09"],
         &["password: ${DB_PASSWORD}", "\"prompt_tokens\": 1234, \"token_count\": 99"]),
+    rule("password-assignment", "a password under a password-like key, letters only included",
+        &["passw", "passphrase"],
+        r#"(?i)(?:passw(?:or)?d|passphrase)["']?[ \t\x0b\x0c]{0,4}(?::=|=>|[:=])[ \t\x0b\x0c]{0,4}["'`]?(?P<secret>[A-Za-z]{12,200})(?:["'`,;\s}]|$)"#,
+        Gate::Password,
+        &["\"password\": \"TrqpLmzoXekWuvbsNyaH\"", "DB_PASSWORD=qhzvbwkeurtxmpla"],
+        &["password: PasswordField", "\"password\": \"administrator\"", "password_hint: theusualone"]),
 ];
 
 /// Vectors that no rule may match: look-alikes every scanner should leave alone.

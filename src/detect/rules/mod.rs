@@ -57,6 +57,8 @@ pub enum Gate {
     Basic,
     /// A generic assignment: random enough to be a credential (see `entropy::looks_random`).
     Assignment,
+    /// A value under a password-like key: a password (see `entropy::looks_password`).
+    Password,
     /// An entropy finding: strictly random (see `entropy::looks_random`).
     Entropy,
     /// A custom rule: everything that is not one of agentbak's placeholders.
@@ -214,7 +216,7 @@ impl Compiled {
     /// Whether the rule runs on text only: assignments and entropy, whose names are common
     /// words and whose values look like any random run of bytes in binary data.
     pub(crate) fn text_only(&self) -> bool {
-        matches!(self.gate, Gate::Assignment | Gate::Entropy)
+        matches!(self.gate, Gate::Assignment | Gate::Password | Gate::Entropy)
     }
 
     pub(crate) fn custom(rule: &CustomRule) -> Result<Compiled, DetectError> {
@@ -299,6 +301,7 @@ pub(crate) fn passes(gate: Gate, secret: &[u8]) -> bool {
         Gate::Url => !looks_placeholder(secret) && !stock_password(secret),
         Gate::Basic => basic_credentials(secret),
         Gate::Assignment => looks_random(secret, false),
+        Gate::Password => crate::detect::entropy::looks_password(secret),
         Gate::Entropy => looks_random(secret, true),
         Gate::Custom => !secret.starts_with(crate::handle::PLACEHOLDER_PREFIX.as_bytes()),
     }
