@@ -305,3 +305,122 @@ fn a_day_of_hourly_snapshots_never_stops_and_never_leaks() {
     let out = day.run(&["snapshot"]);
     assert_eq!(out.status.code(), Some(0), "{}", all_output(&out));
 }
+
+/// A project with only a declared OpenRouter key, for the capture edge cases.
+fn small() -> Project {
+    let p = Project::new(MANIFEST);
+    p.set("local:agents/codex/openrouter#api_key", OPENROUTER, &[]);
+    p.file(
+        "config.toml",
+        0o600,
+        format!("[model_providers.openrouter]\napi_key = \"{OPENROUTER}\"\n").as_bytes(),
+    );
+    p.file("auth.json", 0o600, &auth(ACCESS_1, REFRESH_1));
+    p
+}
+
+#[test]
+fn a_dry_run_says_what_it_would_capture_and_stores_nothing() {
+    let p = small();
+    p.file("notes.md", 0o600, format!("token {GH_TOKEN}\n").as_bytes());
+    let store_before = std::fs::read(p.path().join("store/local.age")).unwrap();
+    let out = p
+        .agentbak()
+        .args(["snapshot", "--dry-run"])
+        .output()
+        .unwrap();
+    let text = all_output(&out);
+    assert_eq!(out.status.code(), Some(3), "{text}");
+    assert!(
+        text.contains("would capture 1 secret in 1 file that no rule declares"),
+        "{text}"
+    );
+    assert!(!contains(text.as_bytes(), GH_TOKEN));
+    assert_eq!(
+        std::fs::read(p.path().join("store/local.age")).unwrap(),
+        store_before,
+        "a dry run writes nothing to the store"
+    );
+}
+
+#[test]
+fn what_cannot_be_captured_refuses_with_what_to_do() {
+    // A token inside a binary file: no placeholder can replace it.
+    let p = small();
+    let mut blob = vec![0u8, 1, 2, 3];
+    blob.extend_from_slice(GH_TOKEN.as_bytes());
+    p.file("cache/model.bin", 0o600, &blob);
+    let out = p.agentbak().arg("snapshot").output().unwrap();
+    let text = all_output(&out);
+    assert_eq!(out.status.code(), Some(4), "{text}");
+    assert!(
+        text.contains("cache/model.bin: a secret outside a text file cannot be captured: exclude the file (`exclude`), declare it whole (a `whole_file` rule), or accept it (`detect.allow`)"),
+        "{text}"
+    );
+    assert!(!contains(text.as_bytes(), GH_TOKEN));
+    assert!(
+        std::fs::read_dir(p.path().join("backups/snapshots"))
+            .unwrap()
+            .next()
+            .is_none()
+    );
+}
+
+/// A vault token that may read but not write: the capture is refused with a 403, so the
+/// snapshot refuses (exit 4) rather than archive the token, and says why.
+#[test]
+fn a_store_that_refuses_the_capture_refuses_the_snapshot() {
+    let bao = crate::common::OpenBao::start();
+    bao.cli_with_stdin(
+        &["policy", "write", "reader", "-"],
+        Some(b"path \"secret/data/*\" { capabilities = [\"read\"] }\npath \"secret/metadata/*\" { capabilities = [\"read\", \"list\"] }\n"),
+    );
+    bao.cli(&[
+        "kv",
+        "put",
+        "secret/agents/codex/openrouter",
+        &format!("api_key={OPENROUTER}"),
+    ]);
+    let token = bao.cli(&["token", "create", "-policy=reader", "-field=token"]);
+    let manifest = format!(
+        r#"{{
+  "version": 1, "agent": "codex", "state": "./state", "repository": "./backups",
+  "stores": {{ "vault": {{ "kind": "vault", "address": "{}", "mount": "secret" }} }},
+  "secrets": [
+    {{ "file": "config.toml", "toml": "/model_providers/openrouter/api_key", "handle": "vault:agents/{{agent}}/openrouter#api_key" }}
+  ]
+}}"#,
+        bao.addr
+    );
+    let p = Project::new(&manifest);
+    p.file(
+        "config.toml",
+        0o600,
+        format!("[model_providers.openrouter]\napi_key = \"{OPENROUTER}\"\n").as_bytes(),
+    );
+    p.file("notes.md", 0o600, format!("token {GH_TOKEN}\n").as_bytes());
+    let out = p
+        .agentbak()
+        .env("VAULT_TOKEN", token.trim())
+        .arg("snapshot")
+        .output()
+        .unwrap();
+    let text = all_output(&out);
+    assert_eq!(out.status.code(), Some(4), "{text}");
+    assert!(
+        text.contains("could not be captured") && text.contains("403"),
+        "{text}"
+    );
+    assert!(
+        text.contains("the snapshot is refused rather than archive them"),
+        "{text}"
+    );
+    assert!(!contains(text.as_bytes(), GH_TOKEN));
+    assert!(!contains(text.as_bytes(), OPENROUTER));
+    assert!(
+        std::fs::read_dir(p.path().join("backups/snapshots"))
+            .unwrap()
+            .next()
+            .is_none()
+    );
+}
