@@ -13,6 +13,7 @@ mod detect_corpus;
 mod init;
 mod layout;
 mod names_masked;
+mod promises;
 mod prune;
 mod redact_arbitrary;
 mod redact_roundtrip;
