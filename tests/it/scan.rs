@@ -198,6 +198,21 @@ fn manifest_values_are_found_in_every_encoding_and_never_shown() {
             "{expected:?} not in {kinds:?}"
         );
     }
+    // Every output format, at every log level and in every log format.
+    for format in ["human", "json", "sarif"] {
+        let runs = crate::restore_fixture::three_ways(
+            || {
+                let mut c = agentbak();
+                c.current_dir(dir.path());
+                c
+            },
+            &["scan", "logs", "state", "--format", format],
+        );
+        for run in &runs {
+            assert_eq!(run.code(), Some(4), "{}", run.text());
+        }
+        crate::restore_fixture::assert_no_value_in(&runs, &[VALUE, DOTENV_VALUE, GHP]);
+    }
 }
 
 #[test]
