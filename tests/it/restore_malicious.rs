@@ -525,3 +525,94 @@ fn a_flipped_byte_fails_the_sidecar_check() {
     assert!(!p.path().join("restored").exists());
     assert!(p.leftovers().is_empty());
 }
+
+/// A GNU long-name record of `len` bytes of `fill` naming the next entry, then that entry.
+fn long_named(out: &mut Vec<u8>, name: &[u8], entry: &Raw<'_>) {
+    let mut h = tar::Header::new_gnu();
+    h.as_gnu_mut().unwrap().name[..13].copy_from_slice(b"././@LongLink");
+    h.set_entry_type(tar::EntryType::GNULongName);
+    h.set_mode(0o644);
+    h.set_size(name.len() as u64);
+    h.set_cksum();
+    out.extend_from_slice(h.as_bytes());
+    out.extend_from_slice(name);
+    out.extend(std::iter::repeat_n(0u8, (512 - name.len() % 512) % 512));
+    raw_entry(out, entry);
+}
+
+/// Regression: tar reads a long-name record whole into memory before the walk sees its
+/// entry, outside the sidecar's byte bound: a 16 KiB archive with a 512 MiB name made a
+/// restore take 1.5 GB of memory and print the name. Such records are now bounded (1 MiB),
+/// and a refusal shows only the start of a path.
+#[test]
+fn an_oversized_long_name_record_is_refused_before_it_is_read() {
+    let entries = [Raw::file("state/x", b"x")];
+    let index = index_of(&entries);
+    let mut tar = Vec::new();
+    long_named(&mut tar, &vec![b'a'; 2 << 20], &entries[0]);
+    let json = serde_json::to_vec(&index).unwrap();
+    raw_entry(&mut tar, &Raw::file("agentbak/index.json", &json));
+    tar.extend(std::iter::repeat_n(0u8, 1024));
+    let (p, out) = restore_tar(&tar, &index);
+    assert_refused(
+        &p,
+        &out,
+        "is damaged: a header with its long-name or PAX records is larger than 1048576 bytes",
+    );
+    assert!(
+        out.stderr.len() < 4096,
+        "{} bytes of stderr",
+        out.stderr.len()
+    );
+}
+
+#[test]
+fn a_long_path_outside_state_is_refused_and_shown_shortened() {
+    let name = format!("{}/evil.txt", "d".repeat(100_000));
+    let entries = [Raw::file("state/x", b"x")];
+    let index = index_of(&entries);
+    let mut tar = Vec::new();
+    long_named(
+        &mut tar,
+        name.as_bytes(),
+        &Raw::file("placeholder", b"evil"),
+    );
+    let json = serde_json::to_vec(&index).unwrap();
+    raw_entry(&mut tar, &Raw::file("agentbak/index.json", &json));
+    tar.extend(std::iter::repeat_n(0u8, 1024));
+    let (p, out) = restore_tar(&tar, &index);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(5), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "entry `{}… (100009 bytes)` refused",
+            "d".repeat(512)
+        )),
+        "{}",
+        &stderr[..stderr.len().min(2000)]
+    );
+    assert!(out.stderr.len() < 4096);
+    assert!(!p.path().join("restored").exists());
+}
+
+/// Long paths are real (GNU long names past 100 bytes): one inside the state restores.
+#[test]
+fn a_long_path_inside_state_restores() {
+    let name = format!("state/{}/f.txt", "n".repeat(200));
+    let entries = [Raw::file(&name, b"deep")];
+    let index = index_of(&entries);
+    let mut tar = Vec::new();
+    long_named(
+        &mut tar,
+        name.as_bytes(),
+        &Raw::file("placeholder", b"deep"),
+    );
+    let json = serde_json::to_vec(&index).unwrap();
+    raw_entry(&mut tar, &Raw::file("agentbak/index.json", &json));
+    tar.extend(std::iter::repeat_n(0u8, 1024));
+    let (p, out) = restore_tar(&tar, &index);
+    assert_eq!(out.status.code(), Some(0), "{}", all_output(&out));
+    let restored = p.path().join("restored").join(&name["state/".len()..]);
+    assert_eq!(fs::read(restored).unwrap(), b"deep");
+    assert_nothing_outside(&p);
+}
