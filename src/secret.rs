@@ -5,19 +5,25 @@
 //! secret that is as sensitive as the secret itself (encoded forms, search patterns) is kept in
 //! a `Secret` too. The only way to read the bytes is [`Secret::expose`], which makes every use
 //! greppable in review.
+//!
+//! The wipe is this type's own `Drop`, not a wrapper's, so that its unit test observes it: in
+//! test builds the drop hands the wiped buffer (address and bytes, still at full length) to
+//! the test before the allocation is freed. The crate forbids `unsafe`, so the freed memory
+//! itself cannot be read; what the test proves is that the very bytes the value lived in are
+//! zero when they are given back.
 
 use std::fmt;
 
-use zeroize::{Zeroize, Zeroizing};
+use zeroize::Zeroize;
 
 /// A secret value: redacted in `Debug`, zeroed on drop, never `Display`.
 #[derive(Clone, Default, PartialEq, Eq)]
-pub struct Secret(Zeroizing<Vec<u8>>);
+pub struct Secret(Vec<u8>);
 
 impl Secret {
     /// Takes ownership of the bytes; the caller's buffer is moved, not copied.
     pub fn new(bytes: Vec<u8>) -> Self {
-        Secret(Zeroizing::new(bytes))
+        Secret(bytes)
     }
 
     /// Copies the bytes of a slice into a new secret.
@@ -77,6 +83,17 @@ impl Zeroize for Secret {
     }
 }
 
+impl Drop for Secret {
+    fn drop(&mut self) {
+        // The bytes in place first, at their full length (what the test observes), then the
+        // spare capacity too (`Vec`'s own wipe, which also empties it).
+        self.0.as_mut_slice().zeroize();
+        #[cfg(test)]
+        tests::observe_drop(&self.0);
+        self.0.zeroize();
+    }
+}
+
 /// Masks any byte string the way [`Secret::masked`] does. Use it for matches that are not yet
 /// in a `Secret` (a finding of a pattern rule).
 pub fn mask(bytes: &[u8]) -> String {
@@ -128,10 +145,68 @@ mod tests {
         assert_eq!(mask(pem.as_bytes()), "----…-\\n (45 chars)");
     }
 
+    thread_local! {
+        /// Whether this thread's drops are recorded (only the tests below ask, so that the
+        /// other tests of the crate do not pile up records).
+        static WATCHING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+        /// Every buffer a `Secret` gave back on this thread while watched: its address and
+        /// its bytes at the moment of release.
+        static RELEASED: std::cell::RefCell<Vec<(usize, Vec<u8>)>> = const {
+            std::cell::RefCell::new(Vec::new())
+        };
+    }
+
+    pub(super) fn observe_drop(bytes: &[u8]) {
+        if !WATCHING.with(std::cell::Cell::get) {
+            return;
+        }
+        RELEASED.with(|r| {
+            r.borrow_mut()
+                .push((bytes.as_ptr() as usize, bytes.to_vec()))
+        });
+    }
+
+    /// What the buffer at `address` held when its secret was dropped.
+    fn released(address: usize) -> Vec<u8> {
+        RELEASED.with(|r| {
+            r.borrow()
+                .iter()
+                .rev()
+                .find(|(at, _)| *at == address)
+                .map(|(_, bytes)| bytes.clone())
+                .expect("the secret's drop ran and released its buffer")
+        })
+    }
+
     #[test]
-    fn zeroize_clears_the_bytes() {
-        let mut s = Secret::from(VALUE.to_string());
-        s.zeroize();
-        assert!(s.expose().iter().all(|b| *b == 0) || s.is_empty());
+    fn the_buffer_a_secret_lived_in_is_zero_when_it_is_dropped() {
+        WATCHING.with(|w| w.set(true));
+        // Built the ways the crate builds them: from a String, a Vec, a slice, and a clone.
+        let made = [
+            Secret::from(VALUE.to_string()),
+            Secret::from(VALUE.as_bytes().to_vec()),
+            Secret::from_slice(VALUE.as_bytes()),
+        ];
+        for secret in made {
+            let copy = secret.clone();
+            for s in [secret, copy] {
+                assert_eq!(s.expose(), VALUE.as_bytes());
+                let address = s.expose().as_ptr() as usize;
+                drop(s);
+                assert_eq!(released(address), vec![0u8; VALUE.len()]);
+            }
+        }
+    }
+
+    #[test]
+    fn a_moved_secret_is_wiped_once_where_it_ends() {
+        WATCHING.with(|w| w.set(true));
+        let s = Secret::from(VALUE.to_string());
+        let address = s.expose().as_ptr() as usize;
+        // Moving the value moves the buffer, it does not copy it: one release, at the end.
+        let moved = vec![s];
+        RELEASED.with(|r| assert!(r.borrow().iter().all(|(at, _)| *at != address)));
+        drop(moved);
+        assert_eq!(released(address), vec![0u8; VALUE.len()]);
     }
 }

@@ -2,8 +2,10 @@
 //! manifest is in reach), pick the source, call `ops::scan`, render, choose the exit code.
 //!
 //! Exit codes: 4 when a finding of severity `error` remains; 6 when `--known-from-store`
-//! could not fetch a handle's current value; 3 when a file could not be read; 0 otherwise. Warn-level findings (entropy under `detect.entropy: "warn"`) are shown but do
-//! not fail the run: that is what `warn` means, and a pre-commit hook must not block on them.
+//! could not fetch a handle's current value (each such handle is listed, as a note and under
+//! `unresolved` in JSON); 3 when a file could not be read; 0 otherwise. Warn-level findings
+//! (entropy under `detect.entropy: "warn"`) are shown but do not fail the run: that is what
+//! `warn` means, and a pre-commit hook must not block on them.
 
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};

@@ -98,6 +98,7 @@ pub fn json(report: &ScanReport) -> String {
         "too_short": report.too_short,
         "skipped": report.skipped,
         "notes": report.notes,
+        "unresolved": report.unresolved,
     });
     let mut text = serde_json::to_string_pretty(&doc).expect("a report serializes");
     text.push('\n');

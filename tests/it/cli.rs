@@ -173,12 +173,18 @@ fn a_valid_manifest_gets_past_loading() {
     let dir = assert_fs::TempDir::new().unwrap();
     let file = dir.child("agentbak.json");
     file.write_str(GOOD).unwrap();
-    // `list` is built by a later issue; loading must succeed and the answer is not exit 2.
+    // Loading succeeds and `list` answers for an empty repository: exit 0, a header and a
+    // count, nothing on stderr.
     agentbak()
         .current_dir(dir.path())
         .arg("list")
         .assert()
-        .code(predicate::ne(2));
+        .code(0)
+        .stdout(
+            predicate::str::starts_with("ID  TIME  HOST  TAGS")
+                .and(predicate::str::contains("0 snapshots")),
+        )
+        .stderr(predicate::str::is_empty());
 }
 
 #[test]
@@ -186,8 +192,18 @@ fn bad_flags_are_usage_errors() {
     agentbak()
         .args(["snapshot", "--no-such-flag"])
         .assert()
-        .code(2);
-    agentbak().args(["restore", "latest"]).assert().code(2); // --target is required
+        .code(2)
+        .stderr(predicate::str::contains(
+            "unexpected argument '--no-such-flag' found",
+        ));
+    agentbak()
+        .args(["restore", "latest"])
+        .assert()
+        .code(2)
+        .stderr(
+            predicate::str::contains("the following required arguments were not provided")
+                .and(predicate::str::contains("--target <DIR>")),
+        );
 }
 
 #[test]
@@ -314,9 +330,8 @@ fn log_format_json_makes_every_stderr_line_json() {
         .args(["-m", "missing.json", "list"])
         .output()
         .unwrap();
-    assert!(
-        String::from_utf8(out.stderr)
-            .unwrap()
-            .starts_with("agentbak: ")
-    );
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(stderr.starts_with("agentbak: "), "{stderr}");
+    assert!(stderr.contains("missing.json"), "{stderr}");
 }

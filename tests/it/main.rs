@@ -14,6 +14,7 @@ mod init;
 mod layout;
 mod living;
 mod names_masked;
+mod promises;
 mod prune;
 mod redact_arbitrary;
 mod redact_roundtrip;

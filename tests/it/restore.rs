@@ -213,6 +213,34 @@ fn rotation_restores_the_current_value_everywhere_and_pin_the_old_one() {
             "{flag} restores the version of the snapshot"
         );
     }
+
+    // The same restores at every log level and in every log format: values go to the files
+    // only (`--force` replaces the previous run's tree).
+    let mut runs = Vec::new();
+    for flag in ["--pin", "--previous", "--dry-run"] {
+        runs.extend(crate::restore_fixture::three_ways(
+            || {
+                let mut c = p.agentbak();
+                c.env("SESSION_TOKEN", SESSION);
+                c
+            },
+            &[
+                "restore",
+                &id,
+                "--target",
+                "again",
+                "--rehydrate",
+                "--force",
+                flag,
+            ],
+        ));
+    }
+    for run in &runs {
+        assert_eq!(run.code(), Some(0), "{}", run.text());
+    }
+    let mut planted = VALUES.to_vec();
+    planted.push(ROTATED);
+    crate::restore_fixture::assert_no_value_in(&runs, &planted);
 }
 
 #[test]

@@ -198,6 +198,21 @@ fn manifest_values_are_found_in_every_encoding_and_never_shown() {
             "{expected:?} not in {kinds:?}"
         );
     }
+    // Every output format, at every log level and in every log format.
+    for format in ["human", "json", "sarif"] {
+        let runs = crate::restore_fixture::three_ways(
+            || {
+                let mut c = agentbak();
+                c.current_dir(dir.path());
+                c
+            },
+            &["scan", "logs", "state", "--format", format],
+        );
+        for run in &runs {
+            assert_eq!(run.code(), Some(4), "{}", run.text());
+        }
+        crate::restore_fixture::assert_no_value_in(&runs, &[VALUE, DOTENV_VALUE, GHP]);
+    }
 }
 
 #[test]
@@ -513,5 +528,132 @@ fn follow_reports_each_finding_once_across_growth_truncation_and_rotation() {
         &third.to_string(),
     ] {
         assert_no_value(text.as_bytes(), &[GHP, SLACK]);
+    }
+}
+
+/// `--known-from-store` against a real OpenBao: the current and the previous version of a
+/// declared vault handle are found (the previous one base64-encoded), a declared handle the
+/// server lacks is listed with exit 6 until it is stored, and a server that is down leaves
+/// every vault handle unproven (exit 6, each listed). No value and no token in any output, at
+/// any log level or format.
+#[test]
+fn known_from_store_reads_current_and_previous_versions_from_openbao() {
+    const V1: &str = "Vault-Previous-Value-0a1b2c3d4e5f6g7h8i9j";
+    const V2: &str = "Vault-Current-Value-9z8y7x6w5v4u3t2s1r0q";
+    const DB: &str = "Vault-Db-Password-4k4k7m7m2p2p";
+    let mut bao = crate::common::OpenBao::start();
+    for v in [V1, V2] {
+        bao.cli(&[
+            "kv",
+            "put",
+            "secret/agents/kevin/openai",
+            &format!("api_key={v}"),
+        ]);
+    }
+    let dir = assert_fs::TempDir::new().unwrap();
+    dir.child("agentbak.json")
+        .write_str(&format!(
+            r#"{{"version":1,"agent":"kevin","state":"./state","repository":"./backups",
+            "stores": {{"vault": {{"kind": "vault", "address": "{}", "mount": "secret", "timeout_s": 3}}}},
+            "secrets":[
+              {{"file":"config.json","json":"/api_key","handle":"vault:agents/{{agent}}/openai#api_key"}},
+              {{"file":"db.env","env":"DB_PASSWORD","handle":"vault:agents/{{agent}}/db#password"}}
+            ]}}"#,
+            bao.addr
+        ))
+        .unwrap();
+    let b64 = base64::engine::general_purpose::STANDARD.encode(V1);
+    dir.child("logs/agent.log")
+        .write_str(&format!("auth header={b64}\nkey {V2}\n"))
+        .unwrap();
+    dir.child("clean/notes.txt")
+        .write_str("nothing here\n")
+        .unwrap();
+    let token = bao.token.clone();
+    let planted = [V1, V2, DB, b64.as_str(), token.as_str()];
+    let scan = |args: &[&str]| {
+        let runs = crate::restore_fixture::three_ways(
+            || {
+                let mut c = agentbak();
+                c.current_dir(dir.path()).env("VAULT_TOKEN", &token);
+                c
+            },
+            &[&["scan", "--known-from-store"], args].concat(),
+        );
+        crate::restore_fixture::assert_no_value_in(&runs, &planted);
+        runs
+    };
+
+    for run in scan(&["logs", "--format", "json"]) {
+        assert_eq!(run.code(), Some(4), "{}", run.text());
+        let doc: serde_json::Value = serde_json::from_slice(&run.output.stdout).unwrap();
+        let kinds: Vec<(&str, &str, u64)> = doc["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| {
+                (
+                    f["kind"]["label"].as_str().unwrap(),
+                    f["kind"]["encoding"].as_str().unwrap(),
+                    f["line"].as_u64().unwrap(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            kinds,
+            [
+                (
+                    "vault:agents/kevin/openai#api_key (previous v1)",
+                    "base64",
+                    1
+                ),
+                ("vault:agents/kevin/openai#api_key (current v2)", "raw", 2),
+            ],
+            "{}",
+            run.what
+        );
+        assert_eq!(
+            doc["unresolved"],
+            serde_json::json!(["vault:agents/kevin/db#password"])
+        );
+    }
+
+    // Nothing found, but a declared handle is not in the store: its absence is unproven.
+    for run in scan(&["clean"]) {
+        assert_eq!(run.code(), Some(6), "{}", run.text());
+        let stdout = String::from_utf8_lossy(&run.output.stdout);
+        assert!(
+            stdout.contains(
+                "vault:agents/kevin/db#password: the current value could not be fetched, so it \
+                 is not proven absent"
+            ),
+            "{}",
+            run.text()
+        );
+    }
+    bao.cli(&[
+        "kv",
+        "put",
+        "secret/agents/kevin/db",
+        &format!("password={DB}"),
+    ]);
+    for run in scan(&["clean"]) {
+        assert_eq!(run.code(), Some(0), "{}", run.text());
+    }
+
+    // The server is gone: no handle can be fetched, and each is listed.
+    bao.stop();
+    for run in scan(&["clean", "--format", "json"]) {
+        assert_eq!(run.code(), Some(6), "{}", run.text());
+        let doc: serde_json::Value = serde_json::from_slice(&run.output.stdout).unwrap();
+        assert_eq!(
+            doc["unresolved"],
+            serde_json::json!([
+                "vault:agents/kevin/openai#api_key",
+                "vault:agents/kevin/db#password"
+            ]),
+            "{}",
+            run.what
+        );
     }
 }

@@ -131,6 +131,40 @@ fn set_get_and_reveal_keep_bytes_and_never_leak() {
     assert_eq!(doc["status"]["version"], 1);
     assert!(doc.get("value").is_none());
     assert!(!all_output(&json).contains(OPENAI));
+
+    // Every command that reads the value, at every log level and in every log format
+    // (`status` exits 6: the manifest's other handles are not stored).
+    let mut runs = Vec::new();
+    for (args, code) in [
+        (
+            &["secrets", "get", "local:agents/kevin/openai#api_key"][..],
+            0,
+        ),
+        (&["secrets", "status"], 6),
+        (&["secrets", "ls"], 0),
+    ] {
+        for run in crate::restore_fixture::three_ways(|| agentbak(d.path()), args) {
+            assert_eq!(run.code(), Some(code), "{}", run.text());
+            runs.push(run);
+        }
+    }
+    for run in crate::restore_fixture::three_ways(
+        || {
+            let mut c = agentbak(d.path());
+            c.write_stdin(format!("{OPENAI}\n"));
+            c
+        },
+        &[
+            "secrets",
+            "set",
+            "--trim",
+            "local:agents/kevin/openai#api_key",
+        ],
+    ) {
+        assert_eq!(run.code(), Some(0), "{}", run.text());
+        runs.push(run);
+    }
+    crate::restore_fixture::assert_no_value_in(&runs, &[OPENAI]);
 }
 
 #[test]

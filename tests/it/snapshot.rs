@@ -265,6 +265,28 @@ fn archive_holds_handles_and_no_value_in_any_encoding() {
     assert_no_value("the raw tar stream", &raw_tar(&archives[0], None));
     let sidecar = std::fs::read(archives[0].with_extension("").with_extension("json")).unwrap();
     assert_no_value("the sidecar", &sidecar);
+
+    // Again at every log level and in every log format (each run is a snapshot of its own).
+    let runs = crate::restore_fixture::three_ways(
+        || {
+            let mut c = assert_cmd::Command::new(env!("CARGO_BIN_EXE_agentbak"));
+            c.arg("-m")
+                .arg(a.manifest())
+                .env_remove("AGENTBAK_MANIFEST")
+                .env_remove("RUST_LOG")
+                .env("VAULT_TOKEN", &bao.token)
+                .env("SESSION_TOKEN", SESSION);
+            c
+        },
+        &["snapshot"],
+    );
+    for run in &runs {
+        assert_eq!(run.code(), Some(0), "{}", run.text());
+    }
+    let mut planted = values().to_vec();
+    planted.push(&bao.token);
+    crate::restore_fixture::assert_no_value_in(&runs, &planted);
+    assert_eq!(a.archives().len(), 4);
 }
 
 #[test]

@@ -78,6 +78,19 @@ impl Project {
         c
     }
 
+    /// Runs `agentbak verify ARGS --identity KEY` three ways (plain, `-vvv` with
+    /// `RUST_LOG=trace`, `--log-format json`), asserts each exits `code` and that no output holds
+    /// any form of `planted`.
+    fn verify_three_ways(&self, args: &[&str], code: i32, planted: &[&str]) {
+        let id = self.identity.as_ref().unwrap().to_str().unwrap();
+        let args = [&["verify"], args, &["--identity", id]].concat();
+        let runs = crate::restore_fixture::three_ways(|| self.cmd(), &args);
+        for run in &runs {
+            assert_eq!(run.code(), Some(code), "{}", run.text());
+        }
+        crate::restore_fixture::assert_no_value_in(&runs, planted);
+    }
+
     /// Runs `agentbak verify ARGS` (with the identity when `with_identity`).
     fn verify(&self, args: &[&str], with_identity: bool) -> Output {
         let mut c = self.cmd();
@@ -397,6 +410,7 @@ fn a_forged_archive_with_a_plaintext_token_and_a_recomputed_hash_is_caught() {
     for o in [&out, &human] {
         assert!(!text(o).contains(&GITHUB[8..]), "{}", text(o));
     }
+    p.verify_three_ways(&[], 4, &[GITHUB]);
     // Without the identity the forgery is invisible, and the report says what was not read.
     let keyless = p.verify(&["--json"], false);
     assert_eq!(code(&keyless), 0, "{}", text(&keyless));
@@ -489,6 +503,7 @@ fn against_store_finds_current_and_previous_values_in_any_encoding() {
             assert!(!shown.contains(&planted[6..]), "{shown}");
         }
     }
+    p.verify_three_ways(&["--all", "--against-store"], 4, &[previous, OPENAI]);
 }
 
 #[test]

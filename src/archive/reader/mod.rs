@@ -14,7 +14,9 @@
 //!
 //! Refused outright (exit 5): entries outside `state/` other than the index, absolute paths,
 //! `.`/`..` or empty segments, hard links, devices, FIFOs, duplicates, anything after the
-//! index, an index past [`MAX_INDEX_BYTES`](crate::archive::MAX_INDEX_BYTES), and more content than `max_bytes`.
+//! index, an index past [`MAX_INDEX_BYTES`](crate::archive::MAX_INDEX_BYTES), more content than
+//! `max_bytes`, and a header whose long-name or PAX records pass 1 MiB (tar reads those whole,
+//! outside `max_bytes`; see `stream::HEADER_BUDGET`).
 //!
 //! The reader is four parts: this module (the options, the report, and [`read_archive`],
 //! which starts the threads), `raw` (the raw-read thread and the decoder thread that opens

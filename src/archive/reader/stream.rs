@@ -128,9 +128,26 @@ pub(super) struct Pieces {
     /// Bytes that entries took themselves ([`EntryData`]) and the tar walk has not yet moved
     /// past (see [`Plain`]'s `seek`).
     taken: u64,
+    /// Bytes tar read itself through [`Plain`] since the walk last called
+    /// [`Pieces::allow_tar`], and how many it may read before that call comes again.
+    tar_read: u64,
+    tar_budget: u64,
 }
 
+/// What tar may read itself for one entry: its header and the GNU long-name and PAX records
+/// before it. tar reads such a record whole into memory, before the walk sees the entry, and
+/// the sidecar's byte bound does not count it: without this bound, a 512 MiB long name (16 KiB
+/// of zstd) made a restore take 1.5 GB of memory. Real records are a few KiB (`PATH_MAX` is 4
+/// KiB).
+pub(super) const HEADER_BUDGET: u64 = 1 << 20;
+
 impl Pieces {
+    /// Lets tar read up to `budget` more bytes itself (see [`HEADER_BUDGET`]).
+    pub(super) fn allow_tar(&mut self, budget: u64) {
+        self.tar_read = 0;
+        self.tar_budget = budget;
+    }
+
     pub(super) fn new(rx: mpsc::Receiver<Piece>, spare: mpsc::SyncSender<Vec<u8>>) -> Pieces {
         Pieces {
             rx,
@@ -144,6 +161,8 @@ impl Pieces {
             failed: None,
             pos: 0,
             taken: 0,
+            tar_read: 0,
+            tar_budget: HEADER_BUDGET,
         }
     }
 
@@ -231,7 +250,20 @@ impl Read for Plain {
             pieces.taken, 0,
             "tar reads before seeking past what an entry took (see `Plain`)"
         );
-        pieces.read(buf)
+        let left = pieces.tar_budget.saturating_sub(pieces.tar_read);
+        if left == 0 && !buf.is_empty() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!(
+                    "a header with its long-name or PAX records is larger than {} bytes",
+                    pieces.tar_budget
+                ),
+            ));
+        }
+        let want = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
+        let n = pieces.read(&mut buf[..want])?;
+        pieces.tar_read += n as u64;
+        Ok(n)
     }
 }
 

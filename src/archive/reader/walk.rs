@@ -14,11 +14,14 @@ use std::collections::{HashMap, HashSet};
 use std::io::{self, Read};
 use std::rc::Rc;
 
-use super::stream::{EntryData, Pieces, Plain};
+use super::stream::{EntryData, HEADER_BUDGET, Pieces, Plain};
 use super::{ArchiveEntry, EntryProblem, EntryVisitor, ReadOptions, ReadReport, integrity};
 use crate::archive::IntegrityProblem;
 use crate::archive::index::{EntryKind, INDEX_FORMAT, INDEX_PATH, Index, MAX_INDEX_BYTES};
 use crate::error::{Error, Result};
+
+/// The most characters of an entry's path a refusal shows.
+const SHOWN_PATH_CHARS: usize = 512;
 
 /// The tar walk over the decompressed stream; `encrypted` is filled in by the caller.
 pub(super) fn walk(
@@ -34,6 +37,8 @@ pub(super) fn walk(
     for entry in archive.entries_with_seek().map_err(damaged)? {
         let entry = entry.map_err(damaged)?;
         walk.entry(entry, &pieces)?;
+        // The next header, and the records before it, are read within this budget.
+        pieces.borrow_mut().allow_tar(HEADER_BUDGET);
     }
     // Past the tar end-of-archive marker: read the zstd frames (and age stream) to their end, so
     // that age's final tag is verified, and the frames' checksums when they are checked.
@@ -64,10 +69,15 @@ impl<'v, 'o> Walk<'v, 'o> {
     }
 
     fn refuse(&self, path: &str, reason: &str) -> Error {
+        // A forged name can be a megabyte long: the message shows its start.
+        let shown = match path.char_indices().nth(SHOWN_PATH_CHARS) {
+            Some((end, _)) => format!("{}… ({} bytes)", &path[..end], path.len()),
+            None => path.to_string(),
+        };
         integrity(
             &self.options.name,
             IntegrityProblem::UnsafeEntry {
-                path: path.to_string(),
+                path: shown,
                 reason: reason.to_string(),
             },
         )
@@ -104,6 +114,9 @@ impl<'v, 'o> Walk<'v, 'o> {
             if kind != EntryKind::File {
                 return Err(self.refuse(&path, "the index is not a file"));
             }
+            pieces
+                .borrow_mut()
+                .allow_tar(MAX_INDEX_BYTES + HEADER_BUDGET);
             return self.read_index(&mut entry);
         }
         let size = if kind == EntryKind::File {

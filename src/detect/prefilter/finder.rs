@@ -28,6 +28,14 @@ pub(super) enum Finder {
 /// they let through cost more than restarts save.
 const SWEEP_ATOMS: usize = 32;
 
+/// Whether `AGENTBAK_PORTABLE_SEARCH=1` forces the path of a processor without AVX2 (no
+/// sweep: Teddy or Aho-Corasick), so that an AVX2 machine tests that path too; CI runs the
+/// detection tests a second time with it. Read once per process.
+fn portable_forced() -> bool {
+    static FORCED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *FORCED.get_or_init(|| std::env::var_os("AGENTBAK_PORTABLE_SEARCH").is_some_and(|v| v == "1"))
+}
+
 impl Finder {
     /// A finder of `atoms`; when `folded`, they are in small letters and must be found in
     /// any case, which the sweep does and the others do in a lowercased copy.
@@ -42,7 +50,9 @@ impl Finder {
             for (k, &atom) in order.iter().enumerate() {
                 bucket[atom] = k;
             }
-            if let Some(sweep) = Sweep::new(atoms, folded, |atom| bucket[atom]) {
+            if !portable_forced()
+                && let Some(sweep) = Sweep::new(atoms, folded, |atom| bucket[atom])
+            {
                 return Finder::Sweep(sweep);
             }
         }
@@ -85,5 +95,43 @@ impl Finder {
             found(at, atom);
             from = at + 1;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn avx2() -> bool {
+        #[cfg(target_arch = "x86_64")]
+        return std::arch::is_x86_feature_detected!("avx2");
+        #[cfg(not(target_arch = "x86_64"))]
+        return false;
+    }
+
+    /// The switch is what CI's second detection run relies on: under it no pass may use the
+    /// sweep; without it, a processor with AVX2 must (else the first run never tests it).
+    #[test]
+    fn the_portable_switch_decides_whether_the_sweep_is_used() {
+        let atoms: Vec<Vec<u8>> = ["token", "secret", "bearer"]
+            .iter()
+            .map(|a| a.as_bytes().to_vec())
+            .collect();
+        let finder = Finder::new(&atoms, true);
+        let swept = matches!(finder, Finder::Sweep(_));
+        if portable_forced() {
+            assert!(!swept, "AGENTBAK_PORTABLE_SEARCH=1 and the sweep was used");
+        } else if avx2() {
+            assert!(
+                swept,
+                "a processor with AVX2 and no switch: the sweep must be used"
+            );
+        }
+        let mut found = Vec::new();
+        // In small letters: only the sweep folds by itself, the others get a lowercased copy.
+        finder.each(b"x token bearer secret", &mut |at, atom| {
+            found.push((at, atom))
+        });
+        assert_eq!(found, vec![(2, 0), (8, 2), (15, 1)]);
     }
 }

@@ -22,7 +22,8 @@ use std::fmt;
 use reqwest::redirect::Policy;
 use rustify::clients::reqwest::Client as HttpClient;
 use vaultrs::api::EndpointMiddleware;
-use vaultrs::client::{VaultClient, VaultClientSettings};
+use vaultrs::client::{Client, VaultClient, VaultClientSettings};
+use zeroize::Zeroize;
 
 /// Redirects followed within the origin before giving up (reqwest's own default).
 const MAX_REDIRECTS: usize = 10;
@@ -138,17 +139,63 @@ pub(super) fn build(settings: &VaultClientSettings) -> Result<reqwest::Client, S
 
 /// A `VaultClient` with `settings` over `http` (a client from [`build`]; clones share its
 /// connection pool). This is what `VaultClient::new` does, minus building its own client.
-pub(super) fn vault_client(settings: VaultClientSettings, http: &reqwest::Client) -> VaultClient {
+pub(super) fn vault_client(settings: VaultClientSettings, http: &reqwest::Client) -> TokenClient {
     let middle = EndpointMiddleware {
         token: settings.token.clone(),
         version: format!("v{}", settings.version),
         wrap: None,
         namespace: settings.namespace.clone(),
     };
-    VaultClient {
+    TokenClient(VaultClient {
         http: HttpClient::new(settings.address.as_str(), http.clone()),
         middle,
         settings,
+    })
+}
+
+/// A `VaultClient` whose copies of the token are wiped when it is dropped or given a new one.
+///
+/// vaultrs keeps the token in two plain `String`s (the settings and the request middleware),
+/// and a store replaces its client at every login or renewal: without this, every token the
+/// process ever held stayed in freed memory. What is out of reach: the per-request copy the
+/// middleware puts into each request's headers (inside rustify, reqwest and hyper).
+pub(super) struct TokenClient(VaultClient);
+
+impl TokenClient {
+    /// Zeroes both copies of the token (and leaves them empty).
+    fn wipe(&mut self) {
+        self.0.settings.token.zeroize();
+        self.0.middle.token.zeroize();
+    }
+}
+
+impl Drop for TokenClient {
+    fn drop(&mut self) {
+        self.wipe();
+    }
+}
+
+impl std::ops::Deref for TokenClient {
+    type Target = VaultClient;
+    fn deref(&self) -> &VaultClient {
+        &self.0
+    }
+}
+
+impl Client for TokenClient {
+    fn http(&self) -> &HttpClient {
+        &self.0.http
+    }
+    fn middle(&self) -> &EndpointMiddleware {
+        &self.0.middle
+    }
+    fn settings(&self) -> &VaultClientSettings {
+        &self.0.settings
+    }
+    fn set_token(&mut self, token: &str) {
+        // vaultrs's own `set_token` overwrites the old copies without wiping them.
+        self.wipe();
+        self.0.set_token(token);
     }
 }
 
@@ -207,6 +254,35 @@ mod tests {
         assert_eq!(check(&address, 307, &next, MAX_REDIRECTS - 1), Ok(()));
         let refused = check(&address, 307, &next, MAX_REDIRECTS).unwrap_err();
         assert_eq!(refused.reason, RefusedBecause::TooMany);
+    }
+
+    #[test]
+    fn both_copies_of_the_token_are_wiped_and_a_new_token_replaces_them() {
+        let http = reqwest::Client::new();
+        let mut settings = vaultrs::client::VaultClientSettingsBuilder::default()
+            .address("http://127.0.0.1:8200")
+            .build()
+            .unwrap();
+        settings.token = "hvs.PlantedToken0123".into();
+        let mut client = vault_client(settings, &http);
+        assert_eq!(client.settings().token, "hvs.PlantedToken0123");
+        assert_eq!(client.middle().token, "hvs.PlantedToken0123");
+        client.set_token("hvs.Next");
+        assert_eq!(
+            (
+                client.settings().token.as_str(),
+                client.middle().token.as_str()
+            ),
+            ("hvs.Next", "hvs.Next")
+        );
+        client.wipe();
+        assert_eq!(
+            (
+                client.settings().token.as_str(),
+                client.middle().token.as_str()
+            ),
+            ("", "")
+        );
     }
 
     #[test]

@@ -56,7 +56,7 @@ pub struct VaultStore {
     settings: VaultClientSettings,
     /// The HTTP client of every `VaultClient` this store makes (shared connection pool).
     http: reqwest::Client,
-    client: RwLock<Arc<VaultClient>>,
+    client: RwLock<Arc<http::TokenClient>>,
     session: Mutex<Session>,
     credentials: Credentials,
     /// `Some(failure)` once the mount is known not to be KV v2.
@@ -153,7 +153,7 @@ impl VaultStore {
     /// Runs one request on the store's runtime with a fresh session.
     fn run<T, F, Fut>(&self, path: &str, request: F) -> Result<T, StoreError>
     where
-        F: FnOnce(Arc<VaultClient>) -> Fut,
+        F: FnOnce(Arc<http::TokenClient>) -> Fut,
         Fut: Future<Output = Result<T, Failure>>,
     {
         self.rt.block_on(async {
@@ -162,7 +162,7 @@ impl VaultStore {
         })
     }
 
-    async fn session_client(&self) -> Result<Arc<VaultClient>, Failure> {
+    async fn session_client(&self) -> Result<Arc<http::TokenClient>, Failure> {
         let mut session = self.session.lock().await;
         if !session.started {
             self.start(&mut session).await?;
@@ -172,7 +172,7 @@ impl VaultStore {
         Ok(self.current())
     }
 
-    fn current(&self) -> Arc<VaultClient> {
+    fn current(&self) -> Arc<http::TokenClient> {
         self.client
             .read()
             .unwrap_or_else(|p| p.into_inner())
@@ -363,7 +363,10 @@ async fn check_mount(client: &VaultClient, mount: &str) -> Option<Failure> {
         .get(url)
         .header("X-Vault-Request", "true");
     if !settings.token.is_empty() {
-        request = request.header("X-Vault-Token", settings.token.as_str());
+        // Marked sensitive: reqwest and hyper leave it out of their `Debug` output.
+        let mut token = reqwest::header::HeaderValue::from_str(&settings.token).ok()?;
+        token.set_sensitive(true);
+        request = request.header("X-Vault-Token", token);
     }
     if let Some(ns) = &settings.namespace {
         request = request.header("X-Vault-Namespace", ns.as_str());

@@ -100,7 +100,9 @@ pub(super) fn read_credential(
         }
         return Ok(trimmed);
     }
-    match std::env::var(var) {
+    // Wrapped at once, so that the untrimmed copy is wiped too (the environment's own copy
+    // is out of reach).
+    match std::env::var(var).map(Zeroizing::new) {
         Ok(v) if !v.trim().is_empty() => Ok(Zeroizing::new(v.trim().to_string())),
         _ => Err((
             StoreErrorKind::Forbidden,

@@ -305,3 +305,102 @@ pub fn all_output(o: &Output) -> String {
         String::from_utf8_lossy(&o.stderr)
     )
 }
+
+/// The ways a command runs when its output is searched for planted values (house rule: no
+/// value at any log level, in any log format): as given, at `-vvv` with `RUST_LOG=trace`, and
+/// at `-vvv` with `--log-format json`.
+pub const WAYS: [(&str, &[&str], bool); 3] = [
+    ("plain", &[], false),
+    ("-vvv RUST_LOG=trace", &["-vvv"], true),
+    (
+        "-vvv --log-format json",
+        &["-vvv", "--log-format", "json"],
+        false,
+    ),
+];
+
+/// One run of a command, named by how it ran.
+pub struct Run {
+    /// The command line and the way (`snapshot, -vvv RUST_LOG=trace`).
+    pub what: String,
+    pub output: Output,
+}
+
+impl Run {
+    pub fn code(&self) -> Option<i32> {
+        self.output.status.code()
+    }
+    /// stdout then stderr, for failure messages (never holds a value when the test passes).
+    pub fn text(&self) -> String {
+        format!("{}: {}", self.what, all_output(&self.output))
+    }
+}
+
+/// Runs `agentbak ARGS` once per [`WAYS`]: `make` builds the command afresh each time (binary,
+/// folder, environment, stdin); the way's flags go before `args`. Returns every run, for
+/// [`assert_no_value_in`] and for the caller's own checks of each.
+pub fn three_ways(make: impl Fn() -> Command, args: &[&str]) -> Vec<Run> {
+    WAYS.iter()
+        .map(|(way, flags, trace)| {
+            let mut cmd = make();
+            if *trace {
+                cmd.env("RUST_LOG", "trace");
+            }
+            let output = cmd.args(*flags).args(args).output().unwrap();
+            Run {
+                what: format!("{}, {way}", args.join(" ")),
+                output,
+            }
+        })
+        .collect()
+}
+
+/// Every form a value is searched in: raw, base64 (standard and URL-safe, with and without
+/// padding), hex (both cases), JSON-escaped, percent-encoded, and with its line breaks
+/// escaped.
+pub fn leak_forms(value: &str) -> Vec<Vec<u8>> {
+    use base64::Engine;
+    use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD};
+    let b = value.as_bytes();
+    let hex: String = b.iter().map(|x| format!("{x:02x}")).collect();
+    let percent: String = b.iter().map(|x| format!("%{x:02X}")).collect();
+    let json = serde_json::to_string(value).unwrap();
+    let mut out = vec![
+        b.to_vec(),
+        STANDARD.encode(b).into_bytes(),
+        STANDARD_NO_PAD.encode(b).into_bytes(),
+        URL_SAFE.encode(b).into_bytes(),
+        URL_SAFE_NO_PAD.encode(b).into_bytes(),
+        hex.to_uppercase().into_bytes(),
+        hex.into_bytes(),
+        percent.into_bytes(),
+        json.as_bytes()[1..json.len() - 1].to_vec(),
+        value.replace('\n', "\\n").into_bytes(),
+    ];
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// Fails, naming the run and the form's kind only, if any run's stdout or stderr holds any
+/// [`leak_forms`] of any of `values`.
+pub fn assert_no_value_in(runs: &[Run], values: &[&str]) {
+    assert!(!runs.is_empty());
+    for run in runs {
+        for (stream, bytes) in [
+            ("stdout", &run.output.stdout),
+            ("stderr", &run.output.stderr),
+        ] {
+            for (i, v) in values.iter().enumerate() {
+                for form in leak_forms(v) {
+                    assert!(
+                        !bytes.windows(form.len()).any(|w| w == form.as_slice()),
+                        "{} ({stream}) holds planted value #{i} (a form of {} bytes)",
+                        run.what,
+                        form.len()
+                    );
+                }
+            }
+        }
+    }
+}
