@@ -152,7 +152,8 @@ fn old_versions_restore_exactly(p: &Project) {
     p.write("config/credentials.json", &credentials(V3, ORG));
     p.write("logs/agent.log", &log());
 
-    let out = p.ok(&["--json", "snapshot"], None);
+    // Most verbose logging: the histories, pins and rehydration log nothing of a value.
+    let out = p.ok(&["--json", "-vvv", "snapshot"], None);
     let report: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert!(
         report["warnings"].as_array().is_none_or(|w| w.is_empty()),
@@ -180,7 +181,16 @@ fn old_versions_restore_exactly(p: &Project) {
     }
 
     p.ok(
-        &["restore", "latest", "--target", "./restored", "--rehydrate"],
+        &[
+            "-vvv",
+            "--log-format",
+            "json",
+            "restore",
+            "latest",
+            "--target",
+            "./restored",
+            "--rehydrate",
+        ],
         None,
     );
     for rel in ["logs/agent.log", "config/credentials.json"] {
@@ -226,7 +236,7 @@ fn a_siblings_rotation_leaves_a_field_alone(p: &Project) {
     p.ok(&["snapshot"], None);
     p.set("main:agents/kevin/openai#org", ORG_NEW);
 
-    let out = p.ok(&["--json", "secrets", "status"], None);
+    let out = p.ok(&["--json", "-vvv", "secrets", "status"], None);
     let status: Value = serde_json::from_slice(&out.stdout).unwrap();
     let row = |h: &str| {
         status
