@@ -33,3 +33,4 @@ mod vault_http;
 mod vault_smoke;
 mod verify;
 mod verify_e2e;
+mod versions;

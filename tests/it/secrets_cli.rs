@@ -423,3 +423,91 @@ fn vault_store_from_environment_variables_and_exit_codes() {
     assert_eq!(doc[0]["status"], "unreachable");
     assert!(!all_output(&out).contains("vault-planted-value"));
 }
+
+#[test]
+fn push_writes_the_fields_of_one_secret_as_one_version_and_never_rolls_back() {
+    let d = tempfile::tempdir().unwrap();
+    std::fs::write(
+        d.path().join("agentbak.json"),
+        r#"{ "version": 1, "agent": "kevin", "state": "./state", "repository": "./backups",
+  "stores": { "local": { "kind": "local", "path": "./store/local.age", "identity": "./keys/local.key" } },
+  "secrets": [
+    { "file": ".env", "env": "DB_USER", "handle": "local:agents/{agent}/db#user" },
+    { "file": ".env", "env": "DB_PASS", "handle": "local:agents/{agent}/db#pass" },
+    { "file": ".env", "env": "DB_HOST_TOKEN", "handle": "local:agents/{agent}/db#host_token" }
+  ] }"#,
+    )
+    .unwrap();
+    std::fs::create_dir_all(d.path().join("state")).unwrap();
+    let env = |pass: &str| {
+        std::fs::write(
+            d.path().join("state/.env"),
+            format!("DB_USER=planted-user-0001\nDB_PASS={pass}\nDB_HOST_TOKEN=planted-host-0003\n"),
+        )
+        .unwrap();
+    };
+    let planted = [
+        "planted-user-0001",
+        "planted-pass-0002",
+        "planted-pass-0004",
+    ];
+    let push = || {
+        let out = agentbak(d.path())
+            .args(["--json", "secrets", "push"])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(0), "{}", all_output(&out));
+        for v in planted {
+            assert!(!all_output(&out).contains(v));
+        }
+        let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let mut rows: Vec<(String, String, u64)> = doc
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| {
+                (
+                    i["handle"].as_str().unwrap().to_string(),
+                    i["outcome"].as_str().unwrap().to_string(),
+                    i["version"].as_u64().unwrap(),
+                )
+            })
+            .collect();
+        rows.sort();
+        rows
+    };
+    let row = |h: &str, o: &str, v: u64| (format!("local:agents/kevin/db#{h}"), o.to_string(), v);
+
+    // A first import: three fields, one version.
+    env("planted-pass-0002");
+    assert_eq!(
+        push(),
+        vec![
+            row("host_token", "pushed", 1),
+            row("pass", "pushed", 1),
+            row("user", "pushed", 1)
+        ]
+    );
+    // The store moved on (a rotation by hand); the state still holds the older password:
+    // mid-rotation, so nothing is written back over the rotation.
+    set(
+        d.path(),
+        "local:agents/kevin/db#pass",
+        b"planted-pass-0004",
+        &[],
+    );
+    assert_eq!(
+        push(),
+        vec![
+            row("host_token", "in_store", 2),
+            row("pass", "in_store", 1),
+            row("user", "in_store", 2)
+        ]
+    );
+    let out = agentbak(d.path())
+        .args(["--json", "secrets", "get", "local:agents/kevin/db#pass"])
+        .output()
+        .unwrap();
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(doc["status"]["version"], 2, "no version was written: {doc}");
+}

@@ -13,7 +13,7 @@ use agentbak::manifest::{VaultAuth, VaultConfig};
 use agentbak::secret::Secret;
 use agentbak::store::{
     Cache, ResolveOptions, RetryPolicy, SecretStore, Status, StoreErrorKind, Stores, VaultStore,
-    VersionChoice, resolve, resolve_one,
+    VersionChoice, resolve, resolve_histories, resolve_one,
 };
 
 fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
@@ -510,4 +510,70 @@ pub fn seed_200_paths(bao: &OpenBao) {
                 .unwrap();
         }
     });
+}
+
+#[test]
+fn history_reads_the_metadata_once_and_each_kept_version_once() {
+    let t = setup();
+    let proxy = Proxy::start(&t.bao.addr);
+    let vault = VaultStore::new("vault", &config(&proxy.addr, &t.root_token)).unwrap();
+    let both = BTreeMap::from([
+        ("user".to_string(), s("user-one")),
+        ("pass".to_string(), s("pass-one")),
+    ]);
+    assert_eq!(
+        vault.put_fields("p", &both, Some(0)).unwrap(),
+        1,
+        "one version"
+    );
+    assert_eq!(vault.put("p", "pass", &s("pass-two"), None).unwrap(), 2);
+    assert_eq!(vault.put("p", "pass", &s("pass-three"), None).unwrap(), 3);
+    t.bao.cli(&["kv", "delete", "-versions=2", "secret/p"]);
+    let stores = stores_with(vault);
+    let before = proxy.requests();
+    let out = resolve_histories(&stores, &[h("vault:p#user"), h("vault:p#pass")], &fast());
+    // The metadata, then versions 1 and 3 (2 is deleted), for both fields together.
+    assert_eq!(proxy.requests() - before, 3);
+    let seen = |i: usize| -> Vec<(String, u64)> {
+        out[i]
+            .values
+            .iter()
+            .map(|v| (text(&v.value), v.since.version))
+            .collect()
+    };
+    assert_eq!(seen(0), vec![("user-one".to_string(), 1)]);
+    assert_eq!(
+        seen(1),
+        vec![("pass-one".to_string(), 1), ("pass-three".to_string(), 3)]
+    );
+    assert!(matches!(out[0].status, Status::Resolved { version: 3, .. }));
+    // Per field: the user's value dates from version 1, the password's from 3.
+    assert_eq!(out[0].changed.map(|c| c.version), Some(1));
+    assert_eq!(out[1].changed.map(|c| c.version), Some(3));
+    let older: Vec<u64> = out[1].older().iter().map(|v| v.since.version).collect();
+    assert_eq!(older, vec![1]);
+}
+
+#[test]
+fn a_token_without_metadata_access_still_gets_the_current_value() {
+    let t = setup();
+    t.bao.cli_with_stdin(
+        &["policy", "write", "data-only", "-"],
+        Some(b"path \"secret/data/app/*\" { capabilities = [\"read\"] }\n"),
+    );
+    t.bao.cli(&["kv", "put", "secret/app/x", "k=first-value"]);
+    t.bao.cli(&["kv", "put", "secret/app/x", "k=second-value"]);
+    let token = t
+        .bao
+        .cli(&["token", "create", "-policy=data-only", "-field=token"]);
+    let token_file = write(t.dir.path(), "data-only.token", token.trim());
+    let stores = stores_with(VaultStore::new("vault", &config(&t.bao.addr, &token_file)).unwrap());
+    let out = resolve_histories(&stores, &[h("vault:app/x#k")], &fast());
+    assert!(
+        matches!(out[0].status, Status::Resolved { version: 2, .. }),
+        "{:?}",
+        out[0].status
+    );
+    assert_eq!(text(out[0].value.as_ref().unwrap()), "second-value");
+    assert_eq!(out[0].values.len(), 1, "the current version only");
 }

@@ -43,6 +43,9 @@ use crate::secret::Secret;
 /// Default timeout of one request.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Versions of one path read at once by a history.
+const HISTORY_CONCURRENCY: usize = 8;
+
 /// How often a put re-reads and retries when another writer changed the secret in between.
 const PUT_ATTEMPTS: usize = 5;
 
@@ -302,6 +305,31 @@ impl VaultStore {
     }
 }
 
+/// Reads one version of `path` for a history: `None` when it was deleted or destroyed
+/// meanwhile. Owns its inputs so that it can run as a task of its own.
+async fn read_version(
+    client: Arc<VaultClient>,
+    mount: String,
+    path: String,
+    version: u64,
+) -> Result<Option<SecretVersion>, Failure> {
+    let endpoint = ReadSecretRequest::builder()
+        .mount(mount.as_str())
+        .path(path.as_str())
+        .version(Some(version))
+        .build()
+        .map_err(|e| (StoreErrorKind::Other, e.to_string()))?;
+    let read = match vaultrs::api::exec_with_result(&*client, endpoint).await {
+        Ok(res) => into_version(res),
+        Err(e) => Err(errors::classify(&e)),
+    };
+    match read {
+        Ok(v) => Ok(Some(v)),
+        Err((StoreErrorKind::Missing, _)) => Ok(None),
+        Err(failure) => Err(failure),
+    }
+}
+
 /// Runs a vaultrs future with its own logging silenced: vaultrs logs every 403/404 at ERROR
 /// level (and rustify every request at DEBUG), which would make a cron run noisy with lines
 /// that repeat what our typed errors already say.
@@ -478,18 +506,34 @@ impl SecretStore for VaultStore {
             .filter(|m| m.is_live())
             .map(|m| m.version)
             .collect();
-        // Every version in one session, one after the other: a snapshot's concurrency is
-        // across paths (the resolver's pool), and a path rarely keeps more than ten versions.
+        // The versions of one path are read concurrently (a few at a time), in one session:
+        // a snapshot's history of a path costs about two round trips, not one per version.
         let versions = self.run(path, |client| async move {
             let mut out = Vec::with_capacity(live.len());
-            for v in live {
-                match self.read_async(&client, path, Some(v)).await {
-                    Ok(read) => out.push(read),
-                    // Deleted between the two requests: no longer a kept version.
-                    Err((StoreErrorKind::Missing, _)) => {}
-                    Err(failure) => return Err(failure),
+            for chunk in live.chunks(HISTORY_CONCURRENCY) {
+                let mut set = tokio::task::JoinSet::new();
+                for &v in chunk {
+                    // A spawned task does not inherit `quiet`: wrap each one.
+                    let read =
+                        read_version(client.clone(), self.mount.clone(), path.to_string(), v);
+                    set.spawn(quiet(read));
+                }
+                while let Some(joined) = set.join_next().await {
+                    match joined {
+                        Ok(Ok(Some(read))) => out.push(read),
+                        // Deleted between the two requests: no longer a kept version.
+                        Ok(Ok(None)) => {}
+                        Ok(Err(failure)) => return Err(failure),
+                        Err(e) => {
+                            return Err((
+                                StoreErrorKind::Other,
+                                format!("a read task failed: {e}"),
+                            ));
+                        }
+                    }
                 }
             }
+            out.sort_by_key(|v: &SecretVersion| v.version);
             Ok(out)
         })?;
         Ok(PathHistory { meta, versions })
