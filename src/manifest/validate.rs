@@ -165,7 +165,11 @@ impl Manifest {
             Some(_) => {}
         }
         let path = capture.path.trim_matches('/');
-        if path.is_empty() || path.split('/').any(|s| s.is_empty() || s == "." || s == "..") {
+        if path.is_empty()
+            || path
+                .split('/')
+                .any(|s| s.is_empty() || s == "." || s == "..")
+        {
             c.push(
                 "/capture/path",
                 "expected a secret path such as `agents/{agent}/captured`",

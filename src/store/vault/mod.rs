@@ -308,7 +308,7 @@ impl VaultStore {
 /// Reads one version of `path` for a history: `None` when it was deleted or destroyed
 /// meanwhile. Owns its inputs so that it can run as a task of its own.
 async fn read_version(
-    client: Arc<VaultClient>,
+    client: Arc<http::TokenClient>,
     mount: String,
     path: String,
     version: u64,
@@ -319,7 +319,7 @@ async fn read_version(
         .version(Some(version))
         .build()
         .map_err(|e| (StoreErrorKind::Other, e.to_string()))?;
-    let read = match vaultrs::api::exec_with_result(&*client, endpoint).await {
+    let read = match vaultrs::api::exec_with_result(&**client, endpoint).await {
         Ok(res) => into_version(res),
         Err(e) => Err(errors::classify(&e)),
     };
