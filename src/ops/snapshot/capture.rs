@@ -146,22 +146,27 @@ impl Capture {
     }
 
     /// Stores `values` (each found by `rule`), unless held already, and returns how many were
-    /// new. Each new value is written as its own field; the store keeps the other fields.
+    /// new. The new values are written as fields of one new version; the store keeps the
+    /// other fields.
     pub fn add(&mut self, stores: &Stores, values: Vec<(String, Secret)>) -> Result<usize> {
-        let mut new = 0;
+        let mut fields = BTreeMap::new();
+        let mut new = Vec::new();
         for (rule, value) in values {
-            if self.held.iter().any(|(_, v)| *v == value) {
+            if self.held.iter().chain(&new).any(|(_, v)| *v == value) {
                 continue;
             }
             let field = format!("{}-{}", slug(&rule), self.id(stores, &value)?);
-            let handle = self.handle(&field);
-            self.store(stores)?
-                .put(&self.path, &field, &value, None)
-                .map_err(Error::from)?;
-            self.held.push((handle, value));
-            new += 1;
+            fields.insert(field.clone(), value.clone());
+            new.push((self.handle(&field), value));
         }
-        Ok(new)
+        if !fields.is_empty() {
+            self.store(stores)?
+                .put_fields(&self.path, &fields, None)
+                .map_err(Error::from)?;
+        }
+        let n = new.len();
+        self.held.extend(new);
+        Ok(n)
     }
 
     /// The keyed id of a value: 12 hex digits.
