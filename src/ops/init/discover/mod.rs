@@ -20,6 +20,7 @@
 //! This module walks the state and runs the two passes; `structured` is pass 1, `text` pass 2,
 //! `handles` names the handles, and [`check`] reads every rule back.
 
+mod classify;
 mod handles;
 mod structured;
 mod text;
