@@ -156,12 +156,14 @@ pub(super) fn classify(leaf: &str, value: &[u8], rule: Option<&str>) -> Option<S
     match rule {
         Some(id) if !WEAK_RULES.contains(&id) => return Some(id.to_string()),
         Some(id) => {
+            // The generic rules read the key from the text; here the key's words are known,
+            // and one that names no credential (`LANGFUSE_PUBLIC_KEY`, `custom_auth_hook`'s
+            // neighbours) does not make its value one.
             return match kind {
-                KeyKind::Metadata => None,
+                KeyKind::Metadata | KeyKind::Other => None,
                 KeyKind::Password => password_value(text).then(|| id.to_string()),
-                KeyKind::Credential | KeyKind::Other => {
-                    token_value(text, false).then(|| id.to_string())
-                }
+                KeyKind::Credential => token_value(text, false).then(|| id.to_string()),
+                KeyKind::Headers => header_values(text).then(|| id.to_string()),
             };
         }
         None => {}
@@ -169,6 +171,7 @@ pub(super) fn classify(leaf: &str, value: &[u8], rule: Option<&str>) -> Option<S
     let secret = match kind {
         KeyKind::Password => password_value(text),
         KeyKind::Credential => token_value(text, true),
+        KeyKind::Headers => header_values(text),
         KeyKind::Metadata | KeyKind::Other => false,
     };
     secret.then(|| "key name".to_string())
@@ -182,6 +185,8 @@ enum KeyKind {
     Password,
     /// Holds a token or key (`api_key`, `access_token`).
     Credential,
+    /// Holds HTTP headers as `name=value` pairs (`OTEL_EXPORTER_OTLP_HEADERS`).
+    Headers,
     /// Anything else.
     Other,
 }
@@ -194,7 +199,10 @@ fn key_kind(words: &[String]) -> KeyKind {
         // Vault AppRole's SecretID is a password.
         return KeyKind::Password;
     }
-    if METADATA_WORDS.contains(&last) || words.iter().any(|w| w == "tokens" && last != "token") {
+    if last == "headers" {
+        return KeyKind::Headers;
+    }
+    if METADATA_WORDS.contains(&last) || has("public") || has("tokens") && last != "token" {
         return KeyKind::Metadata;
     }
     if PASSWORD_WORDS.iter().any(|w| has(w)) || last == "secret" {
@@ -324,7 +332,13 @@ fn token_value(v: &str, letters: bool) -> bool {
     if is_header_name(v) || is_ulid(b) || v.contains(' ') && !v.contains('=') {
         return false;
     }
-    if looks_random(b, false) {
+    if is_identifier(v) {
+        return false;
+    }
+    // Under a credential key a UUID or a long hex string is a key (Pinecone, Serper, Heroku),
+    // not a digest.
+    let hex = b.len() >= 32 && b.iter().all(u8::is_ascii_hexdigit);
+    if looks_random(b, false) || hex || is_uuid(b) {
         return true;
     }
     letters
@@ -334,6 +348,40 @@ fn token_value(v: &str, letters: bool) -> bool {
         && b.iter().any(u8::is_ascii_lowercase)
         && shannon(b) >= 3.5
         && !looks_placeholder(b)
+}
+
+/// `name=value[,name=value]` headers where a value is random enough to be a credential
+/// (`x-honeycomb-team=…`, `Authorization=Bearer …`).
+fn header_values(v: &str) -> bool {
+    v.split(',').any(|pair| {
+        pair.split_once('=').is_some_and(|(_, value)| {
+            let value = value.trim();
+            let value = value.strip_prefix("Bearer ").unwrap_or(value);
+            !is_reference(value) && token_value(value, true)
+        })
+    })
+}
+
+/// Words and module paths (`custom_auth.user_api_key_auth`, `usage-based-routing-v2`):
+/// lowercase words of at most 12 letters and short numbers, joined by `_`, `.`, `-`, `:`.
+fn is_identifier(v: &str) -> bool {
+    let segments: Vec<&str> = v
+        .split(['_', '.', '-', ':', '/'])
+        .filter(|s| !s.is_empty())
+        .collect();
+    segments.len() >= 2
+        && segments.iter().all(|s| {
+            (s.len() <= 12 && s.chars().all(|c| c.is_ascii_lowercase()))
+                || (s.len() <= 3 && s.chars().all(|c| c.is_ascii_alphanumeric()))
+        })
+}
+
+fn is_uuid(b: &[u8]) -> bool {
+    b.len() == 36
+        && b.iter().enumerate().all(|(i, c)| match i {
+            8 | 13 | 18 | 23 => *c == b'-',
+            _ => c.is_ascii_hexdigit(),
+        })
 }
 
 /// An HTTP header name: words of letters joined by `-` (`X-CSRF-Token`, `x-api-key`).
@@ -355,7 +403,8 @@ fn is_ulid(b: &[u8]) -> bool {
     b.len() == 26
         && b[0] <= b'7'
         && b.iter().all(|c| {
-            c.is_ascii_digit() || (c.is_ascii_uppercase() && !matches!(c, b'I' | b'L' | b'O' | b'U'))
+            c.is_ascii_digit()
+                || (c.is_ascii_uppercase() && !matches!(c, b'I' | b'L' | b'O' | b'U'))
         })
 }
 
@@ -400,7 +449,11 @@ mod tests {
             ("author", "Jane Q. Doe"),
         ];
         for (key, value) in not {
-            assert_eq!(classify(key, value.as_bytes(), None), None, "{key}: {value}");
+            assert_eq!(
+                classify(key, value.as_bytes(), None),
+                None,
+                "{key}: {value}"
+            );
             assert_eq!(
                 classify(key, value.as_bytes(), Some("generic-assignment")),
                 None,
@@ -427,6 +480,20 @@ mod tests {
                 classify(key, value.as_bytes(), None).is_some(),
                 "{key}: {value}"
             );
+        }
+        // Regression (issue 19, about 1 run in 9): random letters-only passwords, every time.
+        let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+        for _ in 0..500 {
+            let pw: String = (0..20)
+                .map(|_| {
+                    seed ^= seed << 13;
+                    seed ^= seed >> 7;
+                    seed ^= seed << 17;
+                    let letters = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ";
+                    letters[(seed % 52) as usize] as char
+                })
+                .collect();
+            assert!(classify("password", pw.as_bytes(), None).is_some());
         }
         // A provider rule is trusted whatever the key.
         assert_eq!(

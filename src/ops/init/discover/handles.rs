@@ -47,6 +47,7 @@ pub(super) fn name_handles(candidates: Vec<Candidate>, store: &str) -> Vec<Disco
         };
         out.push(Discovered {
             file: c.file,
+            files: c.files,
             locator: c.locator,
             handle,
             value: c.value,
@@ -60,7 +61,22 @@ pub(super) fn name_handles(candidates: Vec<Candidate>, store: &str) -> Vec<Disco
 
 /// The handle path of a state file: its path without the extension, each segment sanitized
 /// (`config/credentials.json` → `config/credentials`, `.env` → `env`).
+/// A glob rule's handle path is its fixed folders (`sessions/**/*.jsonl` → `sessions`), or
+/// `files` when nothing before the glob is fixed.
 fn handle_path(file: &str) -> String {
+    let glob = |s: &str| s.contains(['*', '?', '[', '{']);
+    if glob(file) {
+        let fixed: Vec<String> = file
+            .split('/')
+            .take_while(|s| !glob(s))
+            .map(|s| sanitize(s, true))
+            .collect();
+        return if fixed.is_empty() {
+            "files".into()
+        } else {
+            fixed.join("/")
+        };
+    }
     let without_ext = match file.rsplit_once('.') {
         Some((stem, _)) if !stem.is_empty() && !stem.ends_with('/') => stem,
         _ => file,
@@ -133,6 +149,8 @@ mod tests {
     fn handle_paths_and_fields_are_valid_segments() {
         assert_eq!(handle_path("config/credentials.json"), "config/credentials");
         assert_eq!(handle_path(".env"), "env");
+        assert_eq!(handle_path("sessions/**/*.jsonl"), "sessions");
+        assert_eq!(handle_path("**/*.jsonl"), "files");
         assert_eq!(handle_path("keys/id_rsa"), "keys/id_rsa");
         assert_eq!(handle_path("a b/.hidden.yaml"), "a_b/hidden");
         assert_eq!(

@@ -27,6 +27,7 @@ pub(super) fn whole_file_key(rel: &str, bytes: &[u8], findings: &[Finding]) -> O
     }
     Some(Candidate {
         file: rel.to_string(),
+        files: vec![rel.to_string()],
         locator: Locator::WholeFile,
         value: Secret::from_slice(bytes),
         reason: "private-key".into(),
@@ -85,7 +86,8 @@ pub(super) fn structured(
             if inside {
                 covered[i] = true;
                 // A provider rule names the secret better than a generic one.
-                let weak = |r: &Option<String>| r.as_deref().is_none_or(|r| WEAK_RULES.contains(&r));
+                let weak =
+                    |r: &Option<String>| r.as_deref().is_none_or(|r| WEAK_RULES.contains(&r));
                 if weak(&reason) && !(reason.is_some() && WEAK_RULES.contains(&f.rule.as_str())) {
                     reason = Some(f.rule.clone());
                 }
@@ -96,6 +98,7 @@ pub(super) fn structured(
         let Some(reason) = reason else { continue };
         out.push(Candidate {
             file: rel.to_string(),
+            files: vec![rel.to_string()],
             locator: locator(format, key),
             value: value.clone(),
             reason,

@@ -77,6 +77,7 @@ pub(super) fn from_text(
         patterns.push(pattern.clone());
         out.push(Candidate {
             file: rel.to_string(),
+            files: vec![rel.to_string()],
             locator: Locator::Regex(pattern),
             value: Secret::from_slice(value),
             reason: f.rule.clone(),
@@ -202,10 +203,16 @@ mod tests {
         assert_eq!((got.start(), got.as_bytes()), (start, value));
         let raw = b"export HF_TOKEN=hf_Zq8vN2xT5mK9pL3wR7\n";
         assert!(re.is_match(raw), "{pattern}");
-        assert!(!re.is_match(b"XHF_TOKEN=hf_Zq8vN2xT5mK9pL3wR7"), "{pattern}");
+        assert!(
+            !re.is_match(b"XHF_TOKEN=hf_Zq8vN2xT5mK9pL3wR7"),
+            "{pattern}"
+        );
         // An escaped quote before the value: `\"api_key\": \"…`.
         let line: &[u8] = br#"{"content":"{\"api_key\": \"Zq8vN2xT5mK9pL3wR7\"}"}"#;
-        let start = line.windows(18).position(|w| w == b"Zq8vN2xT5mK9pL3wR7").unwrap();
+        let start = line
+            .windows(18)
+            .position(|w| w == b"Zq8vN2xT5mK9pL3wR7")
+            .unwrap();
         let (word, _) = anchored_pattern(line, start, b"Zq8vN2xT5mK9pL3wR7").unwrap();
         assert_eq!(word, "api_key");
         // No word before the value: no anchor.
