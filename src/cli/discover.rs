@@ -31,7 +31,7 @@ pub(super) fn discover(cli: &Cli, args: &DiscoverArgs) -> Result<ExitCode> {
 fn human(r: &DiscoverReport) -> String {
     let mut out = String::new();
     for p in &r.proposed {
-        let _ = writeln!(out, "+ {}", p.rule);
+        let _ = writeln!(out, "+ {}", p.line);
         let mut note = format!("    {}, {}", p.reason, p.preview);
         if p.files.len() > 1 || p.rule["file"].as_str() != p.files.first().map(String::as_str) {
             let _ = write!(note, ", found in {} file(s)", p.files.len());

@@ -45,6 +45,9 @@ pub struct DiscoverOptions {
 pub struct Proposal {
     /// The rule, as it is (or would be) written into `secrets`.
     pub rule: serde_json::Value,
+    /// The same, as the one line `--update` inserts.
+    #[serde(skip)]
+    pub line: String,
     /// The files it was found in.
     pub files: Vec<String>,
     /// What made it a secret: a rule id, or `key name`.
@@ -143,6 +146,7 @@ pub fn discover(opts: &DiscoverOptions) -> Result<DiscoverReport> {
         .map(|(d, shared)| Proposal {
             rule: serde_json::from_str(&crate::ops::init::rule_json(d))
                 .expect("a rule line is JSON"),
+            line: crate::ops::init::rule_json(d),
             files: d.files.clone(),
             reason: d.reason.clone(),
             preview: d.value.masked(),

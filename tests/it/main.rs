@@ -10,6 +10,7 @@ mod cli;
 mod cli_output;
 mod crash;
 mod detect_corpus;
+mod discover;
 mod discover_corpus;
 mod init;
 mod layout;

@@ -144,7 +144,14 @@ fn anchored_pattern(bytes: &[u8], start: usize, value: &[u8]) -> Option<(String,
         }
         class.push(c);
     }
-    let boundary = if escaped {
+    // A variable assignment (`GH_TOKEN=`) also turns up JSON-escaped after a `\n` in
+    // transcripts, where `\b` does not hold: the rule matches both.
+    let variable = word.len() >= 2
+        && word.starts_with(|c: char| c.is_ascii_uppercase())
+        && word
+            .chars()
+            .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_');
+    let boundary = if escaped || variable {
         r"(?:\b|\\[nrt])"
     } else {
         word_boundary(word)
