@@ -4,6 +4,7 @@
 //! module prints, and only `main` exits.
 
 mod completions;
+mod discover;
 mod init;
 mod list;
 mod logging;
@@ -66,6 +67,8 @@ pub enum LogFormat {
 pub enum Command {
     /// Write agentbak.json (with $schema) for an agent's state folder.
     Init(InitArgs),
+    /// Find secrets the manifest has no rule for; --update adds the rules.
+    Discover(DiscoverArgs),
     /// Make a snapshot: redact secrets to handles, prove none remain, archive. Prints its id.
     Snapshot(SnapshotArgs),
     /// List snapshots, newest last.
@@ -114,6 +117,17 @@ pub struct InitArgs {
     /// Overwrite an existing manifest.
     #[arg(long)]
     pub force: bool,
+}
+
+/// `agentbak discover`.
+#[derive(Debug, Args)]
+pub struct DiscoverArgs {
+    /// Write the proposed rules into the manifest (its other bytes are kept).
+    #[arg(long)]
+    pub update: bool,
+    /// Also store the values of the new rules (implies --update).
+    #[arg(long)]
+    pub import: bool,
 }
 
 /// `init --store`.
@@ -330,6 +344,7 @@ fn dispatch(cli: &Cli) -> Result<ExitCode> {
         Command::Completions { shell } => completions::completions(*shell),
         Command::Man => completions::man(),
         Command::Init(args) => init::init(cli, args),
+        Command::Discover(args) => discover::discover(cli, args),
         Command::Scan(args) => scan::scan(cli, args),
         Command::Snapshot(args) => snapshot::snapshot(cli, args),
         Command::List => list::list(cli),

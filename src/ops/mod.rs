@@ -1,6 +1,7 @@
 //! The pipelines behind the commands: each takes options, does the work through the library
 //! modules, and returns a report for `cli` to render. Nothing here prints or exits.
 
+pub mod discover;
 pub mod identity;
 pub mod init;
 pub mod known;

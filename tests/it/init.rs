@@ -416,13 +416,19 @@ fn an_existing_manifest_is_kept_without_force() {
         serde_json::from_str(&fs::read_to_string(a.dir().join("agentbak.json")).unwrap()).unwrap();
     assert_eq!(m["agent"], "bob");
     assert_eq!(m["secrets"], serde_json::json!([]));
+    // init names where captured secrets go: the store it chose.
+    assert_eq!(
+        m["capture"],
+        serde_json::json!({"store": "local", "path": "agents/{agent}/captured"})
+    );
     let out = a.run_clean(&["snapshot", "--dry-run"]);
     assert_eq!(
         out.status.code(),
-        Some(4),
-        "rule-less: the leak gate stops it: {}",
+        Some(3),
+        "rule-less: the gate would capture every secret: {}",
         text(&out)
     );
+    assert!(text(&out).contains("would capture"), "{}", text(&out));
 }
 
 #[test]
@@ -535,6 +541,7 @@ fn vault_store_import_snapshot_restore_with_a_real_openbao() {
             .starts_with("vault:agents/{agent}/")),
         "{m}"
     );
+    assert_eq!(m["capture"]["store"], "vault", "{m}");
     // The value is in OpenBao's KV v2, under the handle's path and field.
     let (status, body) = crate::common::http_get_with_token(
         &bao.addr,

@@ -10,6 +10,8 @@ mod cli;
 mod cli_output;
 mod crash;
 mod detect_corpus;
+mod discover;
+mod discover_corpus;
 mod init;
 mod layout;
 mod living;

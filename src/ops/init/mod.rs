@@ -411,25 +411,16 @@ fn manifest_text(p: &ManifestParts<'_>) -> String {
     let _ = writeln!(out, r#"    {}: {},"#, json_str(p.store), p.store_json);
     let _ = writeln!(out, r#"    "env": {{ "kind": "env" }}"#);
     let _ = writeln!(out, "  }},");
+    let _ = writeln!(
+        out,
+        r#"  "capture": {{ "store": {}, "path": {} }},"#,
+        json_str(p.store),
+        json_str(crate::manifest::DEFAULT_CAPTURE_PATH)
+    );
     let rules: Vec<String> = p
         .found
         .iter()
-        .map(|d| {
-            let locator = match d.locator.text() {
-                Some(text) => format!("{}: {}", json_str(d.locator.field()), json_str(text)),
-                None => r#""whole_file": true"#.to_string(),
-            };
-            let ephemeral = if d.ephemeral {
-                r#", "ephemeral": true"#
-            } else {
-                ""
-            };
-            format!(
-                r#"    {{ "file": {}, {locator}, "handle": {}{ephemeral} }}"#,
-                json_str(&d.file),
-                json_str(&d.handle.to_string())
-            )
-        })
+        .map(|d| format!("    {}", rule_json(d)))
         .collect();
     if rules.is_empty() {
         let _ = writeln!(out, r#"  "secrets": [],"#);
@@ -442,6 +433,25 @@ fn manifest_text(p: &ManifestParts<'_>) -> String {
     );
     out.push_str("}\n");
     out
+}
+
+/// One `secrets` entry on one line, as a person would write it:
+/// `{ "file": "config.json", "json": "/api_key", "handle": "local:agents/{agent}/config#api_key" }`.
+pub(crate) fn rule_json(d: &Discovered) -> String {
+    let locator = match d.locator.text() {
+        Some(text) => format!("{}: {}", json_str(d.locator.field()), json_str(text)),
+        None => r#""whole_file": true"#.to_string(),
+    };
+    let ephemeral = if d.ephemeral {
+        r#", "ephemeral": true"#
+    } else {
+        ""
+    };
+    format!(
+        r#"{{ "file": {}, {locator}, "handle": {}{ephemeral} }}"#,
+        json_str(&d.file),
+        json_str(&d.handle.to_string())
+    )
 }
 
 /// Checks `text` with the manifest parser, puts it at `path`, and loads it back as every
@@ -459,7 +469,7 @@ fn write_manifest(path: &Path, text: &str) -> Result<Manifest> {
 
 /// Writes through a temporary file in the same folder and a rename (`0644`: a manifest and a
 /// schema hold no secret).
-fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     crate::store::sealed::write_file_atomic(path, bytes, 0o644).map_err(|e| Error::io(path, e))
 }
 

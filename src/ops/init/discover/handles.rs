@@ -21,7 +21,7 @@ pub(super) fn name_handles(candidates: Vec<Candidate>, store: &str) -> Vec<Disco
     let mut out = Vec::with_capacity(candidates.len());
     for c in candidates {
         let (handle, shared) = if c.ephemeral {
-            let name = env_name(&c.name);
+            let name = env_name(&variable_word(&c.name, &c.reason));
             let text = format!("env:{name}");
             taken.insert(text.clone());
             (
@@ -47,6 +47,7 @@ pub(super) fn name_handles(candidates: Vec<Candidate>, store: &str) -> Vec<Disco
         };
         out.push(Discovered {
             file: c.file,
+            files: c.files,
             locator: c.locator,
             handle,
             value: c.value,
@@ -60,7 +61,22 @@ pub(super) fn name_handles(candidates: Vec<Candidate>, store: &str) -> Vec<Disco
 
 /// The handle path of a state file: its path without the extension, each segment sanitized
 /// (`config/credentials.json` → `config/credentials`, `.env` → `env`).
+/// A glob rule's handle path is its fixed folders (`sessions/**/*.jsonl` → `sessions`), or
+/// `files` when nothing before the glob is fixed.
 fn handle_path(file: &str) -> String {
+    let glob = |s: &str| s.contains(['*', '?', '[', '{']);
+    if glob(file) {
+        let fixed: Vec<String> = file
+            .split('/')
+            .take_while(|s| !glob(s))
+            .map(|s| sanitize(s, true))
+            .collect();
+        return if fixed.is_empty() {
+            "files".into()
+        } else {
+            fixed.join("/")
+        };
+    }
     let without_ext = match file.rsplit_once('.') {
         Some((stem, _)) if !stem.is_empty() && !stem.ends_with('/') => stem,
         _ => file,
@@ -95,6 +111,45 @@ fn sanitize(s: &str, segment: bool) -> String {
         "value".into()
     } else {
         out
+    }
+}
+
+/// Anchor words that name no variable of their own: `token=…`, `key: …`.
+const GENERIC_WORDS: &[&str] = &[
+    "token",
+    "key",
+    "secret",
+    "password",
+    "passwd",
+    "pass",
+    "auth",
+    "apikey",
+    "api_key",
+    "api-key",
+    "credential",
+    "value",
+];
+
+/// Rule ids that name a kind of token, not a provider.
+const GENERIC_RULES: &[&str] = &[
+    "jwt",
+    "bearer-token",
+    "basic-auth-header",
+    "url-credentials",
+    "database-url",
+    "private-key",
+    "key name",
+];
+
+/// The word an ephemeral handle's variable is named after: the anchor, prefixed with the
+/// provider the finding's rule names when the anchor is generic (`token` found by
+/// `github-pat` → `github_token`), so two agents' `token=` lines do not share `env:TOKEN`.
+fn variable_word(word: &str, rule: &str) -> String {
+    let generic = GENERIC_WORDS.contains(&word.to_ascii_lowercase().as_str());
+    let weak = GENERIC_RULES.contains(&rule) || super::classify::WEAK_RULES.contains(&rule);
+    match rule.split('-').next() {
+        Some(provider) if generic && !weak && !provider.is_empty() => format!("{provider}_{word}"),
+        _ => word.to_string(),
     }
 }
 
@@ -133,6 +188,8 @@ mod tests {
     fn handle_paths_and_fields_are_valid_segments() {
         assert_eq!(handle_path("config/credentials.json"), "config/credentials");
         assert_eq!(handle_path(".env"), "env");
+        assert_eq!(handle_path("sessions/**/*.jsonl"), "sessions");
+        assert_eq!(handle_path("**/*.jsonl"), "files");
         assert_eq!(handle_path("keys/id_rsa"), "keys/id_rsa");
         assert_eq!(handle_path("a b/.hidden.yaml"), "a_b/hidden");
         assert_eq!(
@@ -143,5 +200,19 @@ mod tests {
         assert_eq!(last_token(Format::Yaml, "/providers/0"), "providers");
         assert_eq!(env_name("Bearer"), "BEARER_TOKEN");
         assert_eq!(env_name("api-key"), "API_KEY");
+        // Ephemeral handles are named after the variable, or the provider of a generic word.
+        assert_eq!(
+            env_name(&variable_word("GH_TOKEN", "github-pat")),
+            "GH_TOKEN"
+        );
+        assert_eq!(
+            env_name(&variable_word("token", "github-pat")),
+            "GITHUB_TOKEN"
+        );
+        assert_eq!(env_name(&variable_word("token", "jwt")), "TOKEN");
+        assert_eq!(
+            env_name(&variable_word("Bearer", "bearer-token")),
+            "BEARER_TOKEN"
+        );
     }
 }

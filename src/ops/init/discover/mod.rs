@@ -20,6 +20,8 @@
 //! This module walks the state and runs the two passes; `structured` is pass 1, `text` pass 2,
 //! `handles` names the handles, and [`check`] reads every rule back.
 
+mod classify;
+mod follow;
 mod handles;
 mod structured;
 mod text;
@@ -65,8 +67,11 @@ const TEMP_SUFFIXES: &[&str] = &[".tmp", ".swp", ".pyc", "~"];
 /// A secret found in the state, with the rule that locates it.
 #[derive(Debug)]
 pub struct Discovered {
-    /// The file, relative to the state folder.
+    /// The rule's `file`, relative to the state folder: a path, or a glob
+    /// (`sessions/**/*.jsonl`) when the agent makes such files by pattern.
     pub file: String,
+    /// The files it was found in (one for a plain path).
+    pub files: Vec<String>,
     /// Where the value sits in it.
     pub locator: Locator,
     /// The handle the rule maps it to (with `{agent}` in its path).
@@ -107,7 +112,10 @@ pub struct Discovery {
 
 /// A value seen in pass 1 or 2, before it has a handle.
 struct Candidate {
+    /// The rule's `file`: a path, or a glob when the agent makes such files by pattern.
     file: String,
+    /// The files it was found in.
+    files: Vec<String>,
     locator: Locator,
     value: Secret,
     reason: String,
@@ -179,6 +187,7 @@ pub fn discover(state: &Path, store: &str, detector: &Detector) -> Result<Discov
 
     out.exclude = cache_dirs.iter().map(|d| format!("{d}/**")).collect();
     out.exclude.extend(temp_globs);
+    let candidates = follow::follow(candidates);
     out.found = name_handles(candidates, store);
     Ok(out)
 }
@@ -236,14 +245,29 @@ pub fn check(
     let mut files: HashMap<String, Zeroizing<Vec<u8>>> = HashMap::new();
     let mut kept = Vec::with_capacity(found.len());
     for d in found {
-        let bytes = files.entry(d.file.clone()).or_insert_with(|| {
-            Zeroizing::new(std::fs::read(state.join(&d.file)).unwrap_or_default())
-        });
-        let ok = match values_at(&d.file, bytes, &d.locator) {
-            Ok(values) if d.ephemeral => values.contains(&d.value),
-            Ok(values) => !values.is_empty() && values.iter().all(|v| *v == d.value),
-            Err(_) => false,
+        // A glob rule reads every file it names, not only those it was found in.
+        let names = if d.files.len() == 1 && d.files[0] == d.file {
+            d.files.clone()
+        } else {
+            glob_files(state, &d.file)
         };
+        let mut all: Vec<Secret> = Vec::new();
+        let mut ok = !names.is_empty();
+        for name in &names {
+            let bytes = files.entry(name.clone()).or_insert_with(|| {
+                Zeroizing::new(std::fs::read(state.join(name)).unwrap_or_default())
+            });
+            match values_at(name, bytes, &d.locator) {
+                Ok(values) => all.extend(values),
+                Err(_) => ok = false,
+            }
+        }
+        let ok = ok
+            && if d.ephemeral {
+                all.contains(&d.value)
+            } else {
+                !all.is_empty() && all.iter().all(|v| *v == d.value)
+            };
         if ok {
             kept.push(d);
         } else {
@@ -258,4 +282,28 @@ pub fn check(
         }
     }
     kept
+}
+
+/// The state files a glob names, relative, as a manifest rule matches them.
+fn glob_files(state: &Path, glob: &str) -> Vec<String> {
+    let Ok(matcher) = globset::GlobBuilder::new(glob)
+        .literal_separator(true)
+        .build()
+        .map(|g| g.compile_matcher())
+    else {
+        return Vec::new();
+    };
+    walkdir::WalkDir::new(state)
+        .follow_links(false)
+        .sort_by_file_name()
+        .into_iter()
+        .filter_map(std::result::Result::ok)
+        .filter(|e| e.file_type().is_file())
+        .filter_map(|e| {
+            let rel = e.path().strip_prefix(state).ok()?;
+            matcher
+                .is_match(rel)
+                .then(|| rel.to_string_lossy().into_owned())
+        })
+        .collect()
 }

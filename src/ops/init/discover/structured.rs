@@ -1,40 +1,19 @@
 //! Pass 1 of discovery: structured files, read by their redactor, key by key; and PEM
 //! private keys, which are whole-file secrets.
 //!
-//! A string value is a secret when a detection rule fires inside it, or when its key reads
-//! like a credential's ([`SECRET_KEY_WORDS`]) and the value is random enough to be one.
+//! Whether a string value is a secret is [`classify`]'s call: a provider rule inside it, or a
+//! credential key with a value of a credential's shape; references, hints and ids are not.
 //! Invariant: a finding inside a value found here is not proposed again by pass 2; findings
 //! outside every value (in a comment) go on to pass 2, as do all the findings of a file that
 //! does not parse.
 
-use crate::detect::{Finding, looks_random};
+use crate::detect::Finding;
 use crate::manifest::Locator;
 use crate::redact::Format;
 use crate::secret::Secret;
 
+use super::classify::{WEAK_RULES, classify};
 use super::{Attention, Candidate};
-
-/// Words that make a key name a credential's.
-const SECRET_KEY_WORDS: &[&str] = &[
-    "apikey",
-    "api_key",
-    "api-key",
-    "token",
-    "secret",
-    "password",
-    "passwd",
-    "passphrase",
-    "private_key",
-    "privatekey",
-    "credential",
-    "access_key",
-    "auth",
-    "bearer",
-    "session",
-    "signing_key",
-    "client_secret",
-    "webhook",
-];
 
 /// A PEM private key file: the whole file is the secret.
 pub(super) fn whole_file_key(rel: &str, bytes: &[u8], findings: &[Finding]) -> Option<Candidate> {
@@ -48,6 +27,7 @@ pub(super) fn whole_file_key(rel: &str, bytes: &[u8], findings: &[Finding]) -> O
     }
     Some(Candidate {
         file: rel.to_string(),
+        files: vec![rel.to_string()],
         locator: Locator::WholeFile,
         value: Secret::from_slice(bytes),
         reason: "private-key".into(),
@@ -105,16 +85,20 @@ pub(super) fn structured(
                 .any(|s| start >= s.range.start && start < s.range.end.max(s.range.start + 1));
             if inside {
                 covered[i] = true;
-                reason.get_or_insert_with(|| f.rule.clone());
+                // A provider rule names the secret better than a generic one.
+                let weak =
+                    |r: &Option<String>| r.as_deref().is_none_or(|r| WEAK_RULES.contains(&r));
+                if weak(&reason) && !(reason.is_some() && WEAK_RULES.contains(&f.rule.as_str())) {
+                    reason = Some(f.rule.clone());
+                }
             }
         }
         let leaf = last_token(format, key);
-        if reason.is_none() && secret_key(&leaf) && looks_random(value.expose(), false) {
-            reason = Some("key name".into());
-        }
+        let reason = classify(&leaf, value.expose(), reason.as_deref());
         let Some(reason) = reason else { continue };
         out.push(Candidate {
             file: rel.to_string(),
+            files: vec![rel.to_string()],
             locator: locator(format, key),
             value: value.clone(),
             reason,
@@ -162,10 +146,4 @@ pub(super) fn field_name(format: Format, key: &str) -> String {
             .join("_"),
         Format::Dotenv | Format::Ini => key.to_string(),
     }
-}
-
-/// Whether a key name reads like a credential's.
-fn secret_key(name: &str) -> bool {
-    let lower = name.to_ascii_lowercase();
-    SECRET_KEY_WORDS.iter().any(|w| lower.contains(w))
 }

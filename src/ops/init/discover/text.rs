@@ -13,6 +13,7 @@ use crate::detect::Finding;
 use crate::manifest::Locator;
 use crate::secret::Secret;
 
+use super::classify::is_reference;
 use super::{Attention, Candidate};
 
 /// Symbols a token may hold besides letters and digits (RFC 6750 `b64token`).
@@ -33,7 +34,9 @@ pub(super) fn from_text(
         let Some(value) = bytes.get(start..start + f.length) else {
             continue;
         };
-        if known.iter().any(|k| k.expose() == value) {
+        if known.iter().any(|k| k.expose() == value)
+            || std::str::from_utf8(value).is_ok_and(is_reference)
+        {
             continue;
         }
         let Some((anchor, pattern)) = anchored_pattern(bytes, start, value) else {
@@ -74,6 +77,7 @@ pub(super) fn from_text(
         patterns.push(pattern.clone());
         out.push(Candidate {
             file: rel.to_string(),
+            files: vec![rel.to_string()],
             locator: Locator::Regex(pattern),
             value: Secret::from_slice(value),
             reason: f.rule.clone(),
@@ -92,14 +96,25 @@ fn anchored_pattern(bytes: &[u8], start: usize, value: &[u8]) -> Option<(String,
         .map_or(0, |i| i + 1);
     let before = std::str::from_utf8(&bytes[line_start..start]).ok()?;
     // The separator between the word and the value (`: `, `=`, `="`, ` `), then the word.
+    // In a JSON-escaped transcript the separator may be `\": \"`.
     let word_end = before
-        .trim_end_matches([' ', '\t', ':', '=', '"', '\''])
+        .trim_end_matches([' ', '\t', ':', '=', '"', '\'', '\\'])
         .len();
-    let word_start = before[..word_end]
+    let mut word_start = before[..word_end]
         .char_indices()
         .rev()
         .find(|(_, c)| !(c.is_ascii_alphanumeric() || *c == '_' || *c == '-'))
         .map_or(0, |(i, c)| i + c.len_utf8());
+    // `\nHF_TOKEN=` in a JSON string: the `n` belongs to the escape, not to the name. The
+    // rule then starts at a word boundary or after such an escape, so it matches the raw and
+    // the escaped line alike.
+    let escaped = word_start > 0
+        && before.as_bytes()[word_start - 1] == b'\\'
+        && before[word_start..word_end].len() > 1
+        && before[word_start..].starts_with(['n', 'r', 't']);
+    if escaped {
+        word_start += 1;
+    }
     let word = &before[word_start..word_end];
     if word.is_empty() || word.chars().all(|c| c.is_ascii_digit()) {
         return None;
@@ -129,9 +144,20 @@ fn anchored_pattern(bytes: &[u8], start: usize, value: &[u8]) -> Option<(String,
         }
         class.push(c);
     }
+    // A variable assignment (`GH_TOKEN=`) also turns up JSON-escaped after a `\n` in
+    // transcripts, where `\b` does not hold: the rule matches both.
+    let variable = word.len() >= 2
+        && word.starts_with(|c: char| c.is_ascii_uppercase())
+        && word
+            .chars()
+            .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_');
+    let boundary = if escaped || variable {
+        r"(?:\b|\\[nrt])"
+    } else {
+        word_boundary(word)
+    };
     let pattern = format!(
-        r"{}{}([{class}]+)",
-        word_boundary(word),
+        r"{boundary}{}([{class}]+)",
         regex::escape(&before[word_start..])
     );
     Some((word.to_string(), pattern))
@@ -173,6 +199,29 @@ mod tests {
         let start = line.len() - "s3cr3t-value-0123".len();
         let (word, _) = anchored_pattern(line, start, b"s3cr3t-value-0123").unwrap();
         assert_eq!(word, "token");
+        // Regression: a JSON-escaped `\nHF_TOKEN=` in a transcript gave the anchor `nHF_TOKEN`.
+        let line: &[u8] = br#"{"output":"ok\nHF_TOKEN=hf_Zq8vN2xT5mK9pL3wR7\n"}"#;
+        let value: &[u8] = b"hf_Zq8vN2xT5mK9pL3wR7";
+        let start = line.windows(value.len()).position(|w| w == value).unwrap();
+        let (word, pattern) = anchored_pattern(line, start, value).unwrap();
+        assert_eq!(word, "HF_TOKEN");
+        let re = Regex::new(&pattern).unwrap();
+        let got = re.captures(line).unwrap().get(1).unwrap();
+        assert_eq!((got.start(), got.as_bytes()), (start, value));
+        let raw = b"export HF_TOKEN=hf_Zq8vN2xT5mK9pL3wR7\n";
+        assert!(re.is_match(raw), "{pattern}");
+        assert!(
+            !re.is_match(b"XHF_TOKEN=hf_Zq8vN2xT5mK9pL3wR7"),
+            "{pattern}"
+        );
+        // An escaped quote before the value: `\"api_key\": \"…`.
+        let line: &[u8] = br#"{"content":"{\"api_key\": \"Zq8vN2xT5mK9pL3wR7\"}"}"#;
+        let start = line
+            .windows(18)
+            .position(|w| w == b"Zq8vN2xT5mK9pL3wR7")
+            .unwrap();
+        let (word, _) = anchored_pattern(line, start, b"Zq8vN2xT5mK9pL3wR7").unwrap();
+        assert_eq!(word, "api_key");
         // No word before the value: no anchor.
         assert!(anchored_pattern(b"sk-abc", 0, b"sk-abc").is_none());
         assert!(anchored_pattern(b"2026 sk-abc", 5, b"sk-abc").is_none());
