@@ -127,20 +127,25 @@ impl Agent {
         }
     }
 
-    fn latest_archive(&self) -> Vec<u8> {
+    fn each_archive(&self) -> Vec<Vec<u8>> {
         let mut paths: Vec<PathBuf> = fs::read_dir(self.dir().join("backups/snapshots"))
             .unwrap()
             .map(|e| e.unwrap().path())
             .filter(|p| p.to_string_lossy().ends_with(".tar.zst"))
             .collect();
         paths.sort();
-        let tar = std::process::Command::new("zstd")
-            .arg("-dc")
-            .arg(paths.last().unwrap())
-            .output()
-            .unwrap();
-        assert!(tar.status.success());
-        tar.stdout
+        paths
+            .iter()
+            .map(|p| {
+                let tar = std::process::Command::new("zstd")
+                    .arg("-dc")
+                    .arg(p)
+                    .output()
+                    .unwrap();
+                assert!(tar.status.success());
+                tar.stdout
+            })
+            .collect()
     }
 
     fn archives(&self) -> Vec<u8> {
@@ -364,11 +369,14 @@ fn discover_names_captured_secrets_and_update_inserts_the_rules_keeping_the_mani
         serde_json::json!({"file": "mcp.json", "json": "/mcpServers/slack/env/SLACK_BOT_TOKEN",
             "handle": "local:agents/{agent}/mcp#mcpServers_slack_env_SLACK_BOT_TOKEN"})
     );
-    // The gate captured the Slack token (a provider rule); the letters-only password is
-    // named by discovery alone (no rule of the gate finds it).
+    // The gate captured the Slack token (a provider rule) and the letters-only password
+    // (password-assignment): discovery names both.
     let notes: Vec<&str> = stdout.lines().filter(|l| l.starts_with("    ")).collect();
     assert_eq!(notes.len(), 2, "{stdout}");
-    assert!(!notes[0].contains("captured"), "{stdout}");
+    assert!(
+        notes[0].contains("names the captured local:agents/kevin/captured#password-assignment-"),
+        "{stdout}"
+    );
     assert!(
         notes[1].contains("names the captured local:agents/kevin/captured#slack-bot-token-"),
         "{stdout}"
@@ -419,5 +427,8 @@ fn discover_names_captured_secrets_and_update_inserts_the_rules_keeping_the_mani
     let out = a.run(&["discover"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     assert!(text(&out).contains("nothing to add"), "{}", text(&out));
-    a.assert_absent(&a.latest_archive(), "the last archive");
+    // Every archive, the first included: the gate captured both values from the start.
+    for archive in a.each_archive() {
+        a.assert_absent(&archive, "an archive");
+    }
 }
