@@ -50,7 +50,9 @@ use crate::manifest::Locator;
 use crate::secret::Secret;
 
 pub use error::RedactError;
-pub use file::{is_binary, redact_file, redact_file_with, rehydrate_file, values_at};
+pub use file::{
+    check_rehydratable, is_binary, redact_file, redact_file_with, rehydrate_file, values_at,
+};
 pub use property::round_trip_property;
 pub use stray::{MIN_STRAY_LEN, StrayMatcher};
 

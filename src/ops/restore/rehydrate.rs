@@ -3,7 +3,10 @@
 //!
 //! Invariants:
 //! - **Resolve first, write after**: [`resolve`] fetches every handle before any file is
-//!   touched, and the caller writes nothing when one is unresolved (all or nothing).
+//!   touched, and the caller writes nothing when one is unresolved (all or nothing); then
+//!   [`check`] proves every value can be written in its file's format (a dotenv value no
+//!   quoting makes every loader read alike, an INI value with white space at an end), so a
+//!   value that cannot is refused before anything is written.
 //! - Ephemeral handles (a location marked `ephemeral`, or any `env:` handle) take the variable
 //!   when it is set, else an empty value and a warning; they are never "unresolved".
 //! - A file that receives a value is `0600` before the value is written and stays so; it is
@@ -23,7 +26,7 @@ use super::safe_path;
 use crate::archive::{Index, IntegrityError, IntegrityProblem};
 use crate::error::{Error, Result};
 use crate::handle::Handle;
-use crate::redact::{Replacement, rehydrate_file};
+use crate::redact::{Replacement, check_rehydratable, rehydrate_file};
 use crate::secret::Secret;
 use crate::store::{ResolveOptions, Status, Stores, VersionChoice, resolve as resolve_handles};
 
@@ -214,6 +217,16 @@ pub(crate) fn resolve(
     }
     reports.sort_by(|a, b| a.handle.cmp(&b.handle));
     (reports, values)
+}
+
+/// Checks that every value can be written where the plan puts it (a format that cannot carry
+/// a value exactly refuses it), before any file is touched: a restore that would fail half
+/// way fails here, with nothing written. Errors name the file and the handle, never a value.
+pub(crate) fn check(plan: &Plan, values: &Values) -> Result<()> {
+    for (file, replacements) in &plan.files {
+        check_rehydratable(file, replacements, values)?;
+    }
+    Ok(())
 }
 
 /// Writes the values into every secret-bearing file below `root`; returns those files'
