@@ -12,6 +12,7 @@ mod crash;
 mod detect_corpus;
 mod init;
 mod layout;
+mod loaders;
 mod names_masked;
 mod prune;
 mod redact_arbitrary;
