@@ -31,6 +31,7 @@ const MANIFEST: &str = r#"{
     { "file": "app.ini", "ini": "db.password", "handle": "local:agents/{agent}/ini#password" },
     { "file": "app.yaml", "yaml": "/db/plain", "handle": "local:agents/{agent}/yaml#plain" },
     { "file": "app.yaml", "yaml": "/db/single", "handle": "local:agents/{agent}/yaml#single" },
+    { "file": "app.yaml", "yaml": "/db/tabbed", "handle": "local:agents/{agent}/yaml#tabbed" },
     { "file": "app.yaml", "yaml": "/db/block", "handle": "local:agents/{agent}/yaml#block" },
     { "file": "app.toml", "toml": "/db/basic", "handle": "local:agents/{agent}/toml#basic" },
     { "file": "app.toml", "toml": "/db/literal", "handle": "local:agents/{agent}/toml#literal" },
@@ -46,9 +47,11 @@ const DOTENV: &str = "Xk9$Lm\"q#1 \t";
 const INI: &str = "50%off  %(user)s";
 const YAML: &str = "a\tb: c #d\ne";
 const TOML: &str = r#"t"""q\u0041'''"#;
+/// A tab alone, which YAML 1.2 allows in a plain scalar and PyYAML does not.
+const YAML_TAB: &str = "tab\there-0123";
 
 /// (handle, original value, rotated value, loader key the Python script prints it under).
-const HANDLES: [(&str, &str, &str, &str); 11] = [
+const HANDLES: [(&str, &str, &str, &str); 12] = [
     (
         "local:agents/kevin/dotenv#plain",
         "orig-plain-0123456789",
@@ -84,6 +87,12 @@ const HANDLES: [(&str, &str, &str, &str); 11] = [
         "orig-yaml-single-0123456789",
         YAML,
         "yaml:single",
+    ),
+    (
+        "local:agents/kevin/yaml#tabbed",
+        "orig-yaml-tabbed-0123456789",
+        YAML_TAB,
+        "yaml:tabbed",
     ),
     (
         "local:agents/kevin/yaml#block",
@@ -150,12 +159,19 @@ fn python() -> Option<PathBuf> {
         .into_iter()
         .chain([venv, PathBuf::from("python3")]);
     for python in candidates {
-        let ok = Command::new(&python)
-            .args(["-c", "import configparser, tomllib, yaml, dotenv"])
-            .output()
-            .is_ok_and(|o| o.status.success());
-        if ok {
-            return Some(python);
+        // The interpreter itself (not a shim that needs this environment): the loaders run
+        // in an empty one.
+        let probe = Command::new(&python)
+            .args([
+                "-c",
+                "import configparser, tomllib, yaml, dotenv, sys; print(sys.executable)",
+            ])
+            .output();
+        if let Ok(out) = probe
+            && out.status.success()
+        {
+            let exe = String::from_utf8(out.stdout).unwrap();
+            return Some(PathBuf::from(exe.trim()));
         }
     }
     skip(
@@ -183,7 +199,7 @@ fn bash_reads(file: &Path, var: &str) -> String {
 }
 
 /// What the real parsers read in a restored tree, by key.
-fn python_reads(python: &Path, root: &Path) -> BTreeMap<String, String> {
+fn python_reads(python: &Path, root: &Path) -> BTreeMap<String, serde_json::Value> {
     let out = Command::new(python)
         .env_clear()
         .env("PATH", "/usr/bin:/bin")
@@ -230,9 +246,10 @@ fn rotated_project() -> (Project, String) {
         "app.yaml",
         0o600,
         format!(
-            "db:\n  plain: {}\n  single: '{}'\n  block: |\n    orig-yaml-block-0123\n    line-two-456789\n  port: 5432\n",
+            "db:\n  plain: {}\n  single: '{}'\n  tabbed: {}\n  block: |\n    orig-yaml-block-0123\n    line-two-456789\n  port: 5432\n",
             original("yaml#plain"),
             original("yaml#single"),
+            original("yaml#tabbed"),
         )
         .as_bytes(),
     );
@@ -277,7 +294,7 @@ fn rotated_values_read_back_exactly_in_every_real_loader() {
     let read = python_reads(&python, &root);
     for (handle, _, rotated, key) in HANDLES {
         assert_eq!(
-            read.get(key).map(String::as_str),
+            read.get(key).and_then(|v| v.as_str()),
             Some(rotated),
             "{key} ({handle}) as its Python loader reads it"
         );
@@ -321,6 +338,12 @@ fn a_dotenv_value_no_quoting_reads_alike_is_refused_before_anything_is_written()
     assert_refused(
         "local:agents/kevin/dotenv#quoted",
         "Xk9'Lm${HOME}zz-0123",
+        "app.env",
+    );
+    // Without a quote too: single quotes are no escape from python-dotenv's expansion.
+    assert_refused(
+        "local:agents/kevin/dotenv#single",
+        "Xk9${HOME}zz-0123",
         "app.env",
     );
     // A `'` rules out single quotes, and bash expands `$Lm` in double quotes, where
