@@ -257,3 +257,58 @@ pub(crate) fn rehydrate(root: &Path, plan: &Plan, values: &Values) -> Result<BTr
     }
     Ok(private)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::manifest::Locator;
+    use crate::redact::{Context, DotenvStyle, IniStyle, Source};
+
+    fn plan(file: &str, handle: &Handle, context: Context, locator: Locator) -> Plan {
+        let mut plan = Plan::default();
+        plan.files.insert(
+            file.to_string(),
+            vec![Replacement {
+                source: Source::Rule(locator),
+                handle: handle.clone(),
+                offsets: vec![4],
+                context,
+            }],
+        );
+        plan
+    }
+
+    #[test]
+    fn a_value_its_format_cannot_carry_is_refused_naming_file_and_handle_not_value() {
+        let handle = Handle::parse("local:agents/kevin/db#password").unwrap();
+        let cases = [
+            (
+                "state/app.env",
+                Context::Dotenv(DotenvStyle::Single),
+                Locator::Env("TOKEN".into()),
+                "Xk9'Lm${HOME}zz",
+            ),
+            (
+                "state/app.ini",
+                Context::Ini(IniStyle::Plain {
+                    literal_percent: false,
+                }),
+                Locator::Ini("db.password".into()),
+                " padded-value ",
+            ),
+        ];
+        for (file, context, locator, value) in cases {
+            let plan = plan(file, &handle, context, locator);
+            let values = Values::from([(handle.clone(), Secret::from(value.to_string()))]);
+            let shown = check(&plan, &values).unwrap_err().to_string();
+            assert!(
+                shown.contains(file) && shown.contains(&handle.to_string()),
+                "{shown}"
+            );
+            assert!(!shown.contains(value.trim()), "{shown}");
+            let fine =
+                Values::from([(handle.clone(), Secret::from("plain-value-123".to_string()))]);
+            assert!(check(&plan, &fine).is_ok());
+        }
+    }
+}
