@@ -250,6 +250,14 @@ pub(crate) fn encode(style: &DotenvStyle, value: &[u8]) -> Result<Splice, Unfit>
     if v.contains('\0') {
         return Err(Unfit("a dotenv value cannot hold a NUL character"));
     }
+    if v.contains('\r') {
+        // python-dotenv reads the file with universal newlines: a carriage return, quoted or
+        // not, comes back as a line feed (bash keeps it, and reads the `\r` escape as two
+        // characters).
+        return Err(Unfit(
+            "python-dotenv reads a carriage return in a dotenv value as a line feed",
+        ));
+    }
     if python_dotenv_expands(v) {
         return Err(Unfit(
             "python-dotenv expands `${...}` in every quoting and has no escape for it, so no dotenv quoting makes it read this value exactly",
@@ -321,6 +329,16 @@ impl Redactor for Dotenv {
                     DotenvStyle::Double => decode_double(body),
                     _ => body.to_string(),
                 };
+                if value.contains('\r') {
+                    // See `encode`: loaders disagree on it, so no value can be read back for
+                    // certain (an unquoted one was refused by `entries` already).
+                    let (line, column) = super::position(text, entry.range.start);
+                    return Err(FormatError::Parse {
+                        line,
+                        column,
+                        reason: "a carriage return inside a quoted value".into(),
+                    });
+                }
                 out[i].push(Site {
                     range: entry.range.clone(),
                     value: Secret::from(value),

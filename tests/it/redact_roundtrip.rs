@@ -154,7 +154,7 @@ fn refusable(path: &str, v: &str) -> bool {
         let bash = regex::Regex::new(r"\$[A-Za-z0-9_{(\[@*#?!$-]").unwrap();
         let single = v.contains('\'') || v.contains("\\\\") || v.ends_with('\\');
         let double = v.contains('`') || bash.is_match(v);
-        return v.contains('\0') || expands.is_match(v) || (single && double);
+        return v.contains(['\0', '\r']) || expands.is_match(v) || (single && double);
     }
     false
 }
@@ -440,6 +440,9 @@ proptest! {
 
     #[test]
     fn dotenv_round_trips(v in value(), rotated in value()) {
+        // A carriage return in a value is refused at redaction (python-dotenv reads it as a
+        // line feed).
+        prop_assume!(!v.contains('\r'));
         let styles = dotenv_styles(&v);
         for (lit, exact) in &styles {
             // The key twice, in two quotings: every occurrence is redacted.
