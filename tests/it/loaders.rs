@@ -309,25 +309,32 @@ fn rotated_values_read_back_exactly_in_every_real_loader() {
 }
 
 /// Restores after rotating `handle` to `value`, which its format cannot carry: exit 1, a
-/// message naming `file` and the handle, no value anywhere, and no target written.
-fn assert_refused(handle: &str, value: &str, file: &str) {
+/// message naming `file`, the handle and `why`, no value anywhere, and no target written.
+fn assert_refused(handle: &str, value: &str, file: &str, why: &str) {
     let (p, id) = rotated_project();
     p.set(handle, value, &[]);
-    let out = p
-        .agentbak()
-        .args(["restore", &id, "--target", "restored", "--rehydrate"])
-        .output()
-        .unwrap();
-    let shown = all_output(&out);
-    assert_eq!(out.status.code(), Some(1), "{shown}");
-    assert!(shown.contains(file), "the file is named: {shown}");
-    assert!(shown.contains(handle), "the handle is named: {shown}");
-    assert!(!shown.contains(value.trim()), "the value leaked: {shown}");
-    assert!(
-        !p.path().join("restored").exists(),
-        "the target was written"
-    );
-    assert!(p.leftovers().is_empty(), "{:?}", p.leftovers());
+    // At every verbosity and log format: no value in any output.
+    let quiet: &[&str] = &[];
+    for logging in [quiet, &["-vvv"], &["--log-format", "json", "-vv"]] {
+        let out = p
+            .agentbak()
+            .env("RUST_LOG", "trace")
+            .args(logging)
+            .args(["restore", &id, "--target", "restored", "--rehydrate"])
+            .output()
+            .unwrap();
+        let shown = all_output(&out);
+        assert_eq!(out.status.code(), Some(1), "{shown}");
+        assert!(shown.contains(file), "the file is named: {shown}");
+        assert!(shown.contains(handle), "the handle is named: {shown}");
+        assert!(shown.contains(why), "the reason is given: {shown}");
+        assert!(!shown.contains(value.trim()), "the value leaked: {shown}");
+        assert!(
+            !p.path().join("restored").exists(),
+            "the target was written"
+        );
+        assert!(p.leftovers().is_empty(), "{:?}", p.leftovers());
+    }
     assert!(!contains(&all_bytes(p.path()), value));
 }
 
@@ -339,12 +346,14 @@ fn a_dotenv_value_no_quoting_reads_alike_is_refused_before_anything_is_written()
         "local:agents/kevin/dotenv#quoted",
         "Xk9'Lm${HOME}zz-0123",
         "app.env",
+        "python-dotenv expands",
     );
     // Without a quote too: single quotes are no escape from python-dotenv's expansion.
     assert_refused(
         "local:agents/kevin/dotenv#single",
         "Xk9${HOME}zz-0123",
         "app.env",
+        "python-dotenv expands",
     );
     // A `'` rules out single quotes, and bash expands `$Lm` in double quotes, where
     // python-dotenv has no escape for `$`.
@@ -352,6 +361,7 @@ fn a_dotenv_value_no_quoting_reads_alike_is_refused_before_anything_is_written()
         "local:agents/kevin/dotenv#plain",
         "Xk9'q$Lm-0123456",
         "app.env",
+        "no dotenv quoting",
     );
 }
 
@@ -361,6 +371,7 @@ fn an_ini_value_configparser_would_trim_is_refused_before_anything_is_written() 
         "local:agents/kevin/ini#password",
         "  padded-0123456789",
         "app.ini",
+        "configparser trims",
     );
 }
 
