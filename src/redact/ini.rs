@@ -266,6 +266,20 @@ mod tests {
     }
 
     #[test]
+    fn records_of_older_archives_still_read() {
+        // Archives written before `literal_percent` say only `"style": "plain"`.
+        let old: Context = serde_json::from_str(r#"{"format":"ini","style":"plain"}"#).unwrap();
+        let plain = IniStyle::Plain {
+            literal_percent: false,
+        };
+        assert_eq!(old, Context::Ini(plain));
+        assert_eq!(
+            serde_json::to_string(&Context::Ini(plain)).unwrap(),
+            r#"{"format":"ini","style":"plain"}"#
+        );
+    }
+
+    #[test]
     fn finds_section_keys_and_quoted_values() {
         let doc = "top = t\n[db]\npassword = \"p w\"\n; c\n[remote.origin]\nurl: u:x \n";
         let sites = Ini
