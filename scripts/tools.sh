@@ -40,9 +40,22 @@ ensure_debian_tools() {
     fi
 }
 
+# tests/it/loaders.rs reads rehydrated files with the real loaders: python-dotenv and PyYAML
+# (pip), configparser and tomllib (Python 3.11+). The test finds them through AGENTBAK_PYTHON.
+ensure_python_loaders() {
+    local venv="$AGENTBAK_TOOLS/loaders-venv"
+    if ! "$venv/bin/python" -c 'import dotenv, yaml, tomllib' >/dev/null 2>&1; then
+        echo "installing python-dotenv and PyYAML (pip) into $venv" >&2
+        python3 -m venv "$venv"
+        "$venv/bin/pip" install --quiet --disable-pip-version-check python-dotenv==1.2.2 PyYAML==6.0.3
+    fi
+    export AGENTBAK_PYTHON="$venv/bin/python"
+}
+
 ensure_tools() {
     ensure_bao
     ensure_debian_tools
+    ensure_python_loaders
 }
 
 # The agentbak binary a benchmark measures: $AGENTBAK_BIN when set, else a fresh release build.

@@ -13,7 +13,7 @@
 //! order wins, and the entropy rule comes last.
 
 mod assign;
-mod encode;
+pub(crate) mod encode;
 mod engine;
 mod entropy;
 mod finding;

@@ -7,12 +7,26 @@
 //! escapes. Quoted values may span lines. `${VAR}` is not expanded: the value is the text.
 //! Lines that are none of these are left alone, as those loaders do.
 //!
-//! A rotated value that no longer fits its quoting gets quotes: single quotes when it holds no
-//! `'` and no line break (nothing in them is expanded by any loader), else double quotes.
+//! Rehydration writes a value so that python-dotenv (interpolation on), Node's `dotenv`,
+//! Docker Compose's `env_file` and bash (`set -a; . file`) read exactly that value:
+//! - unquoted only when it holds nothing any of them treats specially;
+//! - else single quotes, where no loader expands anything (python-dotenv aside, below), when
+//!   it holds no `'` and no backslash python-dotenv would read as an escape;
+//! - else double quotes with only `\\` and `\"` escaped and line breaks literal (bash reads
+//!   `\n` as two characters), when it holds no `$` that bash would expand and no backquote:
+//!   python-dotenv has no escape for `$` (`\$` stays two characters);
+//! - else the value is refused before anything is written (a `'` together with an expandable
+//!   `$`). python-dotenv expands `${NAME}` in every quoting, single quotes included, with no
+//!   escape, so a value holding that pattern is refused too.
+//!
+//! A value keeps its original quoting when that quoting is exact for it. Node's `dotenv` reads
+//! no escape but `\n` in double quotes, so a double-quoted value holding `\` or `"` reaches it
+//! with the backslashes; single quotes are chosen first where a value leaves the choice.
 
 use serde::{Deserialize, Serialize};
 
 use super::{Context, FormatError, Redactor, Site, Splice, Unfit, utf8};
+use crate::detect::encode;
 use crate::secret::Secret;
 
 /// The dotenv redactor.
@@ -175,44 +189,125 @@ fn decode_double(body: &str) -> String {
     out
 }
 
-/// The body of a double-quoted value: any text fits.
+/// The body of a double-quoted value as rehydration writes it (`\\` and `\"`, the rest
+/// literal): `crate::detect::encode`'s definition.
 pub(crate) fn double_body(v: &str) -> String {
-    let mut out = String::with_capacity(v.len() + 2);
-    for c in v.chars() {
-        match c {
-            '\\' => out.push_str("\\\\"),
-            '"' => out.push_str("\\\""),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            c => out.push(c),
+    encode::dotenv_double_body(v)
+}
+
+/// Whether python-dotenv (with interpolation, its default) would expand part of `v`: its
+/// `${NAME}` or `${NAME:-default}` pattern, which it expands in every quoting, single quotes
+/// included, and has no escape for.
+fn python_dotenv_expands(v: &str) -> bool {
+    let b = v.as_bytes();
+    (0..b.len()).any(|i| {
+        if !b[i..].starts_with(b"${") {
+            return false;
         }
-    }
-    out
+        // `[^}:]*` then `}`, or `:-` then `[^}]*` then `}`.
+        let rest = &b[i + 2..];
+        match rest.iter().position(|c| matches!(c, b'}' | b':')) {
+            Some(p) if rest[p] == b'}' => true,
+            Some(p) => rest[p + 1..].starts_with(b"-") && rest[p + 1..].contains(&b'}'),
+            None => false,
+        }
+    })
 }
 
+/// Whether every loader reads `v` unquoted as it is: only characters that no loader treats
+/// specially (no white space, quote, `#`, `$`, `\`, `~`, backquote or shell operator).
 fn fits_unquoted(v: &str) -> bool {
-    !v.starts_with([' ', '\t', '\'', '"', '`', '#'])
-        && !v.ends_with(char::is_whitespace)
-        && !v.contains(['\n', '\r'])
-        && comment_start(v).is_none()
+    v.chars().all(|c| {
+        c.is_ascii_alphanumeric()
+            || matches!(c, '_' | '.' | '/' | ':' | '@' | '%' | '+' | ',' | '=' | '-')
+            || (!c.is_ascii() && !c.is_whitespace() && !c.is_control())
+    })
 }
 
-fn quoted(v: &str) -> Vec<u8> {
-    if v.contains(['\'', '\n', '\r']) {
-        format!("\"{}\"", double_body(v)).into_bytes()
-    } else {
-        format!("'{v}'").into_bytes()
-    }
+/// Whether python-dotenv, Node's dotenv, Docker Compose and bash all read `'v'` as `v`:
+/// no `'`, and no backslash python-dotenv would read as an escape (`\\`, or a final `\`
+/// before the closing quote).
+fn fits_single(v: &str) -> bool {
+    !v.contains('\'') && !v.contains("\\\\") && !v.ends_with('\\')
+}
+
+/// Whether python-dotenv and bash both read `"double_body(v)"` as `v`: bash expands a `$`
+/// followed by a name, a digit, a special parameter, `{`, `(` or `[`, and a backquote;
+/// python-dotenv has no escape for either (`\$` stays two characters).
+fn fits_double(v: &str) -> bool {
+    let b = v.as_bytes();
+    !v.contains('`')
+        && (0..b.len()).all(|i| {
+            b[i] != b'$'
+                || !b
+                    .get(i + 1)
+                    .is_some_and(|n| n.is_ascii_alphanumeric() || b"_{([@*#?!$-".contains(n))
+        })
 }
 
 pub(crate) fn encode(style: &DotenvStyle, value: &[u8]) -> Result<Splice, Unfit> {
     let v = utf8(value)?;
-    Ok(match style {
-        DotenvStyle::Unquoted if fits_unquoted(v) => Splice::inside(v.as_bytes().to_vec()),
-        DotenvStyle::Unquoted => Splice::inside(quoted(v)),
-        DotenvStyle::Single if !v.contains('\'') => Splice::inside(v.as_bytes().to_vec()),
-        DotenvStyle::Single => Splice::widened(1, 1, quoted(v)),
-        DotenvStyle::Double => Splice::inside(double_body(v).into_bytes()),
+    if v.contains('\0') {
+        return Err(Unfit("a dotenv value cannot hold a NUL character"));
+    }
+    if v.contains('\r') {
+        // python-dotenv reads the file with universal newlines: a carriage return, quoted or
+        // not, comes back as a line feed (bash keeps it, and reads the `\r` escape as two
+        // characters).
+        return Err(Unfit(
+            "python-dotenv reads a carriage return in a dotenv value as a line feed",
+        ));
+    }
+    if python_dotenv_expands(v) {
+        return Err(Unfit(
+            "python-dotenv expands `${...}` in every quoting and has no escape for it, so no dotenv quoting makes it read this value exactly",
+        ));
+    }
+    let fits = |s: DotenvStyle| match s {
+        DotenvStyle::Unquoted => fits_unquoted(v),
+        DotenvStyle::Single => fits_single(v),
+        DotenvStyle::Double => fits_double(v),
+    };
+    // The value keeps its quoting when every loader reads it there exactly; else single
+    // quotes (nothing in them is special to any loader but `'` and python-dotenv's `\\`),
+    // else double quotes.
+    let order: &[DotenvStyle] = match style {
+        DotenvStyle::Unquoted => &[
+            DotenvStyle::Unquoted,
+            DotenvStyle::Single,
+            DotenvStyle::Double,
+        ],
+        DotenvStyle::Single => &[DotenvStyle::Single, DotenvStyle::Double],
+        DotenvStyle::Double => &[DotenvStyle::Double, DotenvStyle::Single],
+    };
+    let Some(&chosen) = order.iter().find(|s| fits(**s)) else {
+        return Err(Unfit(
+            "no dotenv quoting makes python-dotenv and bash read this value alike (a `'`, `\\\\` or final `\\` rules out single quotes; a `$` that bash expands or a backquote rules out double quotes)",
+        ));
+    };
+    let body = match chosen {
+        DotenvStyle::Double => double_body(v).into_bytes(),
+        _ => v.as_bytes().to_vec(),
+    };
+    let quoted = |body: Vec<u8>| {
+        let q = if chosen == DotenvStyle::Double {
+            b'"'
+        } else {
+            b'\''
+        };
+        let mut out = Vec::with_capacity(body.len() + 2);
+        out.push(q);
+        out.extend_from_slice(&body);
+        out.push(q);
+        out
+    };
+    Ok(if chosen == *style {
+        Splice::inside(body)
+    } else if *style == DotenvStyle::Unquoted {
+        Splice::inside(quoted(body))
+    } else {
+        // Replace the old quotes too.
+        Splice::widened(1, 1, quoted(body))
     })
 }
 
@@ -234,6 +329,16 @@ impl Redactor for Dotenv {
                     DotenvStyle::Double => decode_double(body),
                     _ => body.to_string(),
                 };
+                if value.contains('\r') {
+                    // See `encode`: loaders disagree on it, so no value can be read back for
+                    // certain (an unquoted one was refused by `entries` already).
+                    let (line, column) = super::position(text, entry.range.start);
+                    return Err(FormatError::Parse {
+                        line,
+                        column,
+                        reason: "a carriage return inside a quoted value".into(),
+                    });
+                }
                 out[i].push(Site {
                     range: entry.range.clone(),
                     value: Secret::from(value),
@@ -329,6 +434,6 @@ mod tests {
         };
         assert_eq!(enc(DotenvStyle::Unquoted, "a #b"), (0, "'a #b'".into()));
         assert_eq!(enc(DotenvStyle::Single, "it's"), (1, "\"it's\"".into()));
-        assert_eq!(enc(DotenvStyle::Double, "a\"\n"), (0, "a\\\"\\n".into()));
+        assert_eq!(enc(DotenvStyle::Double, "a\"\n"), (0, "a\\\"\n".into()));
     }
 }

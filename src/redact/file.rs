@@ -436,6 +436,61 @@ fn check_redacted(
     Ok(())
 }
 
+/// Checks, without the file, that every value `replacements` need can be written in its
+/// context: what [`rehydrate_file`] would refuse (a missing value, a value its format cannot
+/// carry exactly), found before any file is written. Errors name the file and the handle.
+pub fn check_rehydratable(
+    path: &str,
+    replacements: &[Replacement],
+    values: &HashMap<Handle, Secret>,
+) -> Result<(), RedactError> {
+    for r in replacements {
+        let offset = r.offsets.first().copied().unwrap_or(0);
+        encode_for(path, r, values, offset)?;
+    }
+    Ok(())
+}
+
+/// The splice that writes `r`'s value at its placeholder at `offset`.
+fn encode_for(
+    path: &str,
+    r: &Replacement,
+    values: &HashMap<Handle, Secret>,
+    offset: usize,
+) -> Result<super::Splice, RedactError> {
+    let value = values
+        .get(&r.handle)
+        .ok_or_else(|| RedactError::MissingValue {
+            path: path.into(),
+            handle: Box::new(r.handle.clone()),
+        })?;
+    let bytes = match &r.context {
+        Context::WholeFile(style) => {
+            whole::decode(style, value.expose()).ok_or_else(|| RedactError::NotBase64 {
+                path: path.into(),
+                handle: Box::new(r.handle.clone()),
+            })?
+        }
+        _ => Zeroizing::new(value.expose().to_vec()),
+    };
+    let unfit = |reason| RedactError::Unrepresentable {
+        path: path.into(),
+        handle: Box::new(r.handle.clone()),
+        offset,
+        reason,
+    };
+    let splice = r
+        .context
+        .encode(&bytes)
+        .map_err(|Unfit(reason)| unfit(reason))?;
+    if r.source == Source::Stray && (splice.before > 0 || splice.after > 0) {
+        return Err(unfit(
+            "a value found outside its locator cannot change its quoting",
+        ));
+    }
+    Ok(splice)
+}
+
 /// Puts values back: every placeholder recorded in `replacements` gets its handle's value,
 /// encoded for its context; the result is parsed again and must hold each value at its
 /// locator. A placeholder the redaction did not write (text that was in the file already)
@@ -449,20 +504,6 @@ pub fn rehydrate_file(
     let mut edits: Vec<(Range<usize>, Zeroizing<Vec<u8>>)> = Vec::new();
     for r in replacements {
         let placeholder = r.handle.placeholder();
-        let missing = || RedactError::MissingValue {
-            path: path.into(),
-            handle: Box::new(r.handle.clone()),
-        };
-        let value = values.get(&r.handle).ok_or_else(missing)?;
-        let bytes = match &r.context {
-            Context::WholeFile(style) => {
-                whole::decode(style, value.expose()).ok_or_else(|| RedactError::NotBase64 {
-                    path: path.into(),
-                    handle: Box::new(r.handle.clone()),
-                })?
-            }
-            _ => Zeroizing::new(value.expose().to_vec()),
-        };
         for &offset in &r.offsets {
             let end = offset + placeholder.len();
             let no_placeholder = || RedactError::NoPlaceholder {
@@ -473,21 +514,7 @@ pub fn rehydrate_file(
             if redacted.get(offset..end) != Some(placeholder.as_bytes()) {
                 return Err(no_placeholder());
             }
-            let unfit = |reason| RedactError::Unrepresentable {
-                path: path.into(),
-                handle: Box::new(r.handle.clone()),
-                offset,
-                reason,
-            };
-            let splice = r
-                .context
-                .encode(&bytes)
-                .map_err(|Unfit(reason)| unfit(reason))?;
-            if r.source == Source::Stray && (splice.before > 0 || splice.after > 0) {
-                return Err(unfit(
-                    "a value found outside its locator cannot change its quoting",
-                ));
-            }
+            let splice = encode_for(path, r, values, offset)?;
             let start = offset
                 .checked_sub(splice.before)
                 .ok_or_else(no_placeholder)?;

@@ -5,10 +5,19 @@
 //! A value wholly inside double quotes (`key = "v"`) is the text between them, as PHP and
 //! systemd read it. Multi-line (continuation) values are not supported: their first line
 //! alone would be redacted, so they are refused.
+//!
+//! `%`: configparser's default interpolation reads `%%` as `%` and refuses a lone `%`, so a
+//! plain value is read and written that way (`50%%off` is `50%off`), the safe default for the
+//! dialect this module reads. A plain value found with a `%` configparser would refuse comes
+//! from a file another program reads: it is recorded (`literal_percent`) and written back
+//! with its `%` as it was. A value a plain INI entry cannot carry exactly (white space at
+//! either end, which configparser trims; a line break or carriage return; text wholly inside
+//! double quotes) is refused before anything is written.
 
 use serde::{Deserialize, Serialize};
 
 use super::{Context, FormatError, Redactor, Site, Splice, Unfit, utf8};
+use crate::detect::encode;
 use crate::secret::Secret;
 
 /// The INI redactor.
@@ -18,10 +27,34 @@ pub(crate) struct Ini;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(tag = "style", rename_all = "snake_case")]
 pub enum IniStyle {
-    /// `key = value`.
-    Plain,
-    /// `key = "value"`.
+    /// `key = value`, as configparser reads it: `%%` is one `%`.
+    Plain {
+        /// The value as found held a `%` that is not `%%` or `%(`, which configparser's
+        /// interpolation refuses: the file is not read by configparser, its `%` is text and
+        /// is written back as it is.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        literal_percent: bool,
+    },
+    /// `key = "value"` (PHP, systemd: the quotes are not part of the value).
     Quoted,
+}
+
+/// Whether a plain value as written holds a `%` that configparser's `BasicInterpolation`
+/// refuses (one not followed by `%` or `(`): then the file is not configparser's.
+fn has_literal_percent(raw: &str) -> bool {
+    let b = raw.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' {
+            match b.get(i + 1) {
+                Some(b'%') => i += 1,
+                Some(b'(') => {}
+                _ => return true,
+            }
+        }
+        i += 1;
+    }
+    false
 }
 
 struct Entry {
@@ -58,7 +91,11 @@ fn entries(text: &str) -> Vec<Entry> {
             let (range, style) = if quoted {
                 (start + 1..start + value.len() - 1, IniStyle::Quoted)
             } else {
-                (start..start + value.len(), IniStyle::Plain)
+                let literal_percent = has_literal_percent(value);
+                (
+                    start..start + value.len(),
+                    IniStyle::Plain { literal_percent },
+                )
             };
             if lead == 0 {
                 out.push(Entry {
@@ -83,21 +120,45 @@ fn continues(text: &str, line_end: usize) -> bool {
 
 pub(crate) fn encode(style: &IniStyle, value: &[u8]) -> Result<Splice, Unfit> {
     let v = utf8(value)?;
-    // A line feed ends the value. A carriage return is text to INI readers; at either end it
-    // would be trimmed as white space, so such a value is written quoted (below).
     if v.contains('\n') {
         return Err(Unfit("an INI value cannot hold a line break"));
     }
-    // The reader trims white space around a value, so a plain value may not start or end
-    // with any.
-    let padded = v.starts_with(char::is_whitespace) || v.ends_with(char::is_whitespace);
-    let looks_quoted = v.len() >= 2 && v.starts_with('"') && v.ends_with('"');
-    let plain = !padded && !looks_quoted;
-    Ok(match style {
-        IniStyle::Plain if plain => Splice::inside(v.as_bytes().to_vec()),
-        IniStyle::Plain => Splice::inside(format!("\"{v}\"").into_bytes()),
-        IniStyle::Quoted => Splice::inside(v.as_bytes().to_vec()),
-    })
+    match style {
+        IniStyle::Plain { literal_percent } => {
+            // Python reads a carriage return as a line break; configparser trims white space
+            // around a value and keeps quotes as text, which other readers strip: no plain
+            // value can carry these exactly.
+            if v.contains('\r') {
+                return Err(Unfit("an INI value cannot hold a carriage return"));
+            }
+            if v.starts_with(char::is_whitespace) || v.ends_with(char::is_whitespace) {
+                return Err(Unfit(
+                    "configparser trims white space at either end of an INI value",
+                ));
+            }
+            if v.len() >= 2 && v.starts_with('"') && v.ends_with('"') {
+                return Err(Unfit(
+                    "an INI value wholly inside double quotes reads as a quoted value",
+                ));
+            }
+            Ok(Splice::inside(if *literal_percent {
+                v.as_bytes().to_vec()
+            } else {
+                encode::ini_body(v).into_bytes()
+            }))
+        }
+        IniStyle::Quoted => Ok(Splice::inside(v.as_bytes().to_vec())),
+    }
+}
+
+/// The value of a plain entry as configparser reads it: `%%` is `%` (unless the file is not
+/// configparser's, see [`IniStyle::Plain`]).
+fn decode_plain(raw: &str, literal_percent: bool) -> String {
+    if literal_percent {
+        raw.to_string()
+    } else {
+        raw.replace("%%", "%")
+    }
 }
 
 impl Redactor for Ini {
@@ -120,9 +181,24 @@ impl Redactor for Ini {
                         reason: "a multi-line value is not supported for a secret".into(),
                     });
                 }
+                let raw = &text[entry.range.clone()];
+                let value = match entry.style {
+                    IniStyle::Plain { literal_percent } => {
+                        if raw.contains('\r') {
+                            let (line, column) = super::position(text, entry.range.start);
+                            return Err(FormatError::Parse {
+                                line,
+                                column,
+                                reason: "a carriage return inside an INI value".into(),
+                            });
+                        }
+                        Secret::from(decode_plain(raw, literal_percent))
+                    }
+                    IniStyle::Quoted => Secret::from_slice(raw.as_bytes()),
+                };
                 out[i].push(Site {
                     range: entry.range.clone(),
-                    value: Secret::from_slice(text[entry.range.clone()].as_bytes()),
+                    value,
                     context: Context::Ini(entry.style),
                 });
             }
@@ -157,9 +233,50 @@ mod tests {
             );
             assert_eq!(r, Ok(()));
         }
-        let Splice { bytes, .. } = encode(&IniStyle::Plain, b"v\r").unwrap();
-        assert_eq!(&bytes[..], b"\"v\r\"");
         assert!(encode(&IniStyle::Quoted, b"a\nb").is_err());
+        // A carriage return inside a plain value is a line break to Python: refused on both
+        // sides.
+        let plain = IniStyle::Plain {
+            literal_percent: false,
+        };
+        assert!(encode(&plain, b"v\r").is_err());
+        assert!(Ini.locate("key = a\rb\n", &["key"]).is_err());
+    }
+
+    #[test]
+    fn plain_values_are_configparser_values() {
+        // Regression (issue 20): configparser raised on a lone `%` and interpolated
+        // `%(user)s`; a padded value was quoted, and configparser kept the quotes.
+        let plain = IniStyle::Plain {
+            literal_percent: false,
+        };
+        let Splice { bytes, .. } = encode(&plain, b"50%off  %(user)s").unwrap();
+        assert_eq!(&bytes[..], b"50%%off  %%(user)s");
+        assert!(encode(&plain, b" padded").is_err());
+        assert!(encode(&plain, b"padded\t").is_err());
+        assert!(encode(&plain, b"\"quoted\"").is_err());
+        let sites = Ini
+            .locate("a = 50%%off\nb = 50%off\n", &["a", "b"])
+            .unwrap();
+        assert_eq!(sites[0][0].value.expose(), b"50%off");
+        assert_eq!(sites[1][0].value.expose(), b"50%off");
+        // The file that holds a lone `%` is not configparser's: its `%` stays as it was.
+        let literal = sites[1][0].context.encode(b"9%x").unwrap();
+        assert_eq!(&literal.bytes[..], b"9%x");
+    }
+
+    #[test]
+    fn records_of_older_archives_still_read() {
+        // Archives written before `literal_percent` say only `"style": "plain"`.
+        let old: Context = serde_json::from_str(r#"{"format":"ini","style":"plain"}"#).unwrap();
+        let plain = IniStyle::Plain {
+            literal_percent: false,
+        };
+        assert_eq!(old, Context::Ini(plain));
+        assert_eq!(
+            serde_json::to_string(&Context::Ini(plain)).unwrap(),
+            r#"{"format":"ini","style":"plain"}"#
+        );
     }
 
     #[test]

@@ -4,10 +4,12 @@
 //! (serde_json and JavaScript escape only what they must, Python escapes every non-ASCII
 //! character, PHP escapes `/`, Go escapes `<`, `>` and `&`), so each site records the flavour
 //! that reproduces its bytes; a string no flavour reproduces is restored with the usual one.
+//! The escaping itself is `crate::detect::encode`'s, which the leak gate searches with.
 
 use serde::{Deserialize, Serialize};
 
 use super::{Context, FormatError, Redactor, Site, Splice, Unfit, utf8};
+use crate::detect::encode::{JsonFlavour, json_body};
 use crate::json_span::{self, ScanError};
 use crate::secret::Secret;
 
@@ -44,42 +46,21 @@ impl JsonStyle {
     }
 }
 
-/// Writes `text` as the body of a JSON string in the given flavour.
-pub(crate) fn escape(style: &JsonStyle, text: &str) -> Vec<u8> {
-    let mut out = Vec::with_capacity(text.len() + 2);
-    let unicode = |out: &mut Vec<u8>, unit: u16| {
-        let hex = if style.upper_hex {
-            format!("\\u{unit:04X}")
-        } else {
-            format!("\\u{unit:04x}")
-        };
-        out.extend_from_slice(hex.as_bytes());
-    };
-    for c in text.chars() {
-        match c {
-            '"' => out.extend_from_slice(b"\\\""),
-            '\\' => out.extend_from_slice(b"\\\\"),
-            '/' if style.slash => out.extend_from_slice(b"\\/"),
-            '\u{8}' => out.extend_from_slice(b"\\b"),
-            '\u{c}' => out.extend_from_slice(b"\\f"),
-            '\n' => out.extend_from_slice(b"\\n"),
-            '\r' => out.extend_from_slice(b"\\r"),
-            '\t' => out.extend_from_slice(b"\\t"),
-            c if (c as u32) < 0x20 => unicode(&mut out, c as u16),
-            '<' | '>' | '&' | '\u{2028}' | '\u{2029}' if style.html => unicode(&mut out, c as u16),
-            c if style.ascii && (c as u32) >= 0x7f => {
-                let mut units = [0u16; 2];
-                for unit in c.encode_utf16(&mut units) {
-                    unicode(&mut out, *unit);
-                }
-            }
-            c => {
-                let mut buf = [0u8; 4];
-                out.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
-            }
+impl JsonStyle {
+    /// The writer's flavour of this style (`crate::detect::encode` defines the escaping).
+    fn flavour(&self) -> JsonFlavour {
+        JsonFlavour {
+            ascii: self.ascii,
+            slash: self.slash,
+            html: self.html,
+            upper_hex: self.upper_hex,
         }
     }
-    out
+}
+
+/// Writes `text` as the body of a JSON string in the given flavour.
+pub(crate) fn escape(style: &JsonStyle, text: &str) -> Vec<u8> {
+    json_body(text, style.flavour()).into_bytes()
 }
 
 pub(crate) fn encode(style: &JsonStyle, value: &[u8]) -> Result<Splice, Unfit> {

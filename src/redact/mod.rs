@@ -11,8 +11,11 @@
 //! [`rehydrate_file`] puts values back: each placeholder the redaction wrote gets its value
 //! encoded for the context it sits in (JSON string escaping, the YAML scalar style, the TOML
 //! string kind, the dotenv quoting), switching to a quoted style only when the value no longer
-//! fits the original one. The rehydrated file is then parsed again to prove it is valid and
-//! holds the new value at each locator.
+//! fits the original one, so that the real loaders (python-dotenv, bash, configparser, PyYAML,
+//! tomllib) read exactly the value; a value its format cannot carry is refused. The rehydrated
+//! file is then parsed again to prove it is valid and holds the new value at each locator.
+//! Every escaping is defined once, in `crate::detect::encode`, which the leak gate searches
+//! with: a form written here is a form the gate finds.
 //!
 //! Invariants:
 //! - A [`Replacement`] holds no value and no hash of one: the locator, the handle, the byte
@@ -51,7 +54,9 @@ use crate::manifest::Locator;
 use crate::secret::Secret;
 
 pub use error::RedactError;
-pub use file::{is_binary, redact_file, redact_file_with, rehydrate_file, values_at};
+pub use file::{
+    check_rehydratable, is_binary, redact_file, redact_file_with, rehydrate_file, values_at,
+};
 pub use property::round_trip_property;
 pub use stray::{MIN_STRAY_LEN, StrayMatcher};
 pub use stream::StrayReader;

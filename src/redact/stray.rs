@@ -92,13 +92,16 @@ impl Form {
     }
 }
 
-/// Every form of one value (several may be the same bytes).
+/// Every form of one value (several may be the same bytes), as the format modules write it
+/// through `crate::detect::encode`, the definition the leak gate searches with. A dotenv
+/// value is found as rehydration writes it and with `\n` escapes, as other tools write it.
 fn forms(value: &[u8]) -> Vec<(Form, Zeroizing<Vec<u8>>)> {
     let raw = (Form::Raw, Zeroizing::new(value.to_vec()));
     let Ok(text) = std::str::from_utf8(value) else {
         return vec![raw];
     };
     let z = |s: String| Zeroizing::new(s.into_bytes());
+    let escaped_dotenv = crate::detect::encode::dotenv_double_escaped_body(text);
     let mut out = vec![
         raw,
         (
@@ -108,6 +111,7 @@ fn forms(value: &[u8]) -> Vec<(Form, Zeroizing<Vec<u8>>)> {
         (Form::YamlDouble, z(yaml::double_body(text))),
         (Form::TomlBasic, z(toml::basic_body(text))),
         (Form::DotenvDouble, z(dotenv::double_body(text))),
+        (Form::DotenvDouble, z(escaped_dotenv)),
     ];
     out.extend(yaml::single_body(text).map(|s| (Form::YamlSingle, z(s))));
     out

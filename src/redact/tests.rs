@@ -345,3 +345,120 @@ fn keys_name_every_string_and_locate_reads_them_back() {
     }
     assert!(Format::Json.redactor().keys("{\"a\": ").is_err());
 }
+
+/// Every context a redactor records or a rehydration writes in (all JSON flavours, every YAML
+/// scalar style with block indentations up to the deepest the gate lists, every TOML string
+/// kind, every dotenv quoting, both INI styles).
+fn every_context() -> Vec<Context> {
+    let mut out = vec![Context::Raw];
+    for bits in 0u8..16 {
+        out.push(Context::Json(JsonStyle {
+            ascii: bits & 1 != 0,
+            slash: bits & 2 != 0,
+            html: bits & 4 != 0,
+            upper_hex: bits & 8 != 0,
+        }));
+    }
+    for (flow, typed) in [(false, false), (false, true), (true, false), (true, true)] {
+        out.push(Context::Yaml(YamlStyle::Plain { flow, typed }));
+    }
+    out.push(Context::Yaml(YamlStyle::Single));
+    out.push(Context::Yaml(YamlStyle::Double));
+    for literal in [true, false] {
+        for indent in 1..=crate::detect::encode::MAX_BLOCK_INDENT {
+            for trailing in 0..3 {
+                for (explicit, header) in [(false, Some(3)), (true, Some(4)), (false, None)] {
+                    out.push(Context::Yaml(YamlStyle::Block(BlockStyle {
+                        literal,
+                        indent,
+                        trailing,
+                        explicit,
+                        header,
+                    })));
+                }
+            }
+        }
+    }
+    out.push(Context::Toml(TomlStyle::Basic));
+    out.push(Context::Toml(TomlStyle::Literal));
+    for newline in 0..3 {
+        out.push(Context::Toml(TomlStyle::MultiBasic { newline }));
+        out.push(Context::Toml(TomlStyle::MultiLiteral { newline }));
+    }
+    for style in [
+        DotenvStyle::Unquoted,
+        DotenvStyle::Single,
+        DotenvStyle::Double,
+    ] {
+        out.push(Context::Dotenv(style));
+    }
+    for literal_percent in [false, true] {
+        out.push(Context::Ini(IniStyle::Plain { literal_percent }));
+    }
+    out.push(Context::Ini(IniStyle::Quoted));
+    out
+}
+
+/// Values with what each format escapes or refuses: `$`, quotes, `#`, `%`, white space, line
+/// breaks, backslashes, braces, control characters and non-ASCII text.
+fn awkward_value() -> impl proptest::strategy::Strategy<Value = String> {
+    use proptest::prelude::*;
+    let pool: Vec<char> = "aZ09$\"'#% \t\n\r\\{}`~:-/<>&=é😀\u{1b}\u{85}\u{7f}\u{2028}"
+        .chars()
+        .collect();
+    proptest::collection::vec(
+        prop_oneof![4 => proptest::sample::select(pool), 1 => any::<char>()],
+        8..40,
+    )
+    .prop_map(|chars| chars.into_iter().collect())
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(256))]
+
+    /// The leak gate's known-value search finds every form a redactor or a rehydration can
+    /// write: the two share one definition of each format (`crate::detect::encode`), and this
+    /// holds them to it. Regression (issue 20): dotenv `\$`/`\r` and YAML `\e`/`\xNN` were
+    /// written one way and searched for another.
+    #[test]
+    fn the_gate_finds_every_form_rehydration_writes(value in awkward_value()) {
+        let known = crate::detect::KnownValues::new([(
+            "vault:a/b#c".to_string(),
+            Secret::from(value.clone()),
+        )]);
+        for context in every_context() {
+            let Ok(splice) = context.encode(value.as_bytes()) else {
+                continue;
+            };
+            // A block scalar's body is followed by its final line breaks (the chomping),
+            // which stay in the file; a body shorter than the search's 8-byte word (a short
+            // line and final breaks) is as unsearchable as a short value.
+            let suffix = match &context {
+                Context::Yaml(YamlStyle::Block(b)) if splice.before == 0 => {
+                    if splice.bytes.len() < crate::detect::MIN_KNOWN_LEN {
+                        continue;
+                    }
+                    format!("{}next: 1\n", "\n".repeat(b.trailing))
+                }
+                _ => " # end\n".to_string(),
+            };
+            let mut hay = b"key: ".to_vec();
+            hay.extend_from_slice(&splice.bytes);
+            hay.extend_from_slice(suffix.as_bytes());
+            let hits = known.search(&hay, 0, 0);
+            proptest::prop_assert!(
+                !hits.is_empty(),
+                "{context:?}: the form written is not found by the gate"
+            );
+        }
+        // The forms only other tools write (never rehydration), which the stray search also
+        // finds.
+        for form in [
+            crate::detect::encode::dotenv_double_escaped_body(&value),
+            crate::detect::encode::shell_double_body(&value),
+            crate::detect::encode::shell_single_body(&value),
+        ] {
+            proptest::prop_assert!(!known.search(form.as_bytes(), 0, 0).is_empty());
+        }
+    }
+}

@@ -3,12 +3,14 @@
 //! `toml_edit` keeps each value's span; the body of a string is what lies between its
 //! delimiters (after the line break that directly follows an opening `"""` or `'''`, which
 //! TOML trims). A value that no longer fits a literal string is written as a basic string of
-//! the same line kind, replacing the delimiters too; escapes are TOML 1.0's.
+//! the same line kind, replacing the delimiters too; escapes are TOML 1.0's, written by
+//! `crate::detect::encode` (the definition the leak gate searches with).
 
 use serde::{Deserialize, Serialize};
 use toml_edit::{Item, Table, Value};
 
 use super::{Context, FormatError, Redactor, Site, Splice, Unfit, utf8};
+use crate::detect::encode;
 use crate::json_span::pointer_tokens;
 use crate::secret::Secret;
 
@@ -201,62 +203,16 @@ fn body(text: &str, span: std::ops::Range<usize>) -> (std::ops::Range<usize>, To
     (span.start + 1..span.end - 1, style)
 }
 
-fn escape_control(out: &mut String, c: char) {
-    match c {
-        '\u{8}' => out.push_str("\\b"),
-        '\t' => out.push_str("\\t"),
-        '\n' => out.push_str("\\n"),
-        '\u{c}' => out.push_str("\\f"),
-        '\r' => out.push_str("\\r"),
-        c => out.push_str(&format!("\\u{:04X}", c as u32)),
-    }
-}
-
-fn is_control(c: char) -> bool {
-    (c as u32) < 0x20 || c == '\u{7f}'
-}
-
 /// The body of a basic string (`"..."`): any text fits.
 pub(crate) fn basic_body(v: &str) -> String {
-    let mut out = String::with_capacity(v.len() + 2);
-    for c in v.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            c if is_control(c) => escape_control(&mut out, c),
-            c => out.push(c),
-        }
-    }
-    out
-}
-
-/// The body of a multi-line basic string: line breaks and tabs stay literal; a quote is
-/// escaped where three in a row would close the string, or at the very end.
-fn multi_basic_body(v: &str, newline: bool) -> String {
-    let mut out = String::with_capacity(v.len() + 2);
-    let chars: Vec<char> = v.chars().collect();
-    let mut run = 0;
-    for (i, &c) in chars.iter().enumerate() {
-        run = if c == '"' { run + 1 } else { 0 };
-        let trailing_quotes = chars[i..].iter().all(|c| *c == '"');
-        match c {
-            '"' if run % 3 == 0 || trailing_quotes => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            // A line break right after the opening delimiter would be trimmed.
-            '\n' if i == 0 && !newline => out.push_str("\\n"),
-            '\n' | '\t' => out.push(c),
-            c if is_control(c) => escape_control(&mut out, c),
-            c => out.push(c),
-        }
-    }
-    out
+    encode::toml_basic_body(v)
 }
 
 pub(crate) fn encode(style: &TomlStyle, value: &[u8]) -> Result<Splice, Unfit> {
     let v = utf8(value)?;
     let no_control = |allow_newline: bool| {
         !v.chars()
-            .any(|c| is_control(c) && c != '\t' && !(allow_newline && c == '\n'))
+            .any(|c| encode::toml_is_control(c) && c != '\t' && !(allow_newline && c == '\n'))
     };
     Ok(match *style {
         TomlStyle::Basic => Splice::inside(basic_body(v).into_bytes()),
@@ -268,7 +224,7 @@ pub(crate) fn encode(style: &TomlStyle, value: &[u8]) -> Result<Splice, Unfit> {
             }
         }
         TomlStyle::MultiBasic { newline } => {
-            Splice::inside(multi_basic_body(v, newline > 0).into_bytes())
+            Splice::inside(encode::toml_multi_basic_body(v, newline > 0).into_bytes())
         }
         TomlStyle::MultiLiteral { newline } => {
             let fits = no_control(true)
@@ -281,7 +237,7 @@ pub(crate) fn encode(style: &TomlStyle, value: &[u8]) -> Result<Splice, Unfit> {
                 // The trimmed line break is inside the widened range: write it again.
                 let before = 3 + usize::from(newline);
                 let nl = ["", "\n", "\r\n"][usize::from(newline.min(2))];
-                let body = multi_basic_body(v, newline > 0);
+                let body = encode::toml_multi_basic_body(v, newline > 0);
                 Splice::widened(before, 3, format!("\"\"\"{nl}{body}\"\"\"").into_bytes())
             }
         }
@@ -323,6 +279,8 @@ mod tests {
 
     #[test]
     fn multi_line_quotes_never_close_the_string() {
-        assert_eq!(multi_basic_body("a\"\"\"b\"", true), "a\"\"\\\"b\\\"");
+        let Splice { bytes, .. } =
+            encode(&TomlStyle::MultiBasic { newline: 1 }, b"a\"\"\"b\"").unwrap();
+        assert_eq!(&bytes[..], b"a\"\"\\\"b\\\"");
     }
 }

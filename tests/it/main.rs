@@ -15,6 +15,7 @@ mod discover_corpus;
 mod init;
 mod layout;
 mod living;
+mod loaders;
 mod names_masked;
 mod promises;
 mod prune;

@@ -89,6 +89,20 @@ fn check(
     rotated: &str,
     parse: impl Fn(&str) -> Vec<String>,
 ) -> Result<(), TestCaseError> {
+    check_with(path, doc, locator, v, rotated, true, parse)
+}
+
+/// [`check`]; when not `exact` (a dotenv value written in a quoting other loaders read
+/// differently), the unrotated value may come back in another quoting, read as the same value.
+fn check_with(
+    path: &str,
+    doc: &str,
+    locator: Locator,
+    v: &str,
+    rotated: &str,
+    exact: bool,
+    parse: impl Fn(&str) -> Vec<String>,
+) -> Result<(), TestCaseError> {
     prop_assert_eq!(
         parse(doc),
         vec![v.to_string()],
@@ -98,24 +112,51 @@ fn check(
     let red = redact_file(path, doc.as_bytes(), &[rule(locator)], &[]).unwrap();
     prop_assert_eq!(red.values.len(), 1);
     prop_assert_eq!(red.values[0].1.expose(), v.as_bytes());
-    prop_assert!(red.warnings.is_empty(), "{:?} in {:?}", red.warnings, doc);
+    if exact {
+        prop_assert!(red.warnings.is_empty(), "{:?} in {:?}", red.warnings, doc);
+    }
     assert_no_leak(&red.output, v);
-    let same = rehydrate_file(path, &red.output, &red.replacements, &values(v)).unwrap();
-    prop_assert_eq!(String::from_utf8(same).unwrap(), doc);
-    match rehydrate_file(path, &red.output, &red.replacements, &values(rotated)) {
-        Ok(new) => {
-            let new = String::from_utf8(new).unwrap();
-            prop_assert_eq!(parse(&new), vec![rotated.to_string()], "{:?}", new);
+    for (value, original) in [(v, true), (rotated, false)] {
+        match rehydrate_file(path, &red.output, &red.replacements, &values(value)) {
+            Ok(new) => {
+                let new = String::from_utf8(new).unwrap();
+                if original && exact {
+                    prop_assert_eq!(&new, doc);
+                }
+                prop_assert_eq!(parse(&new), vec![value.to_string()], "{:?}", new);
+            }
+            Err(RedactError::Unrepresentable { .. }) => {
+                prop_assert!(
+                    !(original && exact) && refusable(path, value),
+                    "refused {:?} in {}",
+                    value,
+                    path
+                );
+            }
+            Err(e) => return Err(TestCaseError::fail(format!("{e}"))),
         }
-        // Only INI has values it cannot hold (a line break).
-        Err(RedactError::Unrepresentable { .. }) => {
-            prop_assert!(
-                path.ends_with(".ini") && (rotated.contains('\n') || rotated.ends_with('\r'))
-            );
-        }
-        Err(e) => return Err(TestCaseError::fail(format!("{e}"))),
     }
     Ok(())
+}
+
+/// Whether a format may refuse `v` (docs/restore.md): INI cannot hold a line break, and a
+/// plain INI value nothing configparser would trim or read as quoted; dotenv refuses what
+/// python-dotenv expands in every quoting (`${NAME}`), and what neither single quotes (a
+/// `'`, `\\`, a final `\`) nor double quotes (a `$` bash expands, a backquote) carry.
+fn refusable(path: &str, v: &str) -> bool {
+    if path.ends_with(".ini") {
+        let padded = v.starts_with(char::is_whitespace) || v.ends_with(char::is_whitespace);
+        let quoted = v.len() >= 2 && v.starts_with('"') && v.ends_with('"');
+        return v.contains(['\n', '\r']) || padded || quoted;
+    }
+    if path.ends_with(".env") {
+        let expands = regex::Regex::new(r"\$\{(?:[^}:]*|[^}:]*:-[^}]*)\}").unwrap();
+        let bash = regex::Regex::new(r"\$[A-Za-z0-9_{(\[@*#?!$-]").unwrap();
+        let single = v.contains('\'') || v.contains("\\\\") || v.ends_with('\\');
+        let double = v.contains('`') || bash.is_match(v);
+        return v.contains(['\0', '\r']) || expands.is_match(v) || (single && double);
+    }
+    false
 }
 
 // ---- JSON ----
@@ -361,25 +402,36 @@ fn read_back(path: &str, locator: Locator) -> impl Fn(&str) -> Vec<String> {
     }
 }
 
-fn dotenv_styles(v: &str) -> Vec<String> {
+/// The value as a dotenv file may hold it, each with whether it is the quoting rehydration
+/// itself writes for it (then the round trip is byte for byte).
+fn dotenv_styles(v: &str) -> Vec<(String, bool)> {
     let mut docs = Vec::new();
-    let unquoted = !v.starts_with([' ', '\t', '\'', '"', '#'])
+    let readable_unquoted = !v.starts_with([' ', '\t', '\'', '"', '#'])
         && !v.ends_with([' ', '\t'])
         && !v.contains(['\n', '\r'])
         && !v.contains(" #")
         && !v.contains("\t#");
-    if unquoted {
-        docs.push(v.to_string());
+    let every_loader_unquoted = v.chars().all(|c| {
+        c.is_ascii_alphanumeric()
+            || "_./:@%+,=-".contains(c)
+            || (!c.is_ascii() && !c.is_whitespace())
+    });
+    let writable = !refusable(".env", v);
+    if readable_unquoted {
+        docs.push((v.to_string(), writable && every_loader_unquoted));
     }
     if !v.contains('\'') {
-        docs.push(format!("'{v}'"));
+        let exact = writable && !v.contains("\\\\") && !v.ends_with('\\');
+        docs.push((format!("'{v}'"), exact));
     }
-    let dq = v
-        .replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
-        .replace('\r', "\\r");
-    docs.push(format!("\"{dq}\""));
+    let bash = regex::Regex::new(r"\$[A-Za-z0-9_{(\[@*#?!$-]").unwrap();
+    let literal = v.replace('\\', "\\\\").replace('"', "\\\"");
+    let exact = writable && !v.contains('`') && !bash.is_match(v);
+    docs.push((format!("\"{literal}\""), exact));
+    let escaped = literal.replace('\n', "\\n").replace('\r', "\\r");
+    if escaped != literal {
+        docs.push((format!("\"{escaped}\""), false));
+    }
     docs
 }
 
@@ -388,13 +440,22 @@ proptest! {
 
     #[test]
     fn dotenv_round_trips(v in value(), rotated in value()) {
+        // A carriage return in a value is refused at redaction (python-dotenv reads it as a
+        // line feed).
+        prop_assume!(!v.contains('\r'));
         let styles = dotenv_styles(&v);
-        for lit in &styles {
+        for (lit, exact) in &styles {
             // The key twice, in two quotings: every occurrence is redacted.
-            let other = styles.last().unwrap();
+            let (other, other_exact) = styles
+                .iter()
+                .rev()
+                .find(|s| s.1)
+                .unwrap_or_else(|| styles.last().unwrap());
             let doc = format!("# env\nexport API_KEY={lit} # c\nOTHER=1\nAPI_KEY = {other}\n");
             let locator = Locator::Env("API_KEY".into());
-            check(".env", &doc, locator.clone(), &v, &rotated, read_back(".env", locator))?;
+            let exact = *exact && *other_exact;
+            let read = read_back(".env", locator.clone());
+            check_with(".env", &doc, locator, &v, &rotated, exact, read)?;
         }
     }
 
@@ -403,7 +464,12 @@ proptest! {
         prop_assume!(!v.contains(['\n', '\r']));
         let mut styles = vec![format!("\"{v}\"")];
         if !v.starts_with([' ', '\t']) && !v.ends_with([' ', '\t']) && !v.starts_with('"') {
-            styles.push(v.clone());
+            // configparser's dialect: `%%` is one `%`.
+            styles.push(v.replace('%', "%%"));
+            // A lone `%` (configparser would refuse it) is another program's text, kept as is.
+            if v.contains('%') && !v.contains("%%") && !v.contains("%(") {
+                styles.push(v.clone());
+            }
         }
         for lit in styles {
             let doc = format!("; db\n[db]\nhost = h\npassword = {lit}\n[other]\npassword = x\n");

@@ -195,6 +195,9 @@ pub fn restore_archive(
             // `staging` drops here: the partial folder goes with it.
             return Ok(out);
         }
+        // A value its file's format cannot carry exactly is refused before anything is
+        // written; `staging` drops with the error.
+        rehydrate::check(&plan, &values)?;
     } else {
         tracing::debug!(
             handles = plan.handles().count(),

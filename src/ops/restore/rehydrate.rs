@@ -3,7 +3,10 @@
 //!
 //! Invariants:
 //! - **Resolve first, write after**: [`resolve`] fetches every handle before any file is
-//!   touched, and the caller writes nothing when one is unresolved (all or nothing).
+//!   touched, and the caller writes nothing when one is unresolved (all or nothing); then
+//!   [`check`] proves every value can be written in its file's format (a dotenv value no
+//!   quoting makes every loader read alike, an INI value with white space at an end), so a
+//!   value that cannot is refused before anything is written.
 //! - Ephemeral handles (a location marked `ephemeral`, or any `env:` handle) take the variable
 //!   when it is set, else an empty value and a warning; they are never "unresolved".
 //! - A file that receives a value is `0600` before the value is written and stays so; it is
@@ -23,7 +26,7 @@ use super::safe_path;
 use crate::archive::{Index, IntegrityError, IntegrityProblem};
 use crate::error::{Error, Result};
 use crate::handle::Handle;
-use crate::redact::{Replacement, rehydrate_file};
+use crate::redact::{Replacement, check_rehydratable, rehydrate_file};
 use crate::secret::Secret;
 use crate::store::{ResolveOptions, Status, Stores, VersionChoice, resolve as resolve_handles};
 
@@ -216,6 +219,16 @@ pub(crate) fn resolve(
     (reports, values)
 }
 
+/// Checks that every value can be written where the plan puts it (a format that cannot carry
+/// a value exactly refuses it), before any file is touched: a restore that would fail half
+/// way fails here, with nothing written. Errors name the file and the handle, never a value.
+pub(crate) fn check(plan: &Plan, values: &Values) -> Result<()> {
+    for (file, replacements) in &plan.files {
+        check_rehydratable(file, replacements, values)?;
+    }
+    Ok(())
+}
+
 /// Writes the values into every secret-bearing file below `root`; returns those files'
 /// paths relative to `root`, which the caller keeps `0600`.
 pub(crate) fn rehydrate(root: &Path, plan: &Plan, values: &Values) -> Result<BTreeSet<PathBuf>> {
@@ -243,4 +256,59 @@ pub(crate) fn rehydrate(root: &Path, plan: &Plan, values: &Values) -> Result<BTr
         private.insert(rel);
     }
     Ok(private)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::manifest::Locator;
+    use crate::redact::{Context, DotenvStyle, IniStyle, Source};
+
+    fn plan(file: &str, handle: &Handle, context: Context, locator: Locator) -> Plan {
+        let mut plan = Plan::default();
+        plan.files.insert(
+            file.to_string(),
+            vec![Replacement {
+                source: Source::Rule(locator),
+                handle: handle.clone(),
+                offsets: vec![4],
+                context,
+            }],
+        );
+        plan
+    }
+
+    #[test]
+    fn a_value_its_format_cannot_carry_is_refused_naming_file_and_handle_not_value() {
+        let handle = Handle::parse("local:agents/kevin/db#password").unwrap();
+        let cases = [
+            (
+                "state/app.env",
+                Context::Dotenv(DotenvStyle::Single),
+                Locator::Env("TOKEN".into()),
+                "Xk9'Lm${HOME}zz",
+            ),
+            (
+                "state/app.ini",
+                Context::Ini(IniStyle::Plain {
+                    literal_percent: false,
+                }),
+                Locator::Ini("db.password".into()),
+                " padded-value ",
+            ),
+        ];
+        for (file, context, locator, value) in cases {
+            let plan = plan(file, &handle, context, locator);
+            let values = Values::from([(handle.clone(), Secret::from(value.to_string()))]);
+            let shown = check(&plan, &values).unwrap_err().to_string();
+            assert!(
+                shown.contains(file) && shown.contains(&handle.to_string()),
+                "{shown}"
+            );
+            assert!(!shown.contains(value.trim()), "{shown}");
+            let fine =
+                Values::from([(handle.clone(), Secret::from("plain-value-123".to_string()))]);
+            assert!(check(&plan, &fine).is_ok());
+        }
+    }
 }

@@ -10,6 +10,7 @@
 use std::sync::LazyLock;
 
 use super::{BlockStyle, YamlStyle};
+use crate::detect::encode::{self, yaml_needs_escape};
 use crate::redact::{Splice, Unfit, utf8};
 
 static TYPED: LazyLock<regex::Regex> = LazyLock::new(|| {
@@ -17,56 +18,27 @@ static TYPED: LazyLock<regex::Regex> = LazyLock::new(|| {
         r"^(?:~|null|Null|NULL|y|Y|yes|Yes|YES|n|N|no|No|NO|true|True|TRUE|false|False|FALSE",
         r"|on|On|ON|off|Off|OFF|[-+]?[0-9][0-9_]*|0o[0-7]+|0x[0-9a-fA-F]+|0b[01]+",
         r"|[-+]?(?:\.[0-9]+|[0-9][0-9_]*(?:\.[0-9_]*)?)(?:[eE][-+]?[0-9]+)?",
-        r"|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN)|[0-9]{4}-[0-9]{1,2}-[0-9]{1,2}.*)$"
+        r"|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN)|[0-9]{4}-[0-9]{1,2}-[0-9]{1,2}.*",
+        // YAML 1.1 (PyYAML): sexagesimal numbers, and `=`, the "value" key it cannot load.
+        r"|[-+]?[0-9][0-9_]*(?::[0-5]?[0-9])+(?:\.[0-9_]*)?|=)$"
     ))
     .expect("a valid regex")
 });
 
 /// Whether a plain scalar reads as something other than a string in YAML 1.2's core schema
-/// or the YAML 1.1 schema many loaders still use (`yes`, dates).
+/// or the YAML 1.1 schema many loaders still use (`yes`, dates, `1:30`, PyYAML's `=`).
 pub(super) fn looks_typed(v: &str) -> bool {
     TYPED.is_match(v)
 }
 
-/// Characters YAML cannot hold literally in a quoted scalar (outside `c-printable`, plus the
-/// byte order mark and the Unicode line separators some loaders treat as breaks).
-fn needs_escape(c: char) -> bool {
-    matches!(c, '\u{0}'..='\u{8}' | '\u{b}'..='\u{1f}' | '\u{7f}'..='\u{9f}' | '\u{feff}'
-        | '\u{2028}' | '\u{2029}' | '\u{fffe}' | '\u{ffff}')
-}
-
 /// The body of a double-quoted scalar: any text fits.
 pub(crate) fn double_body(v: &str) -> String {
-    let mut out = String::with_capacity(v.len() + 2);
-    for c in v.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\0' => out.push_str("\\0"),
-            '\u{7}' => out.push_str("\\a"),
-            '\u{8}' => out.push_str("\\b"),
-            '\t' => out.push_str("\\t"),
-            '\n' => out.push_str("\\n"),
-            '\u{b}' => out.push_str("\\v"),
-            '\u{c}' => out.push_str("\\f"),
-            '\r' => out.push_str("\\r"),
-            '\u{1b}' => out.push_str("\\e"),
-            c if needs_escape(c) && (c as u32) < 0x100 => {
-                out.push_str(&format!("\\x{:02X}", c as u32));
-            }
-            c if needs_escape(c) => out.push_str(&format!("\\u{:04X}", c as u32)),
-            c => out.push(c),
-        }
-    }
-    out
+    encode::yaml_double_body(v)
 }
 
 /// The body of a single-quoted scalar, if the value fits one on a single line.
 pub(crate) fn single_body(v: &str) -> Option<String> {
-    if v.chars().any(|c| c == '\n' || c == '\r' || needs_escape(c)) {
-        return None;
-    }
-    Some(v.replace('\'', "''"))
+    encode::yaml_single_body(v)
 }
 
 fn fits_plain(v: &str, flow: bool) -> bool {
@@ -84,10 +56,13 @@ fn fits_plain(v: &str, flow: bool) -> bool {
     } else {
         !INDICATORS.contains(&first)
     };
-    let breaks_plain = v.starts_with([' ', '\t'])
+    // PyYAML refuses a tab anywhere in a plain scalar (YAML 1.2 allows one inside).
+    let breaks_plain = v.contains('\t')
+        || v.starts_with(' ')
         || v.ends_with([' ', '\t', ':'])
         || [": ", ":\t", " #", "\t#"].iter().any(|p| v.contains(p))
-        || v.chars().any(|c| c == '\n' || c == '\r' || needs_escape(c))
+        || v.chars()
+            .any(|c| c == '\n' || c == '\r' || yaml_needs_escape(c))
         || (flow && v.contains(FLOW))
         || (flow && word_indicator_at_end(v));
     lead_ok && !breaks_plain
@@ -110,32 +85,11 @@ fn block_body(b: &BlockStyle, v: &str) -> Option<String> {
     if v.len() - body.len() != b.trailing
         || first.is_empty()
         || (!b.explicit && first.starts_with([' ', '\t']))
-        || body.chars().any(|c| c == '\r' || needs_escape(c))
+        || body.chars().any(|c| c == '\r' || yaml_needs_escape(c))
     {
         return None;
     }
-    let pad = " ".repeat(b.indent);
-    let spaced = |l: &str| l.starts_with([' ', '\t']);
-    let mut out = String::with_capacity(body.len() + 16);
-    out.push_str(first);
-    let mut prev = first;
-    let mut breaks = 0;
-    for line in body.split('\n').skip(1) {
-        breaks += 1;
-        if line.is_empty() {
-            continue;
-        }
-        // A folded block turns one break between two unindented lines into a space, so each
-        // break the value holds there is written as an empty line.
-        let folds = !b.literal && !spaced(prev) && !spaced(line);
-        let written = breaks + usize::from(folds);
-        out.push_str(&"\n".repeat(written));
-        out.push_str(&pad);
-        out.push_str(line);
-        prev = line;
-        breaks = 0;
-    }
-    Some(out)
+    Some(encode::yaml_block_body(v, b.literal, b.indent))
 }
 
 pub(crate) fn encode(style: &YamlStyle, value: &[u8]) -> Result<Splice, Unfit> {
@@ -177,7 +131,9 @@ mod tests {
         assert_eq!(enc("a: b"), b"\"a: b\"");
         assert_eq!(enc("123"), b"\"123\"");
         assert_eq!(enc(" x"), b"\" x\"");
-        assert_eq!(enc("a\tb"), b"a\tb");
+        // Regression (issue 20): PyYAML does not read a plain scalar holding a tab.
+        assert_eq!(enc("a\tb"), b"\"a\\tb\"");
+        assert_eq!(enc("1:30"), b"\"1:30\"");
         assert_eq!(enc("a\t#b"), b"\"a\\t#b\"");
         // Regression: in a flow collection `x -` before `,` does not parse as a plain scalar.
         let flow = YamlStyle::Plain {
