@@ -422,8 +422,10 @@ fn findings_in_many_files_come_back_in_archive_order() {
     assert_eq!(paths, want);
 }
 
+/// A token in a file name is found once, as the entry's name; the index, which lists the same
+/// path, is searched for known values only (agentbak's own record: issue 19).
 #[test]
-fn a_token_in_an_entry_name_or_the_index_is_found() {
+fn a_token_in_an_entry_name_is_found_as_the_name() {
     let p = project(false, "");
     let name = format!("notes-{GITHUB}.md");
     let files = [
@@ -439,7 +441,7 @@ fn a_token_in_an_entry_name_or_the_index_is_found() {
         paths.iter().any(|p| p.ends_with("(entry name)")),
         "{paths:?}"
     );
-    assert!(paths.contains(&"agentbak/index.json"), "{paths:?}");
+    assert!(!paths.contains(&"agentbak/index.json"), "{paths:?}");
     assert!(!text(&out).contains(&GITHUB[8..]));
 }
 
