@@ -16,7 +16,7 @@ use std::time::Duration;
 use super::{Cli, ScanArgs, ScanFormat, load_manifest, write_stdout};
 use crate::detect::Detector;
 use crate::error::{Error, ExitCode, Report as _, Result};
-use crate::manifest::{DEFAULT_MANIFEST, Detect, ENV_MANIFEST};
+use crate::manifest::{DEFAULT_MANIFEST, Detect, ENV_MANIFEST, find_manifest_path};
 use crate::ops::scan::{self, ScanReport};
 use crate::report::scan as render;
 use crate::store::Stores;
@@ -29,7 +29,7 @@ pub(super) fn scan(cli: &Cli, args: &ScanArgs) -> Result<ExitCode> {
         (ScanFormat::Human, true) => ScanFormat::Json,
         (f, _) => f,
     };
-    let (detector, notes, unresolved) = build_detector(cli, args.known_from_store)?;
+    let (detector, notes, unresolved, own) = build_detector(cli, args.known_from_store)?;
     if let Some(known) = detector.known() {
         for label in known.too_short() {
             tracing::warn!(handle = %label, "value shorter than 8 bytes: cannot be proven absent");
@@ -38,7 +38,7 @@ pub(super) fn scan(cli: &Cli, args: &ScanArgs) -> Result<ExitCode> {
     if let Some(file) = &args.follow {
         return follow(&detector, file, format);
     }
-    let mut report = run(&detector, args)?;
+    let mut report = run(&detector, args, &own)?;
     report.notes.extend(notes);
     report.unresolved = unresolved;
     let text = match format {
@@ -53,8 +53,12 @@ pub(super) fn scan(cli: &Cli, args: &ScanArgs) -> Result<ExitCode> {
 /// The detector for this run: the manifest's settings and values if a manifest is in reach
 /// (`-m`, `AGENTBAK_MANIFEST`, or an existing `./agentbak.json`; `--known-from-store` needs
 /// one), else the defaults; the notes on declared values that could not be read; and the
-/// handles whose store value could not be fetched.
-fn build_detector(cli: &Cli, from_store: bool) -> Result<(Detector, Vec<String>, Vec<String>)> {
+/// handles whose store value could not be fetched; and agentbak's own files (the manifest and
+/// its repository), where only known values are findings.
+fn build_detector(
+    cli: &Cli,
+    from_store: bool,
+) -> Result<(Detector, Vec<String>, Vec<String>, scan::OwnFiles)> {
     let explicit = from_store
         || cli.manifest.is_some()
         || std::env::var_os(ENV_MANIFEST).is_some_and(|v| !v.is_empty());
@@ -63,9 +67,11 @@ fn build_detector(cli: &Cli, from_store: bool) -> Result<(Detector, Vec<String>,
             Detector::new(&Detect::default(), None)?,
             Vec::new(),
             Vec::new(),
+            scan::OwnFiles::default(),
         ));
     }
     let manifest = load_manifest(cli.manifest.as_deref())?;
+    let own = scan::OwnFiles::of(&find_manifest_path(cli.manifest.as_deref()), &manifest);
     let stores = from_store
         .then(|| Stores::from_manifest(&manifest))
         .transpose()?;
@@ -81,10 +87,11 @@ fn build_detector(cli: &Cli, from_store: bool) -> Result<(Detector, Vec<String>,
         Detector::new(&manifest.detect, Some(known.values))?,
         known.notes,
         known.unresolved,
+        own,
     ))
 }
 
-fn run(detector: &Detector, args: &ScanArgs) -> Result<ScanReport> {
+fn run(detector: &Detector, args: &ScanArgs, own: &scan::OwnFiles) -> Result<ScanReport> {
     let sources = [
         !args.paths.is_empty() && args.git.is_none() && !args.staged,
         args.stdin,
@@ -116,7 +123,7 @@ fn run(detector: &Detector, args: &ScanArgs) -> Result<ScanReport> {
     } else {
         args.paths.clone()
     };
-    scan::scan_paths(detector, &paths, 0)
+    scan::scan_paths_own(detector, &paths, 0, own)
 }
 
 /// `--follow`: one line per finding on stdout as it is found, until SIGINT or SIGTERM.

@@ -108,19 +108,21 @@ pub fn looks_random(s: &[u8], strict: bool) -> bool {
     if s.len() < min || is_uuid(s) || is_digest(s) || is_path(s) {
         return false;
     }
-    if (strict && is_identifier(s)) || looks_placeholder(s) || looks_reference(s) {
+    if (strict && is_identifier(s)) || looks_placeholder(s) {
         return false;
     }
     let classes = classes(s);
     let has_digit_or_symbol = classes.digit || classes.symbol;
     let n = classes.lower as u8 + classes.upper as u8 + classes.digit as u8 + classes.symbol as u8;
     let bits = shannon(s);
-    if strict {
+    let random = if strict {
         (s.len() >= 16 && bits >= 3.5 && n >= 2 && has_digit_or_symbol)
             || (s.len() >= 24 && bits >= 3.0 && n >= 2 && has_digit_or_symbol)
     } else {
         n >= 2 && has_digit_or_symbol && bits >= 2.5
-    }
+    };
+    // Last, and only for what would pass: most candidates fail the tests above.
+    random && !looks_reference(s)
 }
 
 /// Whether a value under a password-like key (`password`, `passwd`, `passphrase`) is a
@@ -198,11 +200,11 @@ const STORE_PREFIXES: &[&str] = &[
 /// agentbak's own manifest or index). Values are cut where an assignment's value ends (at
 /// spaces, quotes, `,`, `;`, `\`).
 pub fn looks_reference(s: &[u8]) -> bool {
-    let lower = s.to_ascii_lowercase();
-    if STORE_PREFIXES
-        .iter()
-        .any(|p| lower.starts_with(p.as_bytes()))
-    {
+    let prefixed = |p: &&str| {
+        s.get(..p.len())
+            .is_some_and(|head| head.eq_ignore_ascii_case(p.as_bytes()))
+    };
+    if STORE_PREFIXES.iter().any(prefixed) {
         return true;
     }
     is_handle(s) || is_code_reference(s) || is_regex_source(s) || is_expansion_tail(s)

@@ -89,21 +89,62 @@ pub struct Finding {
 }
 
 /// Key of the fingerprint hash: fixed, so fingerprints are stable across runs and hosts.
-const FINGERPRINT_CONTEXT: &str = "agentbak 2026 finding fingerprint v1";
+const FINGERPRINT_CONTEXT: &str = "agentbak 2026 finding fingerprint v2";
 
-/// The fingerprint of a finding: a keyed hash of what locates it, not of the value.
+/// The fingerprint of a finding: a keyed hash of what locates it, not of the value. Two
+/// halves of 16 hex digits: one of the rule, the masked preview and the text before the
+/// secret on its line; one of the path. A finding is the same finding in `snapshot` (the gate
+/// sees the tar stream), `verify` (tar paths, `state/…`) and `scan` (paths as given): each
+/// names its path relative to the agent's state with [`Finding::relocate`], which replaces
+/// the path half.
+///
+/// The line prefix is taken after its last NUL byte: in a tar stream, the text before a
+/// file's first line is its header's NUL padding, which no file on disk has.
 pub fn fingerprint(rule: &str, path: &str, preview: &str, line_prefix: &[u8]) -> String {
+    let prefix = memchr::memrchr(0, line_prefix).map_or(line_prefix, |p| &line_prefix[p + 1..]);
     let mut hasher = blake3::Hasher::new_derive_key(FINGERPRINT_CONTEXT);
     for part in [
         rule.as_bytes(),
-        path.as_bytes(),
         preview.as_bytes(),
-        line_prefix,
+        prefix.trim_ascii_start(),
     ] {
         hasher.update(&(part.len() as u64).to_le_bytes());
         hasher.update(part);
     }
-    hasher.finalize().to_hex()[..32].to_string()
+    let mut out = hasher.finalize().to_hex()[..16].to_string();
+    out.push_str(&path_half(path));
+    out
+}
+
+/// The path half of a fingerprint: `./` and `/` at the start do not count.
+fn path_half(path: &str) -> String {
+    let path = path.trim_start_matches("./").trim_start_matches('/');
+    let mut hasher = blake3::Hasher::new_derive_key(FINGERPRINT_CONTEXT);
+    hasher.update(b"path");
+    hasher.update(path.as_bytes());
+    hasher.finalize().to_hex()[..16].to_string()
+}
+
+impl Finding {
+    /// Recomputes the fingerprint for `state_path`, the file's path relative to the agent's
+    /// state (`notes/a.md` for the tar path `state/notes/a.md`); the reported path is left as
+    /// it is.
+    pub fn relocate(&mut self, state_path: &str) {
+        if self.fingerprint.len() == 32 {
+            self.fingerprint.truncate(16);
+            self.fingerprint.push_str(&path_half(state_path));
+        }
+    }
+}
+
+impl super::Detector {
+    /// Whether the manifest's `detect.allow` silences `finding`, whose file is `state_path`
+    /// relative to the agent's state: its globs are matched against that path (the gate sees
+    /// `state/…` tar paths, `scan` the paths it was given), its fingerprints against the
+    /// finding's (see [`Finding::relocate`]). Known values are never silenced.
+    pub fn allows_at(&self, finding: &Finding, state_path: &str) -> bool {
+        self.allow.allows_at(finding, state_path)
+    }
 }
 
 /// The manifest's `detect.allow`: path globs, rule ids and fingerprints.
@@ -148,13 +189,19 @@ impl Allowlist {
 
     /// Whether the allowlist silences `finding`. Known values are never silenced.
     pub fn allows(&self, finding: &Finding) -> bool {
+        self.allows_at(finding, &finding.path)
+    }
+
+    /// [`Allowlist::allows`], with the path globs matched against `path` instead of the
+    /// finding's.
+    pub fn allows_at(&self, finding: &Finding, path: &str) -> bool {
         if matches!(finding.kind, FindingKind::KnownValue { .. }) {
             return false;
         }
         self.rules.contains(&finding.rule)
             || self.fingerprints.contains(&finding.fingerprint)
             || self.globs.as_ref().is_some_and(|g| {
-                let path = finding.path.trim_start_matches("./");
+                let path = path.trim_start_matches("./");
                 g.is_match(path)
             })
     }
@@ -208,6 +255,38 @@ mod tests {
             fingerprint("github-pat", "b.txt", "ghp_…Qx (40 chars)", b"x=")
         );
         assert_eq!(a.len(), 32);
+    }
+
+    /// Issue 19: fingerprints differed between snapshot (the tar stream: path `<archive>`,
+    /// the header's NUL padding before a first line), verify (`state/…`) and scan.
+    #[test]
+    fn relocated_fingerprints_agree_across_paths_and_tar_padding() {
+        let scan = fingerprint(
+            "github-pat",
+            "./notes/a.md",
+            "ghp_…Qx (40 chars)",
+            b"token: ",
+        );
+        let mut gate = Finding {
+            fingerprint: fingerprint(
+                "github-pat",
+                "<archive>",
+                "ghp_…Qx (40 chars)",
+                b"ustar\x0000kevin\0\0\0\0token: ",
+            ),
+            ..finding("github-pat", "state/notes/a.md", FindingKind::Rule)
+        };
+        assert_ne!(gate.fingerprint, scan);
+        gate.relocate("notes/a.md");
+        assert_eq!(gate.fingerprint, scan);
+        assert_eq!(&scan[16..], path_half("notes/a.md"));
+        assert_ne!(
+            scan,
+            fingerprint("github-pat", "notes/b.md", "ghp_…Qx (40 chars)", b"token: ")
+        );
+        let list = Allowlist::new(&["notes/*.md".into()], &["github-pat"]).unwrap();
+        assert!(!list.allows(&gate), "state/notes/a.md is not notes/*.md");
+        assert!(list.allows_at(&gate, "notes/a.md"));
     }
 
     #[test]

@@ -657,3 +657,121 @@ fn known_from_store_reads_current_and_previous_versions_from_openbao() {
         );
     }
 }
+
+/// A project whose state holds an undeclared token in `notes/todo.md` (not on its first line)
+/// and `first.md` (on its first line: in the tar stream, the header's padding comes before
+/// it), with `detect.allow` = `allow`.
+fn allow_project(allow: &[&str]) -> assert_fs::TempDir {
+    let dir = assert_fs::TempDir::new().unwrap();
+    let allow = serde_json::to_string(allow).unwrap();
+    dir.child("agentbak.json")
+        .write_str(&format!(
+            r#"{{ "version": 1, "agent": "kevin", "state": "./state", "repository": "./backups",
+  "stores": {{ "local": {{ "kind": "local", "path": "./store/local.age", "identity": "./keys/local.key" }} }},
+  "secrets": [ {{ "file": "config.json", "json": "/api_key", "handle": "local:agents/kevin/openai#api_key" }} ],
+  "detect": {{ "on_unknown": "refuse", "allow": {allow} }} }}"#
+        ))
+        .unwrap();
+    dir.child("state/config.json")
+        .write_str("{\"api_key\": \"declared-Value-8Kq2Lm9Zx\"}\n")
+        .unwrap();
+    dir.child("state/notes/todo.md")
+        .write_str(&format!("# todo\n\nrotate this: token {GHP}\n"))
+        .unwrap();
+    dir.child("state/first.md")
+        .write_str(&format!("token {SLACK}\n"))
+        .unwrap();
+    let out = agentbak()
+        .current_dir(dir.path())
+        .args(["secrets", "set", "local:agents/kevin/openai#api_key"])
+        .write_stdin("declared-Value-8Kq2Lm9Zx")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    dir
+}
+
+/// Runs `agentbak ARGS` in `dir`; returns the exit code and stdout, after checking that no
+/// planted value is in any output.
+fn run_in(dir: &assert_fs::TempDir, args: &[&str]) -> (i32, String) {
+    let out = agentbak()
+        .current_dir(dir.path())
+        .args(args)
+        .output()
+        .unwrap();
+    assert_no_value(&out.stdout, &[GHP, SLACK]);
+    assert_no_value(&out.stderr, &[GHP, SLACK]);
+    (
+        out.status.code().unwrap(),
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),
+    )
+}
+
+/// Issue 19 ("one allow, one fingerprint"): fingerprints differed between scan, snapshot (the
+/// tar stream) and verify (tar paths), so an allowed finding then failed verify.
+#[test]
+fn an_allow_fingerprint_taken_from_scan_silences_the_finding_in_snapshot_and_verify() {
+    let dir = allow_project(&[]);
+    // Scanned from the project root: the paths are `state/…`, the fingerprints relative to
+    // the state.
+    let (code, out) = run_in(&dir, &["scan", "state", "--format", "json"]);
+    assert_eq!(code, 4, "{out}");
+    let doc: serde_json::Value = serde_json::from_str(&out[..out.rfind('}').unwrap() + 1]).unwrap();
+    let prints: Vec<String> = doc["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["kind"]["type"] == "rule")
+        .map(|f| f["fingerprint"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(prints.len(), 2, "{doc:#}");
+    // The same from inside the state folder.
+    let (_, inside) = {
+        let out = agentbak()
+            .current_dir(dir.path().join("state"))
+            .args(["-m", "../agentbak.json", "scan", ".", "--format", "json"])
+            .output()
+            .unwrap();
+        (0, String::from_utf8_lossy(&out.stdout).into_owned())
+    };
+    for p in &prints {
+        assert!(inside.contains(p.as_str()), "{p} not in {inside}");
+    }
+    let (code, out) = run_in(&dir, &["snapshot"]);
+    assert_eq!(code, 4, "without the allow the gate refuses: {out}");
+
+    let allowed = allow_project(&[&prints[0], &prints[1]]);
+    let (code, out) = run_in(&allowed, &["snapshot"]);
+    assert_eq!(code, 0, "{out}");
+    let (code, out) = run_in(&allowed, &["verify", "--json"]);
+    assert_eq!(code, 0, "{out}");
+    let (code, out) = run_in(&allowed, &["scan", "state/notes", "state/first.md"]);
+    assert_eq!(code, 0, "{out}");
+}
+
+/// Issue 19: `detect.allow` path globs were ignored by the gate (it saw `<archive>`, then
+/// `state/…`), so `notes/*.md` silenced scan but not snapshot or verify.
+#[test]
+fn an_allow_glob_silences_the_finding_in_snapshot_verify_and_scan() {
+    let dir = allow_project(&["notes/*.md", "first.md"]);
+    let (code, out) = run_in(&dir, &["snapshot"]);
+    assert_eq!(code, 0, "{out}");
+    let (code, out) = run_in(&dir, &["verify", "--json"]);
+    assert_eq!(code, 0, "{out}");
+    let (code, out) = run_in(&dir, &["scan", "state/notes", "state/first.md"]);
+    assert_eq!(code, 0, "{out}");
+    // The glob is relative to the state: `notes/*.md` does not cover `first.md`.
+    let dir = allow_project(&["notes/*.md"]);
+    let (code, out) = run_in(&dir, &["snapshot"]);
+    assert_eq!(code, 4, "{out}");
+    assert!(
+        out.contains("first.md") && !out.contains("todo.md"),
+        "{out}"
+    );
+    let (code, out) = run_in(&dir, &["scan", "state/notes", "state/first.md"]);
+    assert_eq!(code, 4, "{out}");
+    assert!(
+        out.contains("first.md") && !out.contains("todo.md"),
+        "{out}"
+    );
+}

@@ -436,8 +436,10 @@ fn findings_in_many_files_come_back_in_archive_order() {
     assert_eq!(paths, want);
 }
 
+/// A token in a file name is found once, as the entry's name; the index, which lists the same
+/// path, is searched for known values only (agentbak's own record: issue 19).
 #[test]
-fn a_token_in_an_entry_name_or_the_index_is_found() {
+fn a_token_in_an_entry_name_is_found_as_the_name() {
     let p = project(false, "");
     let name = format!("notes-{GITHUB}.md");
     let files = [
@@ -453,7 +455,7 @@ fn a_token_in_an_entry_name_or_the_index_is_found() {
         paths.iter().any(|p| p.ends_with("(entry name)")),
         "{paths:?}"
     );
-    assert!(paths.contains(&"agentbak/index.json"), "{paths:?}");
+    assert!(!paths.contains(&"agentbak/index.json"), "{paths:?}");
     assert!(!text(&out).contains(&GITHUB[8..]));
 }
 
@@ -739,4 +741,81 @@ fn write_two_handle_snapshot(repo: &Repository, config: &[u8]) -> Sidecar {
     };
     pending.commit(&sidecar).unwrap();
     sidecar
+}
+
+/// Issue 19 ("Never flag itself"): right after a clean `agentbak snapshot`, `verify` exited 4
+/// on `agentbak/index.json`, whose locators hold the regex init wrote
+/// (`\bGITHUB_TOKEN=([A-Za-z0-9…]+)`) and whose handles a manifest rule may match; `scan` of
+/// the manifest and the repository flagged them too. Real binary, real pipeline.
+#[test]
+fn verify_and_scan_never_flag_agentbaks_own_index_manifest_or_repository() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    // The regex is the one init writes for `GITHUB_TOKEN=…` (src/ops/init/discover/text.rs);
+    // the custom rule matches the handle's text, which the index and the manifest hold.
+    let manifest = r#"{ "version": 1, "agent": "kevin", "state": "./state", "repository": "./backups",
+  "stores": { "local": { "kind": "local", "path": "./store/local.age", "identity": "./keys/local.key" } },
+  "secrets": [ { "file": ".env", "regex": "\\bGITHUB_TOKEN=([A-Za-z0-9\\-._~+/]+)", "handle": "local:agents/kevin/github#token" } ],
+  "detect": { "rules": [ { "id": "kevin-handle", "regex": "agents/kevin/[a-z]+#token" } ] } }"#;
+    std::fs::write(root.join("agentbak.json"), manifest).unwrap();
+    std::fs::create_dir_all(root.join("state")).unwrap();
+    std::fs::write(
+        root.join("state/.env"),
+        format!("GITHUB_TOKEN={GITHUB}\nMODEL=gpt\n"),
+    )
+    .unwrap();
+    let run = |args: &[&str], stdin: Option<&str>| {
+        let mut c = Command::cargo_bin("agentbak").unwrap();
+        c.current_dir(root)
+            .env_remove("AGENTBAK_MANIFEST")
+            .env_remove("AGENTBAK_IDENTITY")
+            .env_remove("RUST_LOG")
+            .args(args);
+        if let Some(input) = stdin {
+            c.write_stdin(input);
+        }
+        c.output().unwrap()
+    };
+    let out = run(
+        &["secrets", "set", "local:agents/kevin/github#token"],
+        Some(GITHUB),
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let out = run(&["snapshot"], None);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+
+    let out = run(&["verify", "--json"], None);
+    assert_no_value(&out, GITHUB);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let findings = report["snapshots"][0]["findings"].as_array().unwrap();
+    assert!(findings.is_empty(), "{findings:#?}");
+
+    // The manifest and the repository (sidecar, archive): agentbak's own files.
+    let out = run(
+        &["scan", "agentbak.json", "backups", "--format", "json"],
+        None,
+    );
+    assert_no_value(&out, GITHUB);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    // A known value there is still a finding: agentbak's own files are searched for values.
+    std::fs::write(root.join("backups/stray.txt"), format!("{GITHUB}\n")).unwrap();
+    let out = run(
+        &["scan", "agentbak.json", "backups", "--format", "json"],
+        None,
+    );
+    assert_no_value(&out, GITHUB);
+    assert_eq!(out.status.code(), Some(4), "{}", text(&out));
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let rules: Vec<&str> = report["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["rule"].as_str().unwrap())
+        .collect();
+    assert_eq!(rules, ["known-value"]);
+}
+
+fn assert_no_value(out: &Output, value: &str) {
+    assert!(!text(out).contains(value), "value leaked:\n{}", text(out));
 }

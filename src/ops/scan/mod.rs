@@ -9,6 +9,10 @@
 //! File names are scanned too (a token can be a name, `sessions/ghp_….json`): a secret in a
 //! name is a finding of its own, and every path the report shows has such secrets masked
 //! ([`NameMasks`], as `verify` and `snapshot` do).
+//!
+//! agentbak never flags itself ([`OwnFiles`]): in the manifest in use and under the repository
+//! it names (sidecars, archives), only a known value is a finding; their handles, locators
+//! (a rule's regex source) and signatures are what agentbak or its operator wrote for it.
 
 mod follow;
 mod git;
@@ -18,7 +22,7 @@ pub use git::{scan_git, scan_staged};
 
 use std::path::{Path, PathBuf};
 
-use crate::detect::{Detector, Finding, KnownValues, NameMasks, Severity};
+use crate::detect::{Detector, Finding, FindingKind, KnownValues, NameMasks, Severity};
 use crate::error::{Error, ExitCode, Report, Result};
 use crate::manifest::Manifest;
 use crate::ops::known;
@@ -122,8 +126,67 @@ pub fn known_values(manifest: &Manifest, stores: Option<&Stores>) -> KnownFromMa
     }
 }
 
+/// agentbak's own files, whose content is searched for known values only: the manifest in
+/// use and everything under the repository it names. Kept as canonical paths.
+/// Also the agent's state folder, against which findings are fingerprinted and allow-checked
+/// as in `snapshot` and `verify`.
+#[derive(Debug, Clone, Default)]
+pub struct OwnFiles {
+    files: Vec<PathBuf>,
+    folders: Vec<PathBuf>,
+    state: Option<PathBuf>,
+}
+
+impl OwnFiles {
+    /// The manifest at `manifest_path` and its repository folder (those that exist).
+    pub fn of(manifest_path: &Path, manifest: &Manifest) -> OwnFiles {
+        OwnFiles {
+            files: std::fs::canonicalize(manifest_path).into_iter().collect(),
+            folders: std::fs::canonicalize(&manifest.repository)
+                .into_iter()
+                .collect(),
+            state: std::fs::canonicalize(&manifest.state).ok(),
+        }
+    }
+
+    /// `path` relative to the state folder, `/`-separated, if it lies under it.
+    fn state_path(&self, path: &Path) -> Option<String> {
+        let state = self.state.as_ref()?;
+        let full = std::fs::canonicalize(path).ok()?;
+        let rel = full.strip_prefix(state).ok()?;
+        let parts: Vec<String> = rel
+            .components()
+            .map(|c| c.as_os_str().to_string_lossy().into_owned())
+            .collect();
+        Some(parts.join("/"))
+    }
+
+    fn is_empty(&self) -> bool {
+        self.files.is_empty() && self.folders.is_empty()
+    }
+
+    /// Whether `path` is one of them (a file that cannot be resolved is not).
+    fn contains(&self, path: &Path) -> bool {
+        if self.is_empty() {
+            return false;
+        }
+        std::fs::canonicalize(path)
+            .is_ok_and(|p| self.files.contains(&p) || self.folders.iter().any(|f| p.starts_with(f)))
+    }
+}
+
 /// Scans files and folders (recursively), `threads` files at a time (0: one per core).
 pub fn scan_paths(detector: &Detector, paths: &[PathBuf], threads: usize) -> Result<ScanReport> {
+    scan_paths_own(detector, paths, threads, &OwnFiles::default())
+}
+
+/// [`scan_paths`], where the files of `own` (agentbak's own) yield known values only.
+pub fn scan_paths_own(
+    detector: &Detector,
+    paths: &[PathBuf],
+    threads: usize,
+    own: &OwnFiles,
+) -> Result<ScanReport> {
     let mut report = ScanReport::default();
     let mut files = Vec::new();
     for root in paths {
@@ -144,9 +207,18 @@ pub fn scan_paths(detector: &Detector, paths: &[PathBuf], threads: usize) -> Res
         scan_file(detector, path)
     })) {
         match outcome {
-            Ok((bytes, findings)) => {
+            Ok((bytes, mut findings)) => {
                 report.files += 1;
                 report.bytes += bytes;
+                if own.contains(path) {
+                    findings.retain(|f| matches!(f.kind, FindingKind::KnownValue { .. }));
+                }
+                if let Some(state_path) = own.state_path(path) {
+                    findings.retain_mut(|f| {
+                        f.relocate(&state_path);
+                        !detector.allows_at(f, &state_path)
+                    });
+                }
                 report.findings.extend(findings);
             }
             Err(e) => report.skipped.push(Skipped {

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::thread::JoinHandle;
 
-use crate::detect::{Detector, Finding, Severity};
+use crate::detect::{Detector, Finding, FindingKind, Severity};
 
 /// The name findings carry before they are mapped to an entry.
 const STREAM: &str = "<archive>";
@@ -41,6 +41,8 @@ struct Inner {
     position: u64,
     /// (stream offset where the entry starts, where its content starts, entry path).
     entries: Vec<(u64, u64, String)>,
+    /// The engine, for `detect.allow` once a finding has its entry (see `finish`).
+    detector: Arc<Detector>,
 }
 
 /// A streaming scan of the tar byte stream, with the entry map. The scan runs on its own
@@ -62,6 +64,7 @@ impl Gate {
         let room = detector.stream_headroom();
         let (tx, rx) = sync_channel::<Vec<u8>>(IN_FLIGHT);
         let (done, spare) = sync_channel::<Vec<u8>>(IN_FLIGHT + 1);
+        let engine = Arc::clone(&detector);
         let scanner = std::thread::spawn(move || {
             let mut scan = detector.stream(STREAM);
             for chunk in rx {
@@ -82,6 +85,7 @@ impl Gate {
             room,
             position: 0,
             entries: Vec::new(),
+            detector: engine,
         })))
     }
 
@@ -129,6 +133,21 @@ impl Gate {
                 f.offset = f.offset.saturating_sub(*content);
                 f.line = 0;
                 f.column = 0;
+                // The stream's findings were fingerprinted and allow-checked as `<archive>`:
+                // once the entry is known, both are done as `scan` and `verify` do them,
+                // relative to the state (issue 19, "one allow, one fingerprint"). The index
+                // is agentbak's own record: only a known value in it is a leak.
+                // Entries are named by their path relative to the state.
+                if path == crate::archive::INDEX_PATH {
+                    if !matches!(f.kind, FindingKind::KnownValue { .. }) {
+                        continue;
+                    }
+                } else {
+                    f.relocate(path);
+                    if inner.detector.allows_at(&f, path) {
+                        continue;
+                    }
+                }
             }
             if f.severity == Severity::Error {
                 blocking.push(f);
