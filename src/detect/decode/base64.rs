@@ -1,0 +1,246 @@
+//! Base64 runs, on one line or wrapped at any width.
+//!
+//! A run is at least [`MIN_RUN`] characters of the standard or URL-safe alphabet (both are
+//! read, `-` as `+` and `_` as `/`), ended by up to two `=`. A block wraps when a line holding
+//! [`MIN_LINE`] or more characters ends at a line break (LF or CRLF) and the next line, after
+//! any indentation, continues with characters: every line but the last must be as wide as the
+//! first, the last may be shorter (a line that is wider starts a new run: the first was a word
+//! that happened to be base64).
+//!
+//! Candidates are found by sampling one 8-byte word in eight: a run of 15 or more characters
+//! holds a whole sampled word. A word test throws out any word holding a byte below `+`
+//! (space, quote, line break, NUL and other controls) or above 0x7f, which is nearly every
+//! word of prose, JSON, logs and binary data; survivors are checked byte by byte.
+
+use super::{Buf, Carry, Window, is_text};
+use crate::detect::Encoding;
+
+/// Fewest characters of a run worth decoding (12 bytes).
+pub(super) const MIN_RUN: usize = 16;
+
+/// Fewest characters of a line that can wrap onto the next.
+const MIN_LINE: usize = 16;
+
+/// Most indentation skipped at the start of a continuation line.
+const MAX_INDENT: usize = 64;
+
+const BAD: u8 = 0xff;
+
+/// Each byte's 6-bit value, or `BAD`.
+static TABLE: [u8; 256] = {
+    let mut t = [BAD; 256];
+    let mut i = 0;
+    while i < 26 {
+        t[b'A' as usize + i] = i as u8;
+        t[b'a' as usize + i] = 26 + i as u8;
+        i += 1;
+    }
+    let mut d = 0;
+    while d < 10 {
+        t[b'0' as usize + d] = 52 + d as u8;
+        d += 1;
+    }
+    t[b'+' as usize] = 62;
+    t[b'-' as usize] = 62;
+    t[b'/' as usize] = 63;
+    t[b'_' as usize] = 63;
+    t
+};
+
+fn is_b64(b: u8) -> bool {
+    TABLE[b as usize] != BAD
+}
+
+/// Whether a word holds a byte below `+` or above 0x7f: then it is not 8 base64 characters.
+fn rejects(word: u64) -> bool {
+    const LOW: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    // The classic "has a byte less than n" test (n = 0x2b), exact for bytes below 0x80.
+    let below = word.wrapping_sub(LOW * 0x2b) & !word & HIGH;
+    below != 0 || word & HIGH != 0
+}
+
+/// Decodes every run in `w.hay[w.from..]` into `text` (or `bin` when it decodes to binary);
+/// returns where a block in progress stands at `w.next_from`.
+pub(super) fn decode(w: &Window<'_>, text: &mut Buf, bin: &mut Buf) -> Option<Carry> {
+    let hay = w.hay;
+    let mut carry_out = None;
+    let mut p = w.from;
+    if let Some(c) = w.carry
+        && let Some(at) =
+            c.at.checked_sub(w.base)
+                .and_then(|a| usize::try_from(a).ok())
+        && at >= w.from
+        && at < hay.len()
+        && is_b64(hay[at])
+    {
+        let run = Run {
+            start: at,
+            phase: c.phase,
+            width: c.width,
+            in_line: c.in_line,
+        };
+        p = run.decode(w, text, bin, &mut carry_out);
+    }
+    while p + 8 <= hay.len() {
+        let word = u64::from_le_bytes(hay[p..p + 8].try_into().expect("8 bytes"));
+        if rejects(word) || !hay[p..p + 8].iter().all(|&b| is_b64(b)) {
+            p += 8;
+            continue;
+        }
+        let mut start = p;
+        while start > w.from && is_b64(hay[start - 1]) {
+            start -= 1;
+        }
+        let run = Run {
+            start,
+            phase: 0,
+            width: 0,
+            in_line: 0,
+        };
+        p = run.decode(w, text, bin, &mut carry_out).max(p + 8);
+    }
+    carry_out
+}
+
+/// A run to decode from `start`, which is `phase` characters into a 4-character group and
+/// `in_line` characters into a line of a block `width` wide (0: not known yet).
+struct Run {
+    start: usize,
+    phase: u8,
+    width: usize,
+    in_line: usize,
+}
+
+impl Run {
+    /// Decodes the run; returns where it ends.
+    fn decode(
+        self,
+        w: &Window<'_>,
+        text: &mut Buf,
+        bin: &mut Buf,
+        carry_out: &mut Option<Carry>,
+    ) -> usize {
+        let hay = w.hay;
+        let resumed = self.phase != 0 || self.width != 0 || self.in_line != 0;
+        // The lines of the run: (first character, end).
+        let mut lines: Vec<(usize, usize)> = Vec::new();
+        let mut width = self.width;
+        let mut at = self.start;
+        let mut first_in_line = self.in_line;
+        let end = loop {
+            let mut e = at;
+            while e < hay.len() && is_b64(hay[e]) {
+                e += 1;
+            }
+            lines.push((at, e));
+            let len = first_in_line + (e - at);
+            first_in_line = 0;
+            if width == 0 {
+                width = len;
+            }
+            // Padding ends a run; so does a short line or a line of another width.
+            let mut pad = e;
+            while pad < hay.len() && pad < e + 2 && hay[pad] == b'=' {
+                pad += 1;
+            }
+            if pad > e || len != width || width < MIN_LINE {
+                break pad;
+            }
+            let Some(next) = continuation(hay, e) else {
+                break e;
+            };
+            let mut ne = next;
+            while ne < hay.len() && is_b64(hay[ne]) {
+                ne += 1;
+            }
+            if ne - next > width {
+                break e;
+            }
+            at = next;
+        };
+        let chars: usize = lines.iter().map(|(s, e)| e - s).sum();
+        if chars < MIN_RUN && !resumed {
+            return end;
+        }
+        let begun = text.begin(Encoding::Base64);
+        let mut group = [0u8; 4];
+        let mut pos = [0usize; 4];
+        // Characters to skip before the first whole group.
+        let mut skip = (4 - usize::from(self.phase)) % 4;
+        let mut n = 0;
+        let mut index = 0usize;
+        let mut line_chars = self.in_line;
+        for (li, &(s, e)) in lines.iter().enumerate() {
+            if li > 0 {
+                line_chars = 0;
+            }
+            for i in s..e {
+                if let Some(next) = w.next_from
+                    && carry_out.is_none()
+                    && i >= next
+                    && (self.start < next || resumed)
+                {
+                    *carry_out = Some(Carry {
+                        at: w.base + i as u64,
+                        phase: ((usize::from(self.phase) + index) % 4) as u8,
+                        width,
+                        in_line: line_chars,
+                    });
+                }
+                index += 1;
+                line_chars += 1;
+                if skip > 0 {
+                    skip -= 1;
+                    continue;
+                }
+                group[n] = TABLE[hay[i] as usize];
+                pos[n] = i;
+                n += 1;
+                if n == 4 {
+                    let v = (u32::from(group[0]) << 18)
+                        | (u32::from(group[1]) << 12)
+                        | (u32::from(group[2]) << 6)
+                        | u32::from(group[3]);
+                    text.push((v >> 16) as u8, pos[0]);
+                    text.push((v >> 8) as u8, pos[1]);
+                    text.push(v as u8, pos[2]);
+                    n = 0;
+                }
+            }
+        }
+        if n >= 2 {
+            let v = (u32::from(group[0]) << 18)
+                | (u32::from(group[1]) << 12)
+                | (u32::from(group[2]) << 6)
+                | u32::from(group[3]);
+            text.push((v >> 16) as u8, pos[0]);
+            if n == 3 {
+                text.push((v >> 8) as u8, pos[1]);
+            }
+        }
+        text.end(begun, end);
+        let decoded = &text.bytes()[begun..];
+        if !is_text(&decoded[..decoded.len().saturating_sub(1)]) {
+            text.move_last(begun, bin);
+        }
+        end
+    }
+}
+
+/// If a line break at `e` is followed by an indented continuation, where it starts.
+fn continuation(hay: &[u8], e: usize) -> Option<usize> {
+    let mut i = e;
+    if hay.get(i) == Some(&b'\r') {
+        i += 1;
+    }
+    if hay.get(i) != Some(&b'\n') {
+        return None;
+    }
+    i += 1;
+    let indent_end = (i + MAX_INDENT).min(hay.len());
+    while i < indent_end && (hay[i] == b' ' || hay[i] == b'\t') {
+        i += 1;
+    }
+    (i < hay.len() && is_b64(hay[i])).then_some(i)
+}
