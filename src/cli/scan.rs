@@ -76,7 +76,7 @@ fn build_detector(cli: &Cli, from_store: bool) -> Result<(Detector, Vec<String>,
         "known values from the manifest"
     );
     Ok((
-        Detector::new(&manifest.detect, Some(known.values))?,
+        Detector::new(&manifest.detect, Some(known.values))?.with_manifest(&manifest),
         known.notes,
         known.unresolved,
     ))

@@ -412,3 +412,76 @@ impl Placeholders {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::detect::{Detector, KnownValues};
+    use crate::handle::Handle;
+    use crate::manifest::Detect;
+    use crate::secret::Secret;
+
+    const ANTHROPIC: &str = "sk-ant-api03-GEcIzzOLWON8oc11J8Ir8KKJtW7NLQNWRmfjvakbXjdJ5VTqGSjlaZ-aOQ2UFBSujhcSvxRmdq48veoDhnLrP7iFy3N1CAA";
+    const DECLARED: &str = "Declared_Value_0123456789";
+
+    fn detector(placeholders: Option<Placeholders>) -> Detector {
+        let known = KnownValues::new([(
+            "env:DECLARED".to_string(),
+            Secret::from(DECLARED.to_string()),
+        )]);
+        let d = Detector::new(&Detect::default(), Some(known)).unwrap();
+        match placeholders {
+            Some(p) => d.with_placeholders(p),
+            None => d,
+        }
+    }
+
+    fn manifest_like() -> Placeholders {
+        Placeholders::new(
+            [
+                Handle::parse("env:OPENAI_KEY").unwrap(),
+                Handle::parse("vault:agents/kevin/openai#api_key").unwrap(),
+            ],
+            Some(("vault".to_string(), "agents/kevin/captured".to_string())),
+        )
+    }
+
+    #[test]
+    fn text_shaped_like_a_placeholder_hiding_a_value_is_scanned() {
+        // Not the exact grammar (an env name has no `-`): scanned with or without a manifest.
+        // In the grammar (a field may hold `-`): scanned when the manifest does not declare it.
+        let loose = format!("see +agentbak:env:{ANTHROPIC}+");
+        let exact = format!("see +agentbak:vault:x/y:{ANTHROPIC}+");
+        for (p, text) in [
+            (None, &loose),
+            (Some(manifest_like()), &loose),
+            (Some(manifest_like()), &exact),
+        ] {
+            let found = detector(p.clone()).scan_bytes("f", text.as_bytes());
+            assert_eq!(found.len(), 1, "{p:?} {text}");
+            assert_eq!(found[0].rule, "anthropic-api-key");
+        }
+        // A value in the exact grammar is skipped without a manifest (nothing says which
+        // handles are real), found with one that does not declare it.
+        let text = format!("see +agentbak:env:{DECLARED}+ and +agentbak:vault:a/b:{DECLARED}+");
+        assert!(detector(None).scan_bytes("f", text.as_bytes()).is_empty());
+        let found = detector(Some(manifest_like())).scan_bytes("f", text.as_bytes());
+        assert_eq!(found.len(), 2, "{found:?}");
+        assert!(found.iter().all(|f| f.rule == "known-value"));
+    }
+
+    #[test]
+    fn declared_and_captured_placeholders_are_skipped() {
+        let d = detector(Some(manifest_like()));
+        let text = "a +agentbak:env:OPENAI_KEY+ b +agentbak:vault:agents/kevin/openai@3:api_key+ \
+                    c +agentbak:vault:agents/kevin/captured:anthropic-0123456789ab+";
+        assert!(d.scan_bytes("f", text.as_bytes()).is_empty());
+        let p = manifest_like();
+        let captured = |s: &str| p.accepts(&Handle::parse(s).unwrap());
+        assert!(captured("vault:agents/kevin/captured#x"));
+        assert!(captured("vault:agents/kevin/captured/deeper#x"));
+        assert!(!captured("vault:agents/kevin/capturedx#x"));
+        assert!(!captured("local:agents/kevin/captured#x"));
+        assert!(!captured("env:OTHER"));
+    }
+}
