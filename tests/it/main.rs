@@ -10,6 +10,7 @@ mod cli;
 mod cli_output;
 mod crash;
 mod detect_corpus;
+mod encodings;
 mod init;
 mod layout;
 mod names_masked;
