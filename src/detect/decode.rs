@@ -85,7 +85,7 @@ impl Buf {
     fn push(&mut self, b: u8, at: usize) {
         // `map` ends with the previous unit's end; this unit's start replaces it.
         *self.map.last_mut().expect("map is never empty") = at;
-        self.bytes.push(b);
+        push_zeroized(&mut self.bytes, b);
         self.map.push(at);
     }
 
@@ -97,29 +97,36 @@ impl Buf {
             return;
         }
         *self.map.last_mut().expect("map is never empty") = end;
-        self.bytes.push(b'\n');
+        push_zeroized(&mut self.bytes, b'\n');
         self.map.push(end);
     }
 
-    /// Moves the span begun at `from` (the last one) to `other`.
-    fn move_last(&mut self, from: usize, other: &mut Buf) {
-        let (_, enc) = self.spans.pop().expect("a span was begun");
-        let start = other.begin(enc);
-        let _ = start;
-        for i in from..self.bytes.len() {
-            *other.map.last_mut().expect("map is never empty") = self.map[i];
-            other.bytes.push(self.bytes[i]);
-            other.map.push(self.map[i + 1]);
+    /// Room for `n` more decoded bytes (a zeroized buffer must not grow by reallocation).
+    fn reserve(&mut self, n: usize) {
+        if self.bytes.capacity() - self.bytes.len() < n {
+            let mut grown = Zeroizing::new(Vec::with_capacity(
+                (self.bytes.len() + n).max(2 * self.bytes.capacity()),
+            ));
+            grown.extend_from_slice(&self.bytes);
+            self.bytes = grown;
         }
-        // Wipe what is cut off: truncating alone would leave it in spare capacity.
-        zeroize::Zeroize::zeroize(&mut self.bytes[from..]);
-        self.bytes.truncate(from);
-        self.map.truncate(from + 1);
+        self.map.reserve(n);
     }
 
     pub(crate) fn is_empty(&self) -> bool {
         self.bytes.is_empty()
     }
+}
+
+/// Pushes `b` without leaving a copy behind: a `Vec` that grows frees its old buffer as it is,
+/// so the bytes move to a new zeroized buffer, and the old one is wiped when it drops.
+fn push_zeroized(bytes: &mut Zeroizing<Vec<u8>>, b: u8) {
+    if bytes.len() == bytes.capacity() {
+        let mut grown = Zeroizing::new(Vec::with_capacity((bytes.capacity() * 2).max(256)));
+        grown.extend_from_slice(bytes);
+        *bytes = grown;
+    }
+    bytes.push(b);
 }
 
 /// Where a base64 block that a round decoded up to the next round's start stands there: the

@@ -51,6 +51,47 @@ fn is_b64(b: u8) -> bool {
     TABLE[b as usize] != BAD
 }
 
+/// Bits of [`CLASS`]: not base64, uppercase, lowercase.
+const NOT: u8 = 0x80;
+const UPPER: u8 = 1;
+const LOWER: u8 = 2;
+
+static CLASS: [u8; 256] = {
+    let mut t = [NOT; 256];
+    let mut i = 0;
+    while i < 256 {
+        if TABLE[i] != BAD {
+            t[i] = if (i as u8).is_ascii_uppercase() {
+                UPPER
+            } else if (i as u8).is_ascii_lowercase() {
+                LOWER
+            } else {
+                0
+            };
+        }
+        i += 1;
+    }
+    t
+};
+
+/// The end of the run of base64 characters from `at`, and the classes of letters in it: eight
+/// bytes per step while they are all base64 (one OR of eight table entries), then byte by byte.
+fn run_end(hay: &[u8], mut at: usize, classes: &mut u8) -> usize {
+    while let Some(eight) = hay.get(at..at + 8) {
+        let c = eight.iter().fold(0u8, |acc, &b| acc | CLASS[b as usize]);
+        if c & NOT != 0 {
+            break;
+        }
+        *classes |= c;
+        at += 8;
+    }
+    while at < hay.len() && CLASS[hay[at] as usize] & NOT == 0 {
+        *classes |= CLASS[hay[at] as usize];
+        at += 1;
+    }
+    at
+}
+
 /// Whether a word holds a byte below `+` or above 0x7f: then it is not 8 base64 characters.
 fn rejects(word: u64) -> bool {
     const LOW: u64 = 0x0101_0101_0101_0101;
@@ -128,11 +169,9 @@ impl Run {
         let mut width = self.width;
         let mut at = self.start;
         let mut first_in_line = self.in_line;
+        let mut classes = 0u8;
         let end = loop {
-            let mut e = at;
-            while e < hay.len() && is_b64(hay[e]) {
-                e += 1;
-            }
+            let e = run_end(hay, at, &mut classes);
             lines.push((at, e));
             let len = first_in_line + (e - at);
             first_in_line = 0;
@@ -150,81 +189,91 @@ impl Run {
             let Some(next) = continuation(hay, e) else {
                 break e;
             };
-            let mut ne = next;
-            while ne < hay.len() && is_b64(hay[ne]) {
-                ne += 1;
-            }
+            let mut ignored = 0;
+            let ne = run_end(hay, next, &mut ignored);
             if ne - next > width {
                 break e;
             }
             at = next;
         };
         let chars: usize = lines.iter().map(|(s, e)| e - s).sum();
-        if chars < MIN_RUN && !resumed {
+        // A run that does not mix upper- and lowercase letters is not the base64 of 12 or more
+        // bytes in practice (hex digests, UUIDs, paths, identifiers): it is not decoded.
+        if !resumed && (chars < MIN_RUN || classes & (UPPER | LOWER) != UPPER | LOWER) {
             return end;
         }
-        let begun = text.begin(Encoding::Base64);
-        let mut group = [0u8; 4];
-        let mut pos = [0usize; 4];
-        // Characters to skip before the first whole group.
-        let mut skip = (4 - usize::from(self.phase)) % 4;
-        let mut n = 0;
-        let mut index = 0usize;
-        let mut line_chars = self.in_line;
-        for (li, &(s, e)) in lines.iter().enumerate() {
-            if li > 0 {
-                line_chars = 0;
-            }
-            for i in s..e {
-                if let Some(next) = w.next_from
-                    && carry_out.is_none()
-                    && i >= next
-                    && (self.start < next || resumed)
-                {
+        // Where the next round starts decoding, if inside this run: the block's state there.
+        if let Some(next) = w.next_from
+            && (self.start < next || resumed)
+        {
+            let mut index = usize::from(self.phase);
+            for (li, &(s, e)) in lines.iter().enumerate() {
+                let i = next.max(s);
+                if i < e {
+                    let before = if li == 0 { self.in_line } else { 0 };
                     *carry_out = Some(Carry {
                         at: w.base + i as u64,
-                        phase: ((usize::from(self.phase) + index) % 4) as u8,
+                        phase: ((index + (i - s)) % 4) as u8,
                         width,
-                        in_line: line_chars,
+                        in_line: before + (i - s),
                     });
+                    break;
                 }
-                index += 1;
-                line_chars += 1;
-                if skip > 0 {
-                    skip -= 1;
-                    continue;
-                }
-                group[n] = TABLE[hay[i] as usize];
-                pos[n] = i;
-                n += 1;
-                if n == 4 {
-                    let v = (u32::from(group[0]) << 18)
-                        | (u32::from(group[1]) << 12)
-                        | (u32::from(group[2]) << 6)
-                        | u32::from(group[3]);
-                    text.push((v >> 16) as u8, pos[0]);
-                    text.push((v >> 8) as u8, pos[1]);
-                    text.push(v as u8, pos[2]);
-                    n = 0;
-                }
+                index += e - s;
             }
         }
-        if n >= 2 {
+        let skip = (4 - usize::from(self.phase)) % 4;
+        let positions = || lines.iter().flat_map(|&(s, e)| s..e).skip(skip);
+        // Text or binary, judged on the first 48 bytes: decoding twice is cheaper than moving
+        // a long binary run from one buffer to the other. A one-line run of binary (an image,
+        // a digest, a key's bytes) is left alone: rules look for text, and the precomputed
+        // base64 forms already find a known value in it at any alignment.
+        let mut head = Buf::new();
+        emit(hay, positions().take(64), &mut head);
+        let out = if is_text(head.bytes()) {
+            text
+        } else if lines.len() > 1 {
+            bin
+        } else {
+            return end;
+        };
+        let begun = out.begin(Encoding::Base64);
+        out.reserve(chars / 4 * 3 + 3);
+        emit(hay, positions(), out);
+        out.end(begun, end);
+        end
+    }
+}
+
+/// Decodes the characters at `positions` (whole groups, then a partial one) into `out`.
+fn emit(hay: &[u8], positions: impl Iterator<Item = usize>, out: &mut Buf) {
+    let mut group = [0u8; 4];
+    let mut pos = [0usize; 4];
+    let mut n = 0;
+    for i in positions {
+        group[n] = TABLE[hay[i] as usize];
+        pos[n] = i;
+        n += 1;
+        if n == 4 {
             let v = (u32::from(group[0]) << 18)
                 | (u32::from(group[1]) << 12)
                 | (u32::from(group[2]) << 6)
                 | u32::from(group[3]);
-            text.push((v >> 16) as u8, pos[0]);
-            if n == 3 {
-                text.push((v >> 8) as u8, pos[1]);
-            }
+            out.push((v >> 16) as u8, pos[0]);
+            out.push((v >> 8) as u8, pos[1]);
+            out.push(v as u8, pos[2]);
+            n = 0;
         }
-        text.end(begun, end);
-        let decoded = &text.bytes()[begun..];
-        if !is_text(&decoded[..decoded.len().saturating_sub(1)]) {
-            text.move_last(begun, bin);
+    }
+    if n >= 2 {
+        let v = (u32::from(group[0]) << 18)
+            | (u32::from(group[1]) << 12)
+            | (u32::from(group[2]) << 6)
+            | u32::from(group[3]);
+        out.push((v >> 16) as u8, pos[0]);
+        if n == 3 {
+            out.push((v >> 8) as u8, pos[1]);
         }
-        end
     }
 }
 
