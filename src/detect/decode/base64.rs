@@ -107,6 +107,8 @@ pub(super) fn decode(w: &Window<'_>, text: &mut Buf, bin: &mut Buf) -> Option<Ca
     let hay = w.hay;
     let mut carry_out = None;
     let mut p = w.from;
+    // The lines of the run being decoded, reused from run to run.
+    let mut lines: Vec<(usize, usize)> = Vec::new();
     if let Some(c) = w.carry
         && let Some(at) =
             c.at.checked_sub(w.base)
@@ -121,7 +123,7 @@ pub(super) fn decode(w: &Window<'_>, text: &mut Buf, bin: &mut Buf) -> Option<Ca
             width: c.width,
             in_line: c.in_line,
         };
-        p = run.decode(w, text, bin, &mut carry_out);
+        p = run.decode(w, (text, bin), &mut lines, &mut carry_out);
     }
     while p + 8 <= hay.len() {
         let word = u64::from_le_bytes(hay[p..p + 8].try_into().expect("8 bytes"));
@@ -139,7 +141,7 @@ pub(super) fn decode(w: &Window<'_>, text: &mut Buf, bin: &mut Buf) -> Option<Ca
             width: 0,
             in_line: 0,
         };
-        p = run.decode(w, text, bin, &mut carry_out).max(p + 8);
+        p = run.decode(w, (text, bin), &mut lines, &mut carry_out).max(p + 8);
     }
     carry_out
 }
@@ -155,17 +157,17 @@ struct Run {
 
 impl Run {
     /// Decodes the run; returns where it ends.
-    fn decode(
+    fn decode<'b>(
         self,
         w: &Window<'_>,
-        text: &mut Buf,
-        bin: &mut Buf,
+        bufs: (&'b mut Buf, &'b mut Buf),
+        lines: &mut Vec<(usize, usize)>,
         carry_out: &mut Option<Carry>,
     ) -> usize {
         let hay = w.hay;
         let resumed = self.phase != 0 || self.width != 0 || self.in_line != 0;
         // The lines of the run: (first character, end).
-        let mut lines: Vec<(usize, usize)> = Vec::new();
+        lines.clear();
         let mut width = self.width;
         let mut at = self.start;
         let mut first_in_line = self.in_line;
@@ -228,9 +230,20 @@ impl Run {
         // a long binary run from one buffer to the other. A one-line run of binary (an image,
         // a digest, a key's bytes) is left alone: rules look for text, and the precomputed
         // base64 forms already find a known value in it at any alignment.
-        let mut head = Buf::new();
-        emit(hay, positions().take(64), &mut head);
-        let out = if is_text(head.bytes()) {
+        let mut head = [0u8; 48];
+        let mut n = 0;
+        let mut group = positions().take(64).map(|i| u32::from(TABLE[hay[i] as usize]));
+        while let (Some(a), Some(b), Some(c), Some(d)) =
+            (group.next(), group.next(), group.next(), group.next())
+        {
+            let v = (a << 18) | (b << 12) | (c << 6) | d;
+            head[n..n + 3].copy_from_slice(&[(v >> 16) as u8, (v >> 8) as u8, v as u8]);
+            n += 3;
+        }
+        let (text, bin) = bufs;
+        let head_is_text = is_text(&head[..n]);
+        zeroize::Zeroize::zeroize(&mut head);
+        let out = if head_is_text {
             text
         } else if lines.len() > 1 {
             bin
