@@ -7,12 +7,13 @@
 //! region also goes through four decoders, each of which only looks at what it can cheaply tell
 //! is a candidate, so that ordinary text is read about once:
 //!
-//! - `base64`: runs of at least 16 base64 characters (standard or URL-safe alphabet), including
+//! - `base64`: runs of at least 24 base64 characters (standard or URL-safe alphabet), including
 //!   blocks wrapped at any width with LF or CRLF and indented lines (PEM, MIME, `base64`,
-//!   Python's `encodebytes`, YAML block scalars). Found by sampling one 8-byte word in eight
-//!   with a word test that rejects any word holding a space, quote, line break or control byte.
-//! - `utf16`: UTF-16 LE or BE text of ASCII characters, with or without a BOM, found by the
-//!   NUL byte in every other position of a sampled word.
+//!   Python's `encodebytes`, YAML block scalars). Found by sampling one 8-byte word in sixteen
+//!   bytes with a word test that rejects any word holding a space, quote, line break or
+//!   control byte.
+//! - `utf16`: UTF-16 LE or BE text of 16 or more ASCII characters, with or without a BOM,
+//!   found by the NUL byte in every other position of a sampled word.
 //! - `percent`: text around `%XX` escapes, whatever subset of characters was encoded.
 //! - `escape`: text around `\uXXXX` and `\xXX` escapes (JSON with any or every character
 //!   escaped, in either case; Go's `\u0026`; Python and YAML `\x`), with the other backslash
@@ -35,6 +36,9 @@ use std::ops::Range;
 use zeroize::Zeroizing;
 
 use super::Encoding;
+
+/// Distance between the words sampled for base64 and UTF-16 candidates.
+const STRIDE: usize = 16;
 
 /// Bytes before the first new byte of a round that a round decodes again: context for a
 /// rule's keyword before its secret (the prefilter's reach, escaped up to six times).
@@ -172,8 +176,24 @@ pub(crate) fn decode(w: &Window<'_>) -> Decoded {
     if w.from >= w.hay.len() {
         return d;
     }
-    d.carry = base64::decode(w, &mut d.text, &mut d.bin);
-    utf16::decode(w, &mut d.text);
+    // One pass samples one 8-byte word in sixteen bytes for both base64 and UTF-16 (a run of
+    // 23 bytes or more holds a whole sampled word); a word is a candidate for at most one of
+    // them (UTF-16 words hold NUL bytes, base64 words none).
+    let mut b64 = base64::State::default();
+    let mut p = base64::resume(w, (&mut d.text, &mut d.bin), &mut b64);
+    let hay = w.hay;
+    while p + 8 <= hay.len() {
+        let word = u64::from_le_bytes(hay[p..p + 8].try_into().expect("8 bytes"));
+        let end = if base64::candidate(word) {
+            base64::at(w, p, (&mut d.text, &mut d.bin), &mut b64)
+        } else if utf16::candidate(word) {
+            utf16::at(w, p, word, &mut d.text)
+        } else {
+            None
+        };
+        p = end.map_or(p + STRIDE, |e| e.max(p + STRIDE));
+    }
+    d.carry = b64.carry;
     percent::decode(w, &mut d.text);
     escape::decode(w, &mut d.text);
     d

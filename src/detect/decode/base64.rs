@@ -7,8 +7,8 @@
 //! first, the last may be shorter (a line that is wider starts a new run: the first was a word
 //! that happened to be base64).
 //!
-//! Candidates are found by sampling one 8-byte word in eight: a run of 15 or more characters
-//! holds a whole sampled word. A word test throws out any word holding a byte below `+`
+//! Candidates are found by sampling one 8-byte word in sixteen bytes: a run of 23 or more
+//! characters holds a whole sampled word (shorter ones are left to the precomputed forms). A word test throws out any word holding a byte below `+`
 //! (space, quote, line break, NUL and other controls) or above 0x7f, which is nearly every
 //! word of prose, JSON, logs and binary data; survivors are checked byte by byte.
 
@@ -101,14 +101,18 @@ fn rejects(word: u64) -> bool {
     below != 0 || word & HIGH != 0
 }
 
-/// Decodes every run in `w.hay[w.from..]` into `text` (or `bin` when it decodes to binary);
-/// returns where a block in progress stands at `w.next_from`.
-pub(super) fn decode(w: &Window<'_>, text: &mut Buf, bin: &mut Buf) -> Option<Carry> {
+/// The state of a region's base64 decoding: the lines of the run being decoded (reused from
+/// run to run) and where a block in progress stands at `w.next_from`.
+#[derive(Default)]
+pub(super) struct State {
+    lines: Vec<(usize, usize)>,
+    pub carry: Option<Carry>,
+}
+
+/// Decodes the block an earlier round left in progress at `w.from`, if any; returns where the
+/// search for new runs starts.
+pub(super) fn resume(w: &Window<'_>, bufs: (&mut Buf, &mut Buf), st: &mut State) -> usize {
     let hay = w.hay;
-    let mut carry_out = None;
-    let mut p = w.from;
-    // The lines of the run being decoded, reused from run to run.
-    let mut lines: Vec<(usize, usize)> = Vec::new();
     if let Some(c) = w.carry
         && let Some(at) =
             c.at.checked_sub(w.base)
@@ -123,27 +127,39 @@ pub(super) fn decode(w: &Window<'_>, text: &mut Buf, bin: &mut Buf) -> Option<Ca
             width: c.width,
             in_line: c.in_line,
         };
-        p = run.decode(w, (text, bin), &mut lines, &mut carry_out);
+        return run.decode(w, bufs, &mut st.lines, &mut st.carry);
     }
-    while p + 8 <= hay.len() {
-        let word = u64::from_le_bytes(hay[p..p + 8].try_into().expect("8 bytes"));
-        if rejects(word) || !hay[p..p + 8].iter().all(|&b| is_b64(b)) {
-            p += 8;
-            continue;
-        }
-        let mut start = p;
-        while start > w.from && is_b64(hay[start - 1]) {
-            start -= 1;
-        }
-        let run = Run {
-            start,
-            phase: 0,
-            width: 0,
-            in_line: 0,
-        };
-        p = run.decode(w, (text, bin), &mut lines, &mut carry_out).max(p + 8);
+    w.from
+}
+
+/// Whether `word` may be 8 base64 characters (see [`rejects`]).
+pub(super) fn candidate(word: u64) -> bool {
+    !rejects(word)
+}
+
+/// If the 8 bytes at `p` are base64 characters, decodes their run into `text` (or `bin` when it
+/// decodes to binary) and returns where it ends.
+pub(super) fn at(
+    w: &Window<'_>,
+    p: usize,
+    bufs: (&mut Buf, &mut Buf),
+    st: &mut State,
+) -> Option<usize> {
+    let hay = w.hay;
+    if !hay[p..p + 8].iter().all(|&b| is_b64(b)) {
+        return None;
     }
-    carry_out
+    let mut start = p;
+    while start > w.from && is_b64(hay[start - 1]) {
+        start -= 1;
+    }
+    let run = Run {
+        start,
+        phase: 0,
+        width: 0,
+        in_line: 0,
+    };
+    Some(run.decode(w, bufs, &mut st.lines, &mut st.carry))
 }
 
 /// A run to decode from `start`, which is `phase` characters into a 4-character group and
@@ -232,7 +248,9 @@ impl Run {
         // base64 forms already find a known value in it at any alignment.
         let mut head = [0u8; 48];
         let mut n = 0;
-        let mut group = positions().take(64).map(|i| u32::from(TABLE[hay[i] as usize]));
+        let mut group = positions()
+            .take(64)
+            .map(|i| u32::from(TABLE[hay[i] as usize]));
         while let (Some(a), Some(b), Some(c), Some(d)) =
             (group.next(), group.next(), group.next(), group.next())
         {
