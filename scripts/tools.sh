@@ -34,6 +34,8 @@ ensure_debian_tools() {
     command -v ssh-keygen >/dev/null 2>&1 || missing+=(openssh-client)
     # Signing tests make Ed25519 keys as users do: `openssl genpkey`, `ssh-keygen`.
     command -v openssl >/dev/null 2>&1 || missing+=(openssl)
+    # The scan benchmark's floor (scripts/bench-scan.sh).
+    command -v rg >/dev/null 2>&1 || missing+=(ripgrep)
     if [ "${#missing[@]}" -gt 0 ]; then
         echo "installing ${missing[*]} (apt)" >&2
         apt_install "${missing[@]}"

@@ -84,7 +84,7 @@ fn build_detector(
         "known values from the manifest"
     );
     Ok((
-        Detector::new(&manifest.detect, Some(known.values))?,
+        Detector::new(&manifest.detect, Some(known.values))?.with_manifest(&manifest),
         known.notes,
         known.unresolved,
         own,

@@ -66,6 +66,8 @@ pub enum Encoding {
     HexUpper,
     /// Percent-encoded (URL or form encoding).
     Percent,
+    /// UTF-16, either byte order (found by the decoders).
+    Utf16,
 }
 
 impl Encoding {
@@ -88,6 +90,7 @@ impl Encoding {
             Encoding::HexLower => "hex",
             Encoding::HexUpper => "hex-upper",
             Encoding::Percent => "percent",
+            Encoding::Utf16 => "utf16",
         }
     }
 }

@@ -11,8 +11,15 @@
 //! one of agentbak's own placeholders (`+agentbak:…+`) is never a finding; a finding carries a
 //! masked preview, never a value; when two rules claim overlapping bytes the first in table
 //! order wins, and the entropy rule comes last.
+//!
+//! Each region is also decoded (`decode`: base64, wrapped or not; UTF-16; percent-encoding;
+//! `\u` and `\x` escapes) and the decoded text searched the same way; a match there is
+//! reported at the offset and with the length of its encoded form. Only agentbak's own
+//! placeholders are skipped: the exact grammar, and with a manifest ([`Detector::with_manifest`])
+//! only the handles it declares or captured.
 
 mod assign;
+mod decode;
 pub(crate) mod encode;
 mod engine;
 mod entropy;
@@ -25,6 +32,7 @@ mod stream;
 mod sweep;
 
 pub use encode::Encoding;
+pub use engine::Placeholders;
 pub use entropy::{looks_placeholder, looks_random, shannon};
 pub use finding::{Allowlist, Finding, FindingKind, INLINE_ALLOW, Severity, fingerprint};
 pub use known::{KnownValues, MIN_KNOWN_LEN};
@@ -34,7 +42,7 @@ pub use stream::StreamScan;
 
 use std::io::Read;
 
-use crate::manifest::{Detect, EntropyAction};
+use crate::manifest::{Detect, EntropyAction, Manifest};
 use rules::Compiled;
 
 /// A `detect` section that cannot be used.
@@ -75,6 +83,7 @@ pub struct Detector {
     known: Option<KnownValues>,
     allow: Allowlist,
     entropy_severity: Option<Severity>,
+    placeholders: Placeholders,
 }
 
 impl Detector {
@@ -106,6 +115,7 @@ impl Detector {
             known: known.filter(|k| !k.is_empty() || !k.too_short().is_empty()),
             allow,
             entropy_severity,
+            placeholders: Placeholders::default(),
         })
     }
 
@@ -123,6 +133,23 @@ impl Detector {
         }
         d.prefilter = prefilter::Prefilter::new(&d.rules);
         Ok(Some(d))
+    }
+
+    /// Skips only the placeholders `placeholders` accepts (see [`Placeholders`]); without
+    /// this call any text in the exact placeholder grammar is skipped.
+    pub fn with_placeholders(mut self, placeholders: Placeholders) -> Detector {
+        self.placeholders = placeholders;
+        self
+    }
+
+    /// Skips only the placeholders of the handles `manifest` declares (its `{agent}` filled)
+    /// and of those under its capture target: the engine of a command that has a manifest.
+    pub fn with_manifest(self, manifest: &Manifest) -> Detector {
+        let declared = manifest
+            .secrets
+            .iter()
+            .map(|r| r.handle.with_agent(&manifest.agent));
+        self.with_placeholders(Placeholders::new(declared, manifest.capture_target()))
     }
 
     /// The builtin rules with default settings and no known values.
@@ -182,9 +209,10 @@ impl Detector {
     }
 
     /// Bytes at the end of a chunk that rules leave for the next one: a match starting there
-    /// could still grow.
+    /// could still grow, and a known value in decoded text must be whole (escaped as `\uXXXX`
+    /// it is up to six times its length, three times its longest form).
     pub(crate) fn rule_lookahead(&self) -> usize {
-        MAX_REACH + prefilter::BEFORE + 64
+        (MAX_REACH + prefilter::BEFORE + 64).max(3 * self.known_keep() + 64)
     }
 
     /// Bytes a buffer handed whole to a stream scan should leave free before its data (see

@@ -18,7 +18,8 @@
 use std::io::{self, Write};
 use std::ops::Range;
 
-use super::engine::Region;
+use super::decode::Carry;
+use super::engine::{Decoding, Region};
 use super::{Detector, Finding};
 
 /// Bytes scanned per round.
@@ -55,6 +56,8 @@ pub struct StreamScan<'d> {
     /// Stream offsets of the matches reported that end after the settled point: a later
     /// round must not report their bytes again under another rule.
     reported: Vec<Range<u64>>,
+    /// A base64 block the last round decoded up to where this one starts decoding.
+    carry: Option<Carry>,
 }
 
 impl std::fmt::Debug for StreamScan<'_> {
@@ -100,6 +103,7 @@ impl<'d> StreamScan<'d> {
             binary: None,
             findings: Vec::new(),
             reported: Vec::new(),
+            carry: None,
         }
     }
 
@@ -210,6 +214,11 @@ impl<'d> StreamScan<'d> {
             known_new_from: 0,
             binary,
             reported: &[],
+            decode: Some(Decoding {
+                base: 0,
+                carry: None,
+                last: true,
+            }),
         };
         self.report(data, &region);
         self.base = data.len() as u64;
@@ -245,6 +254,11 @@ impl<'d> StreamScan<'d> {
             known_new_from: self.known_done,
             binary,
             reported: &reported,
+            decode: Some(Decoding {
+                base: self.base,
+                carry: self.carry,
+                last: settle == Settle::End,
+            }),
         };
         self.report(hay, &region);
         self.settled = settle_to;
@@ -256,7 +270,8 @@ impl<'d> StreamScan<'d> {
 
     /// Scans a region and appends its findings with absolute positions.
     fn report(&mut self, hay: &[u8], region: &Region<'_>) {
-        let hits = self.detector.hits(region);
+        let (hits, carry) = self.detector.hits(region);
+        self.carry = carry;
         let mut line = self.lines_before;
         let mut line_start: Option<usize> = None;
         let mut counted = 0;

@@ -12,6 +12,7 @@ mod crash;
 mod detect_corpus;
 mod discover;
 mod discover_corpus;
+mod encodings;
 mod init;
 mod layout;
 mod living;

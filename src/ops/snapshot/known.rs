@@ -148,7 +148,7 @@ pub(super) fn gather(
     }
     let known_values = KnownValues::new(values.iter().map(|(h, v)| (h.to_string(), v.clone())));
     report.too_short = known_values.too_short().to_vec();
-    let detector = Detector::new(&m.detect, Some(known_values))?;
+    let detector = Detector::new(&m.detect, Some(known_values))?.with_manifest(m);
     Ok((
         Known {
             stray: StrayMatcher::new(&values),

@@ -356,7 +356,7 @@ pub fn verify(
         &mut known,
     );
     let incomplete = values.unresolved.clone();
-    let detector = Detector::new(&manifest.detect, Some(values.values))?;
+    let detector = Detector::new(&manifest.detect, Some(values.values))?.with_manifest(manifest);
     if let Some(k) = detector.known() {
         known.values = k.len();
         known.too_short = k.too_short().to_vec();
