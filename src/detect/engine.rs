@@ -99,7 +99,7 @@ impl Detector {
             Some(d) => self.decoded_hits(r, d),
             None => (Vec::new(), None),
         };
-        let (decoded_known, decoded_rules): (Vec<Hit>, Vec<Hit>) = decoded
+        let (decoded_known, mut decoded_rules): (Vec<Hit>, Vec<Hit>) = decoded
             .into_iter()
             .partition(|h| matches!(h.source, Source::Known { .. }));
         let keep = |h: Hit, taken: &mut BTreeMap<usize, usize>, hits: &mut Vec<Hit>| {
@@ -124,36 +124,47 @@ impl Detector {
             windows[i].push(start..end);
         }
         let mut spans = Vec::new();
-        for (i, rule_windows) in windows.iter().enumerate() {
-            let gate = self.rules[i].gate;
-            if rule_windows.is_empty() || r.binary && self.rules[i].text_only() {
-                continue;
-            }
-            let mut caps = self.rules[i].regex().create_captures();
-            for w in rule_windows {
-                self.rule_matches(i, r.hay, w.clone(), &mut caps, &mut spans);
-                for span in spans.drain(..) {
-                    if span.start < r.rule_from || span.start >= r.rule_to {
-                        continue;
-                    }
-                    if !rules::passes(gate, &r.hay[span.clone()])
-                        || self.in_placeholder(r.hay, span.start, span.end)
-                        || overlaps(&taken, &span)
-                    {
-                        continue;
-                    }
-                    taken.insert(span.start, span.end);
-                    hits.push(Hit {
-                        start: span.start,
-                        end: span.end,
-                        source: Source::Rule(i),
-                        decoded: None,
-                    });
+        // Rules, then decoded rule matches, then the entropy rule: a token decoded out of a
+        // base64 value is the finding, not the value's randomness (a warning that would hide
+        // it).
+        let weak = |i: usize| self.rules[i].gate == rules::Gate::Entropy;
+        let strong: Vec<usize> = (0..self.rules.len()).filter(|&i| !weak(i)).collect();
+        let last: Vec<usize> = (0..self.rules.len()).filter(|&i| weak(i)).collect();
+        for (round, order) in [strong, last].into_iter().enumerate() {
+            if round == 1 {
+                for h in std::mem::take(&mut decoded_rules) {
+                    keep(h, &mut taken, &mut hits);
                 }
             }
-        }
-        for h in decoded_rules {
-            keep(h, &mut taken, &mut hits);
+            for i in order {
+                let rule_windows = &windows[i];
+                let gate = self.rules[i].gate;
+                if rule_windows.is_empty() || r.binary && self.rules[i].text_only() {
+                    continue;
+                }
+                let mut caps = self.rules[i].regex().create_captures();
+                for w in rule_windows {
+                    self.rule_matches(i, r.hay, w.clone(), &mut caps, &mut spans);
+                    for span in spans.drain(..) {
+                        if span.start < r.rule_from || span.start >= r.rule_to {
+                            continue;
+                        }
+                        if !rules::passes(gate, &r.hay[span.clone()])
+                            || self.in_placeholder(r.hay, span.start, span.end)
+                            || overlaps(&taken, &span)
+                        {
+                            continue;
+                        }
+                        taken.insert(span.start, span.end);
+                        hits.push(Hit {
+                            start: span.start,
+                            end: span.end,
+                            source: Source::Rule(i),
+                            decoded: None,
+                        });
+                    }
+                }
+            }
         }
         hits.sort_by_key(|h| (h.start, h.end));
         (hits, carry)
