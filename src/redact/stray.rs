@@ -329,7 +329,8 @@ impl<'a> Iterator for Merged<'a> {
 
 /// Values shorter than this are not searched outside their declared locations: a short value
 /// matches inside unrelated words and syntax, and editing those would corrupt files. The leak
-/// gate still sees them, so a short value left elsewhere stops the snapshot rather than leaking.
+/// gate does not search for them either (`detect::MIN_KNOWN_LEN`): docs/security.md "What is
+/// not protected" is the one description of short values.
 pub const MIN_STRAY_LEN: usize = 8;
 
 static PLACEHOLDER: LazyLock<regex::bytes::Regex> = LazyLock::new(|| {

@@ -424,3 +424,30 @@ fn a_store_that_refuses_the_capture_refuses_the_snapshot() {
             .is_none()
     );
 }
+
+/// The one behaviour for short values (docs/security.md): a declared 6-byte password is
+/// replaced where it is declared, a copy elsewhere is archived as it is, and the snapshot says
+/// so with a note, exit 0.
+#[test]
+fn a_short_declared_value_is_replaced_where_declared_and_named_in_a_note() {
+    let p = Project::new(
+        r#"{
+  "version": 1, "agent": "codex", "state": "./state", "repository": "./backups",
+  "stores": { "local": { "kind": "local", "path": "./store/local.age", "identity": "./keys/local.key" } },
+  "secrets": [ { "file": "db.env", "env": "PW", "handle": "local:agents/{agent}/db#pw" } ]
+}"#,
+    );
+    p.set("local:agents/codex/db#pw", "hx7Qz2", &[]);
+    p.file("db.env", 0o600, b"PW=hx7Qz2\n");
+    p.file("notes.md", 0o600, b"the db password is hx7Qz2\n");
+    let out = p.agentbak().arg("snapshot").output().unwrap();
+    let text = all_output(&out);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(
+        text.contains("note: the value of local:agents/codex/db#pw is too short to prove absent"),
+        "{text}"
+    );
+    let tar = repository_bytes(&p.path().join("backups"));
+    assert!(contains(&tar, "PW=+agentbak:local:agents/codex/db:pw+"));
+    assert!(contains(&tar, "the db password is hx7Qz2"));
+}
