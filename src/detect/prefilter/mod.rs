@@ -32,6 +32,9 @@ mod finder;
 mod order;
 mod pass;
 
+#[cfg(test)]
+pub(crate) use pass::ANCHOR_LEN;
+
 use std::cell::RefCell;
 use std::ops::Range;
 

@@ -13,7 +13,7 @@ use crate::detect::assign::{assigned_len_past, is_name};
 use crate::detect::rules::Compiled;
 
 /// How many bytes of a case-sensitive keyword the exact pass searches for.
-pub(super) const ANCHOR_LEN: usize = 3;
+pub(crate) const ANCHOR_LEN: usize = 3;
 
 /// A keyword as it must appear, where its atom sits inside it, and the rules it triggers.
 #[derive(Debug)]

@@ -231,7 +231,10 @@ pub static BUILTIN: &[Rule] = &[
         r"(?i)SharedAccessKey=(?P<secret>[A-Za-z0-9+/]{42,43}=)", T,
         &["Endpoint=sb://agent.servicebus.windows.net/;SharedAccessKeyName=RootManageSharedAccessKey;SharedAccessKey=k2e99gLo+0d05gATlTJuQ12dkPYWX6btUZW05UbGUWw=", "\"connection\": \"HostName=hub.azure-devices.net;SharedAccessKeyName=iothubowner;SharedAccessKey=/irScp8bWpwjcpidb17PnQBklEAICIGOZtRhzg8CSrU=\""],
         &["SharedAccessKey=<key>", "SharedAccessKeyName=RootManageSharedAccessKey;SharedAccessKey="]),
-    rule("azure-ad-client-secret", "Microsoft Entra ID (Azure AD) client secret", &["Q~"],
+    rule("azure-ad-client-secret", "Microsoft Entra ID (Azure AD) client secret",
+        // The digit before `Q~` makes each keyword three bytes: the exact pass stays on Teddy
+        // (a two-byte atom sent it to a plain automaton, 2x slower snapshots).
+        &["0Q~", "1Q~", "2Q~", "3Q~", "4Q~", "5Q~", "6Q~", "7Q~", "8Q~", "9Q~"],
         r"(?:^|[^A-Za-z0-9_~.])(?P<secret>[A-Za-z0-9_~.]{3}\dQ~[A-Za-z0-9_~.-]{31,34})(?:[^A-Za-z0-9_~.-]|$)", Gate::Mixed,
         &["AZURE_CLIENT_SECRET=hsq5Q~HKVwapppTudVVGtZpqNTXQ9patiIUJLe7C", "\"clientSecret\": \"k701Q~5q66lPnIs~dbVN91htMJrA0vixC0CAw\""],
         &["AZURE_CLIENT_SECRET=abc1Q~xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx", "path ~/a1bQ~ is short"]),

@@ -191,3 +191,19 @@ fn rule_sources_and_handles_are_not_findings() {
         assert!(found.is_empty(), "{text:?} gave {:?}", ids(&found));
     }
 }
+
+/// Regression: a two-byte keyword (`Q~`) made the exact prefilter pass leave Teddy for a plain
+/// automaton, and snapshots twice as slow. Every builtin keyword is at least the anchor long.
+#[test]
+fn every_builtin_keyword_is_long_enough_for_the_vectorized_search() {
+    for rule in BUILTIN {
+        for k in rule.keywords {
+            assert!(
+                k.len() >= crate::detect::prefilter::ANCHOR_LEN,
+                "{}: keyword {k:?} is shorter than {} bytes",
+                rule.id,
+                crate::detect::prefilter::ANCHOR_LEN
+            );
+        }
+    }
+}
