@@ -286,8 +286,8 @@ impl Spans {
     }
 }
 
-/// Files by how their findings can be handled: text files whose findings can be captured,
-/// and findings that cannot (binary files, names).
+/// The text files among the findings' paths (each once, sorted): those whose findings can be
+/// captured.
 pub(super) fn capturable_files(findings: &[Finding], text_files: &BTreeSet<String>) -> Vec<String> {
     let mut files: Vec<String> = findings
         .iter()

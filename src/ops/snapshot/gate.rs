@@ -137,7 +137,6 @@ impl Gate {
                 // once the entry is known, both are done as `scan` and `verify` do them,
                 // relative to the state (issue 19, "one allow, one fingerprint"). The index
                 // is agentbak's own record: only a known value in it is a leak.
-                // Entries are named by their path relative to the state.
                 if path == crate::archive::INDEX_PATH {
                     if !matches!(f.kind, FindingKind::KnownValue { .. }) {
                         continue;

@@ -126,7 +126,7 @@ pub struct SnapshotReport {
     pub degraded: Vec<String>,
     /// Known values too short to prove absent (labels).
     pub too_short: Vec<String>,
-    /// Secrets no rule declares, captured into the store: `file: handle (rule)`.
+    /// Placeholders of captured secrets in this snapshot: `file: handle`.
     pub captured: Vec<String>,
     /// Findings archived as they are (`detect.on_unknown: warn`).
     pub unknown_kept: Vec<Finding>,

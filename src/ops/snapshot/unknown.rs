@@ -195,22 +195,15 @@ impl Unknown<'_> {
             .collect();
         let blocking = |f: &Finding| f.severity == Severity::Error;
         if file_rules.is_empty() && size > MAX_IN_MEMORY {
-            let mut scan = self.detector.stream(rel);
+            let reader = redacted_stream(entry, size, &self.known.stray)?;
+            let found: Vec<Finding> = self
+                .detector
+                .scan_reader(rel, reader)
+                .map_err(|e| crate::error::Error::io(&entry.path, e))?
+                .into_iter()
+                .filter(blocking)
+                .collect();
             let mut spans = Spans::default();
-            let mut reader = redacted_stream(entry, size, &self.known.stray)?;
-            let mut buf = Zeroizing::new(vec![0u8; 1 << 20]);
-            loop {
-                let n = std::io::Read::read(&mut reader, &mut buf)
-                    .map_err(|e| crate::error::Error::io(&entry.path, e))?;
-                if n == 0 {
-                    break;
-                }
-                scan.write_shared(&buf[..n]);
-                let found: Vec<Finding> =
-                    scan.take_findings().into_iter().filter(blocking).collect();
-                spans.extend(&found);
-            }
-            let found: Vec<Finding> = scan.finish().into_iter().filter(blocking).collect();
             spans.extend(&found);
             if spans.is_empty() {
                 return Ok(0);
