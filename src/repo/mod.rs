@@ -26,6 +26,7 @@ mod durable;
 mod id;
 mod list;
 mod lock;
+pub mod packs;
 mod pending;
 pub mod retention;
 

@@ -32,52 +32,22 @@
 //! break point 9 on exactly the file systems a repository is likeliest to be synced from, and
 //! the copy is paid only there.
 
-use std::fs::{self, File};
-use std::io::{self, BufReader, Read, Seek, Write};
-use std::os::fd::AsRawFd;
-use std::path::{Path, PathBuf};
+mod hidden;
 
-use rustix::fs::{AtFlags, CWD, Mode, OFlags};
-use rustix::io::Errno;
+use std::fs;
+use std::io::{self, Write};
+use std::path::PathBuf;
 
-use super::durable::ArchiveFile;
+pub(crate) use hidden::{ALL_LINKS, ClosedFile, Expect, HiddenFile, Link, Way};
+#[cfg(test)]
+use hidden::{SEALED_SUFFIX, lacks_unnamed_files, open_unnamed};
+
 use super::{
     ENCRYPTED_SUFFIX, PARTIAL_SUFFIX, PLAIN_SUFFIX, Repository, SIDECAR_SUFFIX, SnapshotId,
     create_private, sync_dir,
 };
-use crate::archive::{HashingReader, Sidecar};
+use crate::archive::Sidecar;
 use crate::error::{Error, Result};
-
-/// Ending of a sealed archive in `tmp/` (see the module documentation).
-const SEALED_SUFFIX: &str = ".sealed";
-
-/// Bytes read at a time when an archive is copied at commit.
-const COPY_BUFFER: usize = 1 << 20;
-
-/// How a pending archive is kept unreadable until its commit.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Way {
-    /// An `O_TMPFILE`, with a fall back to [`Way::Sealed`] where the file system has none.
-    Unnamed,
-    /// A named file encrypted to a key held in memory. Only tests ask for it: elsewhere it is
-    /// reached through the fall back of [`Way::Unnamed`].
-    #[cfg_attr(not(test), allow(dead_code))]
-    Sealed,
-}
-
-/// The ways commit gives an unnamed archive its name, in the order tried.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Link {
-    /// `linkat("/proc/self/fd/N", AT_SYMLINK_FOLLOW)`.
-    Proc,
-    /// `linkat(fd, "", AT_EMPTY_PATH)`.
-    EmptyPath,
-    /// Copy into a named file, sync, rename.
-    Copy,
-}
-
-/// Every way of naming an unnamed archive, in the order tried.
-const ALL_LINKS: &[Link] = &[Link::Proc, Link::EmptyPath, Link::Copy];
 
 /// The archive of a snapshot being written; nothing of it stays behind unless committed.
 pub struct PendingArchive<'r> {
@@ -90,18 +60,8 @@ pub struct PendingArchive<'r> {
 }
 
 /// The file a pending archive is written into (the sink of an `ArchiveWriter`).
-pub struct PendingFile(Out);
-
-enum Out {
-    /// Reaches the disk in the background as it grows (see `ArchiveFile`).
-    Unnamed(ArchiveFile),
-    /// Not synced: it is read back at commit, and after a crash it is useless anyway.
-    Sealed {
-        stream: age::stream::StreamWriter<File>,
-        path: PathBuf,
-        key: age::x25519::Identity,
-    },
-}
+#[derive(Debug)]
+pub struct PendingFile(HiddenFile);
 
 impl PendingArchive<'_> {
     /// Starts writing the archive of snapshot `id` into `repo`'s `tmp/`, the `way` asked for
@@ -118,22 +78,7 @@ impl PendingArchive<'_> {
             PLAIN_SUFFIX
         };
         let name = format!("{id}{suffix}");
-        let tmp = repo.tmp_dir();
-        let out = match way {
-            Way::Unnamed => match open_unnamed(&tmp) {
-                Ok(file) => Out::Unnamed(ArchiveFile::new(file)),
-                Err(e) if lacks_unnamed_files(&e) => {
-                    tracing::info!(
-                        folder = %tmp.display(),
-                        "the file system has no unnamed files (O_TMPFILE); the archive is \
-                         written encrypted with a key held in memory and decrypted at commit"
-                    );
-                    seal(&tmp.join(format!("{name}{SEALED_SUFFIX}")))?
-                }
-                Err(e) => return Err(Error::io(&tmp, e)),
-            },
-            Way::Sealed => seal(&tmp.join(format!("{name}{SEALED_SUFFIX}")))?,
-        };
+        let out = HiddenFile::create(&repo.tmp_dir(), &name, way)?;
         Ok(PendingArchive {
             repo,
             id: id.clone(),
@@ -161,9 +106,9 @@ impl PendingArchive<'_> {
     /// Where the archive is being written, for messages: the `tmp/` folder that holds the
     /// unnamed file, or the sealed file in it.
     pub fn tmp_path(&self) -> PathBuf {
-        match self.out.as_ref().map(|f| &f.0) {
-            Some(Out::Sealed { path, .. }) => path.clone(),
-            _ => self.repo.tmp_dir(),
+        match &self.out {
+            Some(file) => file.0.tmp_path(),
+            None => self.repo.tmp_dir(),
         }
     }
 
@@ -172,135 +117,25 @@ impl PendingArchive<'_> {
     /// file, rename it beside the archive and sync the folder.
     pub fn commit(mut self, sidecar: &Sidecar) -> Result<()> {
         if sidecar.id != self.id.as_str() || sidecar.archive != self.name {
-            return Err(self.mismatch(format!(
-                "the sidecar names snapshot `{}` and archive `{}`",
-                sidecar.id, sidecar.archive
-            )));
+            return Err(Error::Entry {
+                path: self.name.clone(),
+                reason: format!(
+                    "the sidecar names snapshot `{}` and archive `{}`",
+                    sidecar.id, sidecar.archive
+                ),
+            });
         }
         let archive = self.repo.snapshots_dir().join(&self.name);
-        match self.out.take().expect("commit runs once").0 {
-            Out::Unnamed(file) => {
-                let tmp = self.repo.tmp_dir();
-                let file = file.finish().map_err(|e| Error::io(&tmp, e))?;
-                let len = file.metadata().map_err(|e| Error::io(&tmp, e))?.len();
-                if len != sidecar.size {
-                    return Err(self.mismatch(format!(
-                        "the file holds {len} bytes, the sidecar says {}",
-                        sidecar.size
-                    )));
-                }
-                self.link(file, &archive, sidecar)?;
-            }
-            Out::Sealed { stream, path, key } => {
-                let copied = stream
-                    .finish()
-                    .map_err(|e| Error::io(&path, e))
-                    .and_then(|file| {
-                        drop(file);
-                        self.unseal(&path, &key, &archive, sidecar)
-                    });
-                // The ciphertext is of no use once copied, nor after a failure.
-                let _ = fs::remove_file(&path);
-                copied?;
-            }
-        }
-        self.write_marker(sidecar)
-    }
-
-    /// Gives the unnamed, synced `file` its name `archive`, the first way that works.
-    fn link(&self, mut file: File, archive: &Path, sidecar: &Sidecar) -> Result<()> {
-        let mut refused = Errno::NOENT;
-        for &way in self.link_ways {
-            let linked = match way {
-                Link::Proc => rustix::fs::linkat(
-                    CWD,
-                    format!("/proc/self/fd/{}", file.as_raw_fd()),
-                    CWD,
-                    archive,
-                    AtFlags::SYMLINK_FOLLOW,
-                ),
-                Link::EmptyPath => rustix::fs::linkat(&file, "", CWD, archive, AtFlags::EMPTY_PATH),
-                Link::Copy => {
-                    let tmp = self.repo.tmp_dir();
-                    file.rewind().map_err(|e| Error::io(&tmp, e))?;
-                    return self.copy_into_place(file, &tmp, archive, sidecar);
-                }
-            };
-            match linked {
-                Ok(()) => return Ok(()),
-                Err(e) if may_link_otherwise(e) => {
-                    tracing::debug!(?way, error = %e, "linking the archive failed; next way");
-                    refused = e;
-                }
-                Err(e) => return Err(Error::io(archive, e.into())),
-            }
-        }
-        Err(Error::io(archive, refused.into()))
-    }
-
-    /// Decrypts the sealed file at `path` into place as `archive`.
-    fn unseal(
-        &self,
-        path: &Path,
-        key: &age::x25519::Identity,
-        archive: &Path,
-        sidecar: &Sidecar,
-    ) -> Result<()> {
-        let file = File::open(path).map_err(|e| Error::io(path, e))?;
-        let undecryptable = |e: age::DecryptError| {
-            let reason = format!("the sealed archive does not decrypt: {e}");
-            Error::io(path, io::Error::new(io::ErrorKind::InvalidData, reason))
+        let file = self.out.take().expect("commit runs once").0.close()?;
+        let expect = Expect {
+            name: &self.name,
+            promised_by: "the sidecar",
+            size: sidecar.size,
+            blake3: &sidecar.blake3,
+            existing_ok: false,
         };
-        let plain = age::Decryptor::new_buffered(BufReader::with_capacity(COPY_BUFFER, file))
-            .map_err(undecryptable)?
-            .decrypt(std::iter::once(key as &dyn age::Identity))
-            .map_err(undecryptable)?;
-        self.copy_into_place(plain, path, archive, sidecar)
-    }
-
-    /// Copies `from` (named `source` in messages) into a new `tmp/<name>.partial`, checks it
-    /// against the sidecar, syncs it and renames it to `archive`. The copy is removed on
-    /// failure.
-    fn copy_into_place(
-        &self,
-        from: impl Read,
-        source: &Path,
-        archive: &Path,
-        sidecar: &Sidecar,
-    ) -> Result<()> {
-        let partial = self
-            .repo
-            .tmp_dir()
-            .join(format!("{}{PARTIAL_SUFFIX}", self.name));
-        let copied = (|| {
-            let mut out = ArchiveFile::new(create_private(&partial)?);
-            let mut from = HashingReader::new(from);
-            let mut buf = vec![0; COPY_BUFFER];
-            loop {
-                let n = match from.read(&mut buf) {
-                    Ok(0) => break,
-                    Ok(n) => n,
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                    Err(e) => return Err(Error::io(source, e)),
-                };
-                out.write_all(&buf[..n])
-                    .map_err(|e| Error::io(&partial, e))?;
-            }
-            let (len, blake3) = from.digest();
-            if len != sidecar.size || blake3 != sidecar.blake3 {
-                return Err(self.mismatch(format!(
-                    "the copy holds {len} bytes with blake3 {blake3}, the sidecar says {} \
-                     bytes with blake3 {}",
-                    sidecar.size, sidecar.blake3
-                )));
-            }
-            out.finish().map_err(|e| Error::io(&partial, e))?;
-            fs::rename(&partial, archive).map_err(|e| Error::io(archive, e))
-        })();
-        if copied.is_err() {
-            let _ = fs::remove_file(&partial);
-        }
-        copied
+        file.place(&archive, &expect, self.link_ways)?;
+        self.write_marker(sidecar)
     }
 
     /// Writes the sidecar through a synced temporary file and renames it beside the archive:
@@ -319,13 +154,6 @@ impl PendingArchive<'_> {
         fs::rename(&sidecar_tmp, &marker).map_err(|e| Error::io(&marker, e))?;
         sync_dir(&self.repo.snapshots_dir())
     }
-
-    fn mismatch(&self, reason: String) -> Error {
-        Error::Entry {
-            path: self.name.clone(),
-            reason,
-        }
-    }
 }
 
 impl std::fmt::Debug for PendingArchive<'_> {
@@ -339,94 +167,13 @@ impl std::fmt::Debug for PendingArchive<'_> {
     }
 }
 
-impl std::fmt::Debug for PendingFile {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match &self.0 {
-            Out::Unnamed(file) => f.debug_tuple("Unnamed").field(file).finish(),
-            // The key stays out of every message.
-            Out::Sealed { path, .. } => f.debug_tuple("Sealed").field(path).finish(),
-        }
-    }
-}
-
-impl Drop for PendingArchive<'_> {
-    fn drop(&mut self) {
-        // Not committed (an error, a refused leak gate): leave nothing behind. An unnamed file
-        // needs nothing: the kernel frees it when it is closed.
-        if let Some(PendingFile(Out::Sealed { stream, path, .. })) = self.out.take() {
-            drop(stream);
-            let _ = fs::remove_file(path);
-        }
-    }
-}
-
 impl Write for PendingFile {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        match &mut self.0 {
-            Out::Unnamed(file) => file.write(buf),
-            Out::Sealed { stream, .. } => stream.write(buf),
-        }
+        self.0.write(buf)
     }
 
     fn flush(&mut self) -> io::Result<()> {
-        match &mut self.0 {
-            Out::Unnamed(file) => file.flush(),
-            Out::Sealed { stream, .. } => stream.flush(),
-        }
-    }
-}
-
-/// A new `0600` file in `dir` that no folder names (`O_TMPFILE`). Opened for reading too, so
-/// that commit can copy it when it may not link it.
-fn open_unnamed(dir: &Path) -> io::Result<File> {
-    let fd = rustix::fs::openat(
-        CWD,
-        dir,
-        OFlags::TMPFILE | OFlags::RDWR | OFlags::CLOEXEC,
-        Mode::from_raw_mode(0o600),
-    )?;
-    Ok(File::from(fd))
-}
-
-/// Whether an `O_TMPFILE` open failed because the file system (or kernel) has none:
-/// `EOPNOTSUPP` from the file system, `EISDIR` from a kernel that ignores the flag and opens
-/// the folder, `EINVAL` from some that know the flag but not for this file system.
-fn lacks_unnamed_files(e: &io::Error) -> bool {
-    matches!(
-        Errno::from_io_error(e),
-        Some(Errno::OPNOTSUPP | Errno::ISDIR | Errno::INVAL)
-    )
-}
-
-/// Whether a failed `linkat` may succeed another way: `/proc` is absent (`ENOENT`), the
-/// capability for `AT_EMPTY_PATH` is missing (`ENOENT` too), or the file system refuses links.
-/// Any other error (no space, an existing file) is the commit's error.
-fn may_link_otherwise(e: Errno) -> bool {
-    matches!(
-        e,
-        Errno::NOENT | Errno::PERM | Errno::ACCESS | Errno::XDEV | Errno::OPNOTSUPP
-    )
-}
-
-/// A new `0600` file at `path` that receives the archive encrypted to a fresh key, held only
-/// in memory.
-fn seal(path: &Path) -> Result<Out> {
-    let file = create_private(path)?;
-    let key = age::x25519::Identity::generate();
-    let recipient = key.to_public();
-    let stream = age::Encryptor::with_recipients(std::iter::once(&recipient as _))
-        .map_err(|e| io::Error::other(e.to_string()))
-        .and_then(|encryptor| encryptor.wrap_output(file));
-    match stream {
-        Ok(stream) => Ok(Out::Sealed {
-            stream,
-            path: path.to_path_buf(),
-            key,
-        }),
-        Err(e) => {
-            let _ = fs::remove_file(path);
-            Err(Error::io(path, e))
-        }
+        self.0.flush()
     }
 }
 

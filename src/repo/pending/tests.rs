@@ -2,6 +2,11 @@
 
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 
+use std::os::fd::AsRawFd;
+use std::path::Path;
+
+use rustix::io::Errno;
+
 use super::*;
 use crate::archive::{Counts, SIDECAR_FORMAT};
 
@@ -64,13 +69,13 @@ fn write_unnamed<'r>(repo: &'r Repository, data: &[u8]) -> (PendingArchive<'r>, 
     let id = SnapshotId::new(chrono::Utc::now());
     let mut pending = PendingArchive::start(repo, &id, false, Way::Unnamed).unwrap();
     pending.file().write_all(data).unwrap();
-    let Some(PendingFile(Out::Unnamed(file))) = &pending.out else {
+    let Some(file) = pending.out.as_ref().and_then(|f| f.0.unnamed()) else {
         panic!("the test's file system has O_TMPFILE, yet the archive was sealed");
     };
-    let meta = file.get_ref().metadata().unwrap();
+    let meta = file.metadata().unwrap();
     assert_eq!(meta.nlink(), 0, "no folder names the pending archive");
     assert_eq!(meta.mode() & 0o777, 0o600);
-    let shown = fs::read_link(format!("/proc/self/fd/{}", file.get_ref().as_raw_fd()));
+    let shown = fs::read_link(format!("/proc/self/fd/{}", file.as_raw_fd()));
     assert!(
         shown.unwrap().to_string_lossy().ends_with(" (deleted)"),
         "the kernel shows an unnamed file as deleted"
