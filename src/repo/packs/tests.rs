@@ -9,6 +9,7 @@ use age::secrecy::ExposeSecret;
 
 use super::*;
 use crate::archive::{Identity, Recipients};
+use crate::repo::pending::tests::{files_under, holds};
 use crate::secret::Secret;
 
 /// Bytes that compress a little (a marker, a counter, noise), different for each `seed`.
@@ -48,22 +49,6 @@ fn chunks(count: u64) -> Vec<(ChunkId, Vec<u8>)> {
             (id_of(&data), data)
         })
         .collect()
-}
-
-/// Every file under `dir`, relative to it, sorted.
-fn files_under(dir: &Path) -> Vec<String> {
-    let mut out: Vec<String> = walkdir::WalkDir::new(dir)
-        .into_iter()
-        .map(Result::unwrap)
-        .filter(|e| !e.file_type().is_dir())
-        .map(|e| e.path().strip_prefix(dir).unwrap().display().to_string())
-        .collect();
-    out.sort();
-    out
-}
-
-fn holds(haystack: &[u8], needle: &[u8]) -> bool {
-    memchr::memmem::find(haystack, needle).is_some()
 }
 
 struct Keys {
@@ -379,53 +364,35 @@ fn forged_index_files_are_errors_that_name_the_file() {
         format!(r#"["{}", {offset}, {length}, {raw}]"#, "cd".repeat(32))
     };
     let ok = index_json(&good_id, "100", &blob("0", "100", "5"));
-    let forged = [
+    let mut forged = vec![
         ("not json", "garbage".to_string()),
         ("trailing", format!("{ok} x")),
         ("format", ok.replace("\"format\": 2", "\"format\": 3")),
-        (
-            "path in id",
-            index_json("../../../../etc/passwd", "100", &blob("0", "10", "5")),
-        ),
-        (
-            "upper hex",
-            index_json(&"AB".repeat(32), "100", &blob("0", "10", "5")),
-        ),
-        ("short id", index_json("abcd", "100", &blob("0", "10", "5"))),
+        ("short blob", index_json(&good_id, "100", r#"["cd", 0]"#)),
         (
             "chunk hex",
             index_json(&good_id, "100", r#"["zz", 0, 10, 5]"#),
         ),
-        (
-            "overflow",
-            index_json(&good_id, "100", &blob("18446744073709551615", "10", "5")),
-        ),
-        (
-            "past size",
-            index_json(&good_id, "100", &blob("95", "10", "5")),
-        ),
-        (
-            "zero length",
-            index_json(&good_id, "100", &blob("0", "0", "5")),
-        ),
-        (
-            "huge length",
-            index_json(&good_id, "99999999999", &blob("0", "4194305", "5")),
-        ),
-        (
-            "huge raw",
-            index_json(&good_id, "100", &blob("0", "10", "1048577")),
-        ),
-        (
-            "negative",
-            index_json(&good_id, "100", &blob("-1", "10", "5")),
-        ),
-        (
-            "too big",
-            index_json(&good_id, "100", &blob("0", "10", "99999999999999999999999")),
-        ),
-        ("short blob", index_json(&good_id, "100", r#"["cd", 0]"#)),
     ];
+    for (what, id) in [
+        ("path in id", "../../../../etc/passwd".to_string()),
+        ("upper hex", "AB".repeat(32)),
+        ("short id", "abcd".to_string()),
+    ] {
+        forged.push((what, index_json(&id, "100", &blob("0", "10", "5"))));
+    }
+    // [what, pack size, offset, length, raw length]
+    for [what, size, offset, length, raw] in [
+        ["overflow", "100", "18446744073709551615", "10", "5"],
+        ["past size", "100", "95", "10", "5"],
+        ["zero length", "100", "0", "0", "5"],
+        ["huge length", "99999999999", "0", "4194305", "5"],
+        ["huge raw", "100", "0", "10", "1048577"],
+        ["negative", "100", "-1", "10", "5"],
+        ["too big", "100", "0", "10", "99999999999999999999999"],
+    ] {
+        forged.push((what, index_json(&good_id, size, &blob(offset, length, raw))));
+    }
     for (what, text) in forged {
         let dir = tempfile::tempdir().unwrap();
         fs::create_dir(dir.path().join("index")).unwrap();

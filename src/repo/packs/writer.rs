@@ -226,20 +226,16 @@ impl<'r> PackWriter<'r> {
         let hashed = HashingWriter::new(file);
         let sink = match self.recipients {
             None => Sink::Plain(hashed),
-            Some(recipients) => {
-                let encryptor =
-                    age::Encryptor::with_recipients(recipients.as_dyn()).map_err(|e| {
-                        Error::Recipient {
-                            recipient: String::new(),
-                            reason: e.to_string(),
-                        }
-                    })?;
-                Sink::Age(
-                    encryptor
-                        .wrap_output(hashed)
-                        .map_err(|e| Error::io(&self.tmp, e))?,
-                )
-            }
+            Some(recipients) => age::Encryptor::with_recipients(recipients.as_dyn())
+                .map_err(|e| Error::Recipient {
+                    recipient: String::new(),
+                    reason: e.to_string(),
+                })
+                .and_then(|to| {
+                    let stream = to.wrap_output(hashed);
+                    stream.map_err(|e| Error::io(&self.tmp, e))
+                })
+                .map(Sink::Age)?,
         };
         self.stats.packs += 1;
         raise_file_limit(self.stats.packs);

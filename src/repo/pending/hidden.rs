@@ -359,11 +359,10 @@ impl Drop for ClosedFile {
 
 impl std::fmt::Debug for ClosedFile {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match &self.closed {
-            Some(Closed::Unnamed(file)) => f.debug_tuple("Unnamed").field(file).finish(),
-            Some(Closed::Sealed { path, .. }) => f.debug_tuple("Sealed").field(path).finish(),
-            None => f.write_str("Placed"),
-        }
+        // The key of a sealed file stays out of every message.
+        f.debug_struct("ClosedFile")
+            .field("label", &self.label)
+            .finish_non_exhaustive()
     }
 }
 

@@ -178,4 +178,4 @@ impl Write for PendingFile {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -47,8 +47,8 @@ fn sidecar_for(pending: &PendingArchive<'_>, data: &[u8]) -> Sidecar {
     }
 }
 
-/// Every file under `dir`, relative to it, sorted.
-fn files_under(dir: &Path) -> Vec<String> {
+/// Every file under `dir`, relative to it, sorted (the packs' tests use it too).
+pub(crate) fn files_under(dir: &Path) -> Vec<String> {
     let mut out: Vec<String> = walkdir::WalkDir::new(dir)
         .into_iter()
         .map(Result::unwrap)
@@ -59,7 +59,8 @@ fn files_under(dir: &Path) -> Vec<String> {
     out
 }
 
-fn holds(haystack: &[u8], needle: &[u8]) -> bool {
+/// Whether `needle` is somewhere in `haystack`.
+pub(crate) fn holds(haystack: &[u8], needle: &[u8]) -> bool {
     memchr::memmem::find(haystack, needle).is_some()
 }
 
