@@ -315,6 +315,15 @@ fn sealed_packs_are_unreadable_until_commit_and_removed_when_dropped() {
     );
     drop(pending);
     assert!(files_under(root).is_empty());
+    // A writer dropped before finish, its pack still open, leaves nothing either.
+    let mut writer = PackWriter::new(root, None, 3, 2).unwrap();
+    writer.way = Way::Sealed;
+    for (id, raw) in chunks(3) {
+        writer.add(id, raw).unwrap();
+    }
+    assert!(!files_under(&root.join("tmp")).is_empty());
+    drop(writer);
+    assert!(files_under(root).is_empty());
 
     let pending = pending_packs(root, Way::Sealed);
     let infos = pending.commit("sealed").unwrap();
