@@ -112,6 +112,9 @@ fn snapshot(repo: &Repository, mib: u64) -> Sidecar {
         counts: w.counts,
         encrypted: false,
         degraded: vec![],
+        tree: None,
+        stored: None,
+        chunk_key: None,
         signature: None,
     };
     pending.commit(&sidecar).unwrap();

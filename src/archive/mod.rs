@@ -21,6 +21,7 @@ mod frames;
 mod index;
 mod reader;
 mod sidecar;
+pub mod tree;
 pub mod wellformed;
 mod writer;
 
@@ -35,8 +36,12 @@ pub use reader::{
     ArchiveEntry, EntryData, EntryProblem, EntryVisitor, ReadOptions, ReadReport, SharedBytes,
     check_digest, read_archive,
 };
-pub use sidecar::{ArchiveDigest, Counts, SIDECAR_FORMAT, Sidecar};
-pub use writer::{ArchiveWriter, EntryMeta, WriterOptions, Written, default_threads};
+pub use sidecar::{
+    ArchiveDigest, Counts, SIDECAR_FORMAT, SIDECAR_FORMAT_PACKS, Sidecar, Stored, TreeRef,
+};
+pub use writer::{
+    ArchiveWriter, Body, Compressor, EntryMeta, WriterOptions, Written, default_threads, tar_header,
+};
 
 /// An archive that cannot be trusted: corrupt, truncated, tampered with, or undecryptable.
 ///
@@ -90,6 +95,9 @@ pub enum IntegrityProblem {
     /// The index is missing, too large, or does not parse.
     #[error("index: {0}")]
     Index(String),
+    /// The tree of a format-2 snapshot differs from its sidecar, or breaks its rules.
+    #[error("tree: {0}")]
+    Tree(String),
     /// The entries expand past the bound the caller set (a decompression bomb guard).
     #[error("expands past its bound of {0} bytes")]
     TooLarge(u64),

@@ -11,8 +11,11 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-/// The format version of the sidecar written by this release.
+/// The format version of the sidecar of a snapshot written as one archive.
 pub const SIDECAR_FORMAT: u32 = 1;
+
+/// The format version of the sidecar of a snapshot in the incremental repository.
+pub const SIDECAR_FORMAT_PACKS: u32 = 2;
 
 /// `<repository>/snapshots/<id>.json`: a plain summary of one snapshot and the size and
 /// blake3 of its archive. Never a secret value. See docs/format.md.
@@ -67,10 +70,56 @@ pub struct Sidecar {
         schemars(inner(pattern(crate::archive::wellformed::DEGRADED)))
     )]
     pub degraded: Vec<String>,
+    /// Format 2 (the incremental repository): the tree's chunks, size and blake3.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tree: Option<TreeRef>,
+    /// Format 2: what the snapshot added to the repository.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stored: Option<Stored>,
+    /// Format 2: which chunk-id key made the ids (16 hex digits of a keyed hash of a fixed
+    /// text; never the key).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chunk_key: Option<String>,
     /// The snapshot's Ed25519 signature, when the manifest configures `signing`: over every
     /// other field of this sidecar, so over the archive's blake3 too (docs/signing.md).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub signature: Option<crate::signing::Signature>,
+}
+
+/// The tree of a format-2 snapshot (see `archive::tree`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(deny_unknown_fields)]
+pub struct TreeRef {
+    /// Its chunk ids, in order.
+    pub chunks: Vec<String>,
+    /// Its size in bytes.
+    pub size: u64,
+    /// blake3 of the tree's JSON, lowercase hex.
+    #[cfg_attr(
+        feature = "schema",
+        schemars(pattern(crate::archive::wellformed::BLAKE3))
+    )]
+    pub blake3: String,
+}
+
+/// What a format-2 snapshot added to its repository.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(deny_unknown_fields)]
+pub struct Stored {
+    /// Chunks the snapshot refers to (tree and content).
+    pub chunks: u64,
+    /// Chunks it added.
+    pub new_chunks: u64,
+    /// Their size before compression.
+    pub new_bytes: u64,
+    /// Their size as stored.
+    pub stored_bytes: u64,
+    /// Pack files it added.
+    pub packs: u64,
+    /// Files taken from the parent snapshot without being read.
+    pub reused_files: u64,
 }
 
 /// Entry and secret counts of a snapshot.
@@ -106,6 +155,12 @@ impl Sidecar {
             size: self.size,
             blake3: self.blake3.clone(),
         }
+    }
+
+    /// The size and blake3 of the archive stream, when the archive is a file (format 1); a
+    /// format-2 snapshot's stream is rebuilt, and checked through its tree instead.
+    pub fn content_digest(&self) -> Option<ArchiveDigest> {
+        (self.format == SIDECAR_FORMAT).then(|| self.digest())
     }
 
     /// Parses a sidecar; the error says what is wrong with it (it has no secrets to hide).
@@ -150,6 +205,9 @@ mod tests {
             counts: Counts::default(),
             encrypted: false,
             degraded: vec!["store-unreachable:vault".into()],
+            tree: None,
+            stored: None,
+            chunk_key: None,
             signature: None,
         };
         let json = sidecar.to_json();

@@ -15,7 +15,7 @@ use std::sync::OnceLock;
 
 use regex::Regex;
 
-use super::{EntryKind, INDEX_FORMAT, Index, SIDECAR_FORMAT, Sidecar};
+use super::{EntryKind, INDEX_FORMAT, Index, SIDECAR_FORMAT, SIDECAR_FORMAT_PACKS, Sidecar};
 use crate::signing::{ALGORITHM, Signature};
 
 /// A snapshot id: its UTC time and 8 random hex digits, so that ids sort by time.
@@ -192,20 +192,44 @@ pub fn index_problems(index: &Index) -> Vec<String> {
 pub fn sidecar_problems(sidecar: &Sidecar) -> Vec<String> {
     let p = patterns();
     let mut out = Problems::default();
+    let packs = sidecar.format == SIDECAR_FORMAT_PACKS;
     out.check(
-        sidecar.format == SIDECAR_FORMAT,
+        sidecar.format == SIDECAR_FORMAT || packs,
         "/format",
         "not a known sidecar format",
     );
+    // Format 2 names its refs file where format 1 names its archive; only it has a tree.
+    out.check(
+        packs == sidecar.tree.is_some(),
+        "/tree",
+        "present exactly in format 2",
+    );
+    if let Some(tree) = &sidecar.tree {
+        out.check(
+            p.blake3.is_match(&tree.blake3),
+            "/tree/blake3",
+            "not 64 lowercase hex digits",
+        );
+        out.check(
+            !tree.chunks.is_empty() && tree.chunks.iter().all(|c| super::tree::is_chunk_id(c)),
+            "/tree/chunks",
+            "not a list of chunk ids (64 lowercase hex digits)",
+        );
+    }
     out.check(
         p.snapshot_id.is_match(&sidecar.id),
         "/id",
         "not a snapshot id",
     );
+    let expected_name = if packs {
+        sidecar.archive == format!("{}.refs", sidecar.id)
+    } else {
+        p.archive_name.is_match(&sidecar.archive)
+    };
     out.check(
-        p.archive_name.is_match(&sidecar.archive),
+        expected_name,
         "/archive",
-        "not an archive name (ID.tar.zst or ID.tar.zst.age)",
+        "not an archive name (ID.tar.zst or ID.tar.zst.age; ID.refs in format 2)",
     );
     out.check(
         p.blake3.is_match(&sidecar.blake3),

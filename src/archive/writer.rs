@@ -113,24 +113,81 @@ impl<W: Write> Encrypt<W> {
     }
 }
 
-/// Copies every byte the tar builder writes to the observer, then to the compressor.
-struct Tee<'o, W> {
-    inner: W,
+/// Where the tar stream goes: the compressor of an archive, or the chunker of the incremental
+/// repository, which stores file contents as chunks and keeps nothing else of the stream.
+pub trait Body: Write {
+    /// What [`ArchiveWriter::finish`] hands back with the index.
+    type Closed;
+    /// Reads once from `reader` into the body, shows what was read to `observe`, and takes it
+    /// into the stream; returns the bytes read (0 at its end).
+    fn write_from(
+        &mut self,
+        reader: &mut dyn Read,
+        observe: &mut dyn FnMut(&[u8]) -> io::Result<()>,
+    ) -> io::Result<usize>;
+    /// The next `size` bytes written are the content of a file.
+    fn begin_content(&mut self, _size: u64) -> io::Result<()> {
+        Ok(())
+    }
+    /// The file's content is complete.
+    fn end_content(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+    /// Ends the stream.
+    fn close(self) -> io::Result<Self::Closed>;
+}
+
+/// The body of an archive: zstd frames, then age, into a hashing sink.
+pub struct Compressor<W: Write>(FrameEncoder<Encrypt<W>>);
+
+impl<W: Write> Write for Compressor<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0.write(buf)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.0.flush()
+    }
+}
+
+impl<W: Write> Body for Compressor<W> {
+    /// The sink, with the size and blake3 of every byte written to it.
+    type Closed = (W, u64, [u8; 32]);
+
+    fn write_from(
+        &mut self,
+        reader: &mut dyn Read,
+        observe: &mut dyn FnMut(&[u8]) -> io::Result<()>,
+    ) -> io::Result<usize> {
+        self.0.write_from(&mut { reader }, |piece| observe(piece))
+    }
+
+    fn close(self) -> io::Result<Self::Closed> {
+        let encrypt = self.0.finish()?;
+        let mut hashed = encrypt.finish()?;
+        hashed.flush()?;
+        let (sink, size, digest) = hashed.into_parts();
+        Ok((sink, size, digest))
+    }
+}
+
+/// Copies every byte the tar builder writes to the observer, then to the body.
+struct Tee<'o, B> {
+    inner: B,
     observer: Option<&'o mut dyn Write>,
 }
 
-impl<W: Write> Tee<'_, FrameEncoder<W>> {
-    /// Reads once from `reader` into the compressor's frame, and shows it to the observer.
+impl<B: Body> Tee<'_, B> {
+    /// Reads once from `reader` into the body, and shows it to the observer.
     fn write_from(&mut self, reader: &mut impl Read) -> io::Result<usize> {
         let observer = &mut self.observer;
-        self.inner.write_from(reader, |piece| match observer {
+        self.inner.write_from(reader, &mut |piece| match observer {
             Some(observer) => observer.write_all(piece),
             None => Ok(()),
         })
     }
 }
 
-impl<W: Write> Write for Tee<'_, W> {
+impl<B: Write> Write for Tee<'_, B> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         let n = self.inner.write(buf)?;
         if let Some(observer) = self.observer.as_mut() {
@@ -146,18 +203,16 @@ impl<W: Write> Write for Tee<'_, W> {
     }
 }
 
-type Compressor<W> = FrameEncoder<Encrypt<W>>;
-
 /// Streams an archive into a sink. See the module documentation for the invariants.
-pub struct ArchiveWriter<'o, W: Write> {
-    tar: tar::Builder<Tee<'o, Compressor<W>>>,
+pub struct ArchiveWriter<'o, B: Body> {
+    tar: tar::Builder<Tee<'o, B>>,
     entries: Vec<IndexEntry>,
     seen: HashSet<String>,
     counts: Counts,
     name: String,
 }
 
-impl<'o, W: Write> ArchiveWriter<'o, W> {
+impl<'o, W: Write> ArchiveWriter<'o, Compressor<W>> {
     /// Starts an archive. `observer`, if given, receives the raw tar stream (the leak gate).
     pub fn new(
         sink: W,
@@ -181,17 +236,60 @@ impl<'o, W: Write> ArchiveWriter<'o, W> {
             }
         };
         let zstd = FrameEncoder::new(encrypt, options.level, options.threads);
-        let tar = tar::Builder::new(Tee {
-            inner: zstd,
-            observer,
-        });
-        Ok(ArchiveWriter {
-            tar,
+        Ok(ArchiveWriter::with_body(Compressor(zstd), observer, name))
+    }
+
+    /// Appends the index as the last entry, closes the tar, zstd and age streams, and returns
+    /// the sink with the size and blake3 of everything written to it.
+    ///
+    /// Each secret location must name a file entry that was appended.
+    pub fn finish(self, info: SnapshotInfo, secrets: Vec<SecretLocation>) -> Result<Written<W>> {
+        let ((sink, size, digest), index, counts) = self.close(info, secrets)?;
+        Ok(Written {
+            sink,
+            size,
+            blake3: hex(&digest),
+            index,
+            counts,
+        })
+    }
+}
+
+impl<'o, B: Body> ArchiveWriter<'o, B> {
+    /// Starts a tar stream into `body`; `observer`, if given, sees every byte of it first.
+    pub fn with_body(body: B, observer: Option<&'o mut dyn Write>, name: String) -> Self {
+        ArchiveWriter {
+            tar: tar::Builder::new(Tee {
+                inner: body,
+                observer,
+            }),
             entries: Vec::new(),
             seen: HashSet::new(),
             counts: Counts::default(),
             name,
-        })
+        }
+    }
+
+    /// The body, for what it keeps beside the stream (the chunker's chunk lists).
+    pub fn body_mut(&mut self) -> &mut B {
+        &mut self.tar.get_mut().inner
+    }
+
+    /// Records a file appended to an earlier snapshot, unchanged since: its entry goes into
+    /// the index, nothing into the stream (the incremental repository takes its chunks from
+    /// the parent snapshot).
+    pub fn record_unread(
+        &mut self,
+        relative: &str,
+        meta: EntryMeta,
+        size: u64,
+        blake3: String,
+    ) -> Result<()> {
+        let path = self.claim(relative)?;
+        self.counts.files += 1;
+        self.counts.bytes += size;
+        self.record(path, EntryKind::File, meta, size).blake3 = Some(blake3);
+        Ok(())
     }
 
     fn claim(&mut self, relative: &str) -> Result<String> {
@@ -209,14 +307,7 @@ impl<'o, W: Write> ArchiveWriter<'o, W> {
     }
 
     fn header(kind: tar::EntryType, meta: EntryMeta, size: u64) -> tar::Header {
-        let mut header = tar::Header::new_gnu();
-        header.set_entry_type(kind);
-        header.set_mode(meta.mode & 0o7777);
-        header.set_mtime(meta.mtime.max(0) as u64);
-        header.set_uid(0);
-        header.set_gid(0);
-        header.set_size(size);
-        header
+        tar_header(kind, meta, size)
     }
 
     /// Appends a regular file at `relative` (to the state folder) with `size` bytes from
@@ -234,6 +325,7 @@ impl<'o, W: Write> ArchiveWriter<'o, W> {
     ) -> Result<&IndexEntry> {
         let path = self.start_file(relative, meta, size)?;
         let mut reader = ExactReader::new(data, size);
+        self.begin_content(size)?;
         // Read straight into the compressor's frame; the observer sees each piece there.
         let tee = self.tar.get_mut();
         loop {
@@ -244,6 +336,7 @@ impl<'o, W: Write> ArchiveWriter<'o, W> {
             }
         }
         let (digest, got, longer) = reader.finish().map_err(|e| Error::io(&path, e))?;
+        self.end_content()?;
         self.end_file(path, meta, size, digest)?;
         if got != size || longer {
             let had = if longer {
@@ -269,10 +362,12 @@ impl<'o, W: Write> ArchiveWriter<'o, W> {
     ) -> Result<&IndexEntry> {
         let size = data.len() as u64;
         let path = self.start_file(relative, meta, size)?;
+        self.begin_content(size)?;
         self.tar
             .get_mut()
             .write_all(data)
             .map_err(|e| Error::io(&self.name, e))?;
+        self.end_content()?;
         let digest = blake3::hash(data).to_hex().to_string();
         self.end_file(path, meta, size, digest)?;
         Ok(self.entries.last().expect("just pushed"))
@@ -289,6 +384,22 @@ impl<'o, W: Write> ArchiveWriter<'o, W> {
             .append_data(&mut header, &path, io::empty())
             .map_err(|e| Error::io(&self.name, e))?;
         Ok(path)
+    }
+
+    fn begin_content(&mut self, size: u64) -> Result<()> {
+        self.tar
+            .get_mut()
+            .inner
+            .begin_content(size)
+            .map_err(|e| Error::io(&self.name, e))
+    }
+
+    fn end_content(&mut self) -> Result<()> {
+        self.tar
+            .get_mut()
+            .inner
+            .end_content()
+            .map_err(|e| Error::io(&self.name, e))
     }
 
     /// Records an entry in the index as the archive holds it.
@@ -363,15 +474,15 @@ impl<'o, W: Write> ArchiveWriter<'o, W> {
         &self.entries
     }
 
-    /// Appends the index as the last entry, closes the tar, zstd and age streams, and returns
-    /// the sink with the size and blake3 of everything written to it.
+    /// Appends the index as the last entry and closes the stream; returns what the body
+    /// closed into, the index and the counts.
     ///
     /// Each secret location must name a file entry that was appended.
-    pub fn finish(
+    pub fn close(
         mut self,
         info: SnapshotInfo,
         secrets: Vec<SecretLocation>,
-    ) -> Result<Written<W>> {
+    ) -> Result<(B::Closed, Index, Counts)> {
         for location in &secrets {
             let is_file = self
                 .entries
@@ -410,18 +521,22 @@ impl<'o, W: Write> ArchiveWriter<'o, W> {
             .append_data(&mut header, INDEX_PATH, json.as_slice())
             .map_err(io_err)?;
         let tee = self.tar.into_inner().map_err(io_err)?;
-        let encrypt = tee.inner.finish().map_err(io_err)?;
-        let mut hashed = encrypt.finish().map_err(io_err)?;
-        hashed.flush().map_err(io_err)?;
-        let (sink, size, digest) = hashed.into_parts();
-        Ok(Written {
-            sink,
-            size,
-            blake3: hex(&digest),
-            index,
-            counts: self.counts,
-        })
+        let closed = tee.inner.close().map_err(io_err)?;
+        Ok((closed, index, self.counts))
     }
+}
+
+/// The GNU header agentbak writes for an entry: its kind, permission bits, mtime and size,
+/// owned by uid/gid 0 with empty names.
+pub fn tar_header(kind: tar::EntryType, meta: EntryMeta, size: u64) -> tar::Header {
+    let mut header = tar::Header::new_gnu();
+    header.set_entry_type(kind);
+    header.set_mode(meta.mode & 0o7777);
+    header.set_mtime(meta.mtime.max(0) as u64);
+    header.set_uid(0);
+    header.set_gid(0);
+    header.set_size(size);
+    header
 }
 
 /// A tar block.

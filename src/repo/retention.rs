@@ -262,6 +262,9 @@ mod tests {
             counts: Counts::default(),
             encrypted: false,
             degraded: vec![],
+            tree: None,
+            stored: None,
+            chunk_key: None,
             signature: None,
         }
     }

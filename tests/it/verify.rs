@@ -209,6 +209,9 @@ fn make_snapshot(
         counts: written.counts,
         encrypted: recipients.is_some(),
         degraded: vec![],
+        tree: None,
+        stored: None,
+        chunk_key: None,
         signature: None,
     };
     pending.commit(&sidecar).unwrap();
@@ -737,6 +740,9 @@ fn write_two_handle_snapshot(repo: &Repository, config: &[u8]) -> Sidecar {
         counts: written.counts,
         encrypted: false,
         degraded: vec![],
+        tree: None,
+        stored: None,
+        chunk_key: None,
         signature: None,
     };
     pending.commit(&sidecar).unwrap();

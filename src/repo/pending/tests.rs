@@ -43,6 +43,9 @@ fn sidecar_for(pending: &PendingArchive<'_>, data: &[u8]) -> Sidecar {
         counts: Counts::default(),
         encrypted: false,
         degraded: vec![],
+        tree: None,
+        stored: None,
+        chunk_key: None,
         signature: None,
     }
 }

@@ -48,6 +48,9 @@ pub fn make_snapshot(repo: &Repository, time: &str, tags: &[&str]) -> Sidecar {
         counts: written.counts,
         encrypted: false,
         degraded: vec![],
+        tree: None,
+        stored: None,
+        chunk_key: None,
         signature: None,
     };
     pending.commit(&sidecar).unwrap();

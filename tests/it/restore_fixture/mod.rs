@@ -189,6 +189,9 @@ impl Project {
             counts,
             encrypted,
             degraded: vec![],
+            tree: None,
+            stored: None,
+            chunk_key: None,
             signature: None,
         };
         fs::write(snapshots.join(format!("{id}.json")), sidecar.to_json()).unwrap();
