@@ -34,6 +34,10 @@ pub struct Manifest {
     /// Where snapshots go, relative to this file; `~` expands.
     #[cfg_attr(feature = "schema", schemars(length(min = 1)))]
     pub repository: PathBuf,
+    /// How snapshots are stored: `packs` (incremental: each chunk of content stored once;
+    /// the default) or `archives` (one self-contained tar + zstd archive per snapshot).
+    #[serde(default)]
+    pub repository_format: RepositoryFormat,
     /// Gitignore-style globs of files to back up, relative to `state`.
     #[serde(default = "default_include")]
     pub include: Vec<String>,
@@ -598,6 +602,18 @@ impl Default for Rotation {
             max_age_days: default_max_age(),
         }
     }
+}
+
+/// How snapshots are stored (docs/format.md).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(rename_all = "lowercase")]
+pub enum RepositoryFormat {
+    /// The incremental repository: chunks in packs, a tree per snapshot.
+    #[default]
+    Packs,
+    /// One tar + zstd (+ age) archive per snapshot.
+    Archives,
 }
 
 /// `compression`: archive compression settings.

@@ -42,6 +42,37 @@ pub struct Entry {
     pub mode: u32,
     /// Modification time, seconds since the epoch.
     pub mtime: u64,
+    /// What says the file is the one a parent snapshot read: size, times to the nanosecond,
+    /// inode (the files cache of the incremental repository compares it).
+    pub stat: StatKey,
+}
+
+/// Size, modification and change times (nanoseconds) and inode of a walked entry: a file
+/// whose key is unchanged since the parent snapshot is taken to be unchanged (as restic and
+/// borg take it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+pub struct StatKey {
+    /// Size in bytes.
+    pub size: u64,
+    /// Modification time, nanoseconds since the epoch.
+    pub mtime_ns: i64,
+    /// Status change time, nanoseconds since the epoch.
+    pub ctime_ns: i64,
+    /// Inode number.
+    pub ino: u64,
+}
+
+impl StatKey {
+    /// The key of `meta`.
+    pub fn of(meta: &std::fs::Metadata) -> StatKey {
+        use std::os::unix::fs::MetadataExt;
+        StatKey {
+            size: meta.len(),
+            mtime_ns: meta.mtime().saturating_mul(1_000_000_000) + meta.mtime_nsec(),
+            ctime_ns: meta.ctime().saturating_mul(1_000_000_000) + meta.ctime_nsec(),
+            ino: meta.ino(),
+        }
+    }
 }
 
 /// Something the walk could not take, with the reason.
@@ -179,6 +210,7 @@ pub fn walk(state: &Path, include: &[String], exclude: &[String]) -> Result<Walk
                 .ok()
                 .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
                 .map_or(0, |d| d.as_secs()),
+            stat: StatKey::of(&meta),
         });
     }
     keep_needed_dirs(&mut out.entries, &include);

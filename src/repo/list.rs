@@ -10,7 +10,7 @@ use std::fs;
 
 use serde::Serialize;
 
-use super::{ENCRYPTED_SUFFIX, PLAIN_SUFFIX, Repository, SIDECAR_SUFFIX};
+use super::{ENCRYPTED_SUFFIX, PLAIN_SUFFIX, REFS_SUFFIX, Repository, SIDECAR_SUFFIX};
 use crate::archive::Sidecar;
 use crate::error::{Error, Result};
 
@@ -65,9 +65,11 @@ impl std::fmt::Display for Orphan {
     }
 }
 
+/// The snapshot id in the name of an archive (format 1) or a refs file (format 2).
 fn archive_stem(name: &str) -> Option<&str> {
     name.strip_suffix(ENCRYPTED_SUFFIX)
         .or_else(|| name.strip_suffix(PLAIN_SUFFIX))
+        .or_else(|| name.strip_suffix(REFS_SUFFIX))
 }
 
 impl Repository {

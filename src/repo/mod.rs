@@ -28,9 +28,11 @@ mod list;
 mod lock;
 pub mod packs;
 mod pending;
+pub mod rebuild;
 pub mod retention;
 
 use std::fs::{self, File, OpenOptions};
+use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -50,6 +52,8 @@ pub const PLAIN_SUFFIX: &str = ".tar.zst";
 pub const ENCRYPTED_SUFFIX: &str = ".tar.zst.age";
 /// File name ending of a sidecar.
 pub const SIDECAR_SUFFIX: &str = ".json";
+/// Ending of the refs file of a format-2 snapshot (the chunks it needs).
+pub const REFS_SUFFIX: &str = ".refs";
 /// Ending of files being written in `tmp/`.
 const PARTIAL_SUFFIX: &str = ".partial";
 
@@ -151,6 +155,30 @@ impl Repository {
     /// The path of a snapshot's archive.
     pub fn archive_path(&self, sidecar: &Sidecar) -> PathBuf {
         self.snapshots_dir().join(&sidecar.archive)
+    }
+
+    /// Writes a small object durably: into a synced private file in `tmp/`, renamed to
+    /// `path` (which must not exist: objects are written once), then its folder synced.
+    pub fn put_object(&self, _lock: &RepoLock, path: &Path, bytes: &[u8]) -> Result<()> {
+        let name = path
+            .file_name()
+            .map_or_else(|| "object".into(), |n| n.to_string_lossy().into_owned());
+        let tmp = self.tmp_dir().join(format!("{name}{PARTIAL_SUFFIX}"));
+        let _ = fs::remove_file(&tmp);
+        let mut out = create_private(&tmp)?;
+        out.write_all(bytes)
+            .and_then(|()| out.sync_all())
+            .map_err(|e| Error::io(&tmp, e))?;
+        drop(out);
+        if path.exists() {
+            let _ = fs::remove_file(&tmp);
+            return Err(Error::io(
+                path,
+                std::io::Error::new(std::io::ErrorKind::AlreadyExists, "the object exists"),
+            ));
+        }
+        fs::rename(&tmp, path).map_err(|e| Error::io(path, e))?;
+        sync_dir(path.parent().unwrap_or(&self.root))
     }
 
     /// The path of a snapshot's sidecar.

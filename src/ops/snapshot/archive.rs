@@ -18,8 +18,8 @@ use super::known::{Changed, Known};
 use super::rules::Rules;
 use super::{MAX_IN_MEMORY, Redacted, SnapshotReport, gate};
 use crate::archive::{
-    ArchiveWriter, Counts, EntryMeta, INDEX_PATH, Recipients, SecretLocation, SnapshotInfo,
-    WriterOptions, Written, default_threads,
+    ArchiveWriter, Body, Counts, EntryMeta, INDEX_PATH, Recipients, SecretLocation, SnapshotInfo,
+    WriterOptions, default_threads,
 };
 use crate::detect::{Detector, Finding, NameMasks, Severity};
 use crate::error::{Error, Result};
@@ -74,7 +74,110 @@ pub(super) fn write(
     };
     let gate = gate::Gate::new(detector);
     let mut observer = gate.clone();
-    let mut writer = ArchiveWriter::new(sink, &writer_options, Some(&mut observer))?;
+    let writer = ArchiveWriter::new(sink, &writer_options, Some(&mut observer))?;
+    let name = input.name.clone();
+    let written = match write_entries(input, known, &gate, writer, None, report)? {
+        Ok(written) => written,
+        Err(changed) => return Ok(Err(changed)),
+    };
+    drop(observer);
+    gate_verdict(gate, report, &written.blockers);
+    let (sink, size, digest) = written.closed;
+    sink.flush().map_err(|e| Error::io(&name, e))?;
+    report.archive_size = size;
+    Ok(Ok(Archived {
+        size,
+        blake3: crate::archive::hex(&digest),
+        counts: written.counts,
+        complete: written.complete,
+        text_files: written.text_files,
+    }))
+}
+
+/// What one attempt's snapshot into the incremental repository came to.
+pub(super) struct Packed {
+    /// The chunks, the tree and the new packs, not committed yet.
+    pub finished: super::packs::Finished,
+    /// Whether every file went in whole.
+    pub complete: bool,
+    /// The files read as text: where a finding can be captured.
+    pub text_files: BTreeSet<String>,
+}
+
+/// Writes the snapshot into the incremental repository through `chunker`, taking unchanged
+/// files from `cache`; fills the report as [`write`] does.
+pub(super) fn write_packs(
+    input: Input<'_>,
+    known: &mut Known,
+    detector: Arc<Detector>,
+    chunker: super::packs::Chunker<'_>,
+    cache: Option<&super::cache::FilesCache>,
+    report: &mut SnapshotReport,
+) -> Result<Result<Packed, Changed>> {
+    let gate = gate::Gate::new(detector);
+    let mut observer = gate.clone();
+    let writer = ArchiveWriter::with_body(chunker, Some(&mut observer), input.name.clone());
+    let mut reuse = |entry: &Entry, chunker: &mut super::packs::Chunker<'_>| {
+        let cached = cache?.files.get(&entry.rel)?;
+        if cached.stat != entry.stat {
+            return None;
+        }
+        let ids = cached.chunk_ids()?;
+        chunker.adopt(&ids).then(|| Unread {
+            size: cached.size,
+            blake3: cached.blake3.clone(),
+            secrets: cached.secrets.clone(),
+        })
+    };
+    let written = match write_entries(input, known, &gate, writer, Some(&mut reuse), report)? {
+        Ok(written) => written,
+        Err(changed) => return Ok(Err(changed)),
+    };
+    drop(observer);
+    gate_verdict(gate, report, &written.blockers);
+    let finished = written.closed.finish(written.index)?;
+    report.archive_size = finished.stored_bytes;
+    Ok(Ok(Packed {
+        finished,
+        complete: written.complete,
+        text_files: written.text_files,
+    }))
+}
+
+/// A file the parent snapshot holds unchanged: its entry, chunks and secret locations come
+/// from there, and it is not read.
+pub(super) struct Unread {
+    /// Its size in the archive (redacted).
+    pub size: u64,
+    /// The blake3 of that content.
+    pub blake3: String,
+    /// Its secret locations in the parent snapshot.
+    pub secrets: Vec<SecretLocation>,
+}
+
+/// Takes a walked file from the parent snapshot, if it can (the incremental repository).
+pub(super) type Reuse<'a, B> = &'a mut dyn FnMut(&Entry, &mut B) -> Option<Unread>;
+
+/// What the entries of one attempt came to, with the closed body.
+pub(super) struct WrittenEntries<C> {
+    pub closed: C,
+    pub index: crate::archive::Index,
+    pub counts: Counts,
+    pub complete: bool,
+    pub text_files: BTreeSet<String>,
+    pub blockers: Vec<Blocker>,
+}
+
+/// Writes every entry of the walk into `writer`, then the index; fills the report's
+/// redactions and findings.
+pub(super) fn write_entries<B: Body>(
+    input: Input<'_>,
+    known: &mut Known,
+    gate: &gate::Gate,
+    mut writer: ArchiveWriter<'_, B>,
+    mut reuse: Option<Reuse<'_, B>>,
+    report: &mut SnapshotReport,
+) -> Result<Result<WrittenEntries<B::Closed>, Changed>> {
     let mut locations = Vec::new();
     let mut blockers: Vec<Blocker> = Vec::new();
     let mut complete = true;
@@ -86,14 +189,15 @@ pub(super) fn write(
             mode: entry.mode,
             mtime: entry.mtime as i64,
         };
-        gate.begin_entry(&entry.rel);
         let size = match &entry.kind {
             EntryKind::Dir => {
+                gate.begin_entry(&entry.rel);
                 writer.append_dir(&entry.rel, meta)?;
                 gate.end_entry(0);
                 continue;
             }
             EntryKind::Symlink { target } => {
+                gate.begin_entry(&entry.rel);
                 writer.append_symlink(&entry.rel, meta, target)?;
                 gate.end_entry(0);
                 continue;
@@ -106,6 +210,16 @@ pub(super) fn write(
             .into_iter()
             .map(|(_, r)| r)
             .collect();
+        if file_rules.is_empty()
+            && let Some(reuse) = reuse.as_mut()
+            && let Some(unread) = reuse(entry, writer.body_mut())
+        {
+            writer.record_unread(&entry.rel, meta, unread.size, unread.blake3)?;
+            report.reused_files += 1;
+            locations.extend(unread.secrets);
+            continue;
+        }
+        gate.begin_entry(&entry.rel);
         if file_rules.is_empty() && size > MAX_IN_MEMORY {
             let result = stream_file(
                 &mut writer,
@@ -184,8 +298,23 @@ pub(super) fn write(
         );
     }
     gate.begin_entry(INDEX_PATH);
-    let written = writer.finish(input.info, locations)?;
-    drop(observer);
+    let (closed, index, counts) = writer.close(input.info, locations)?;
+    report.files = counts.files;
+    report.dirs = counts.dirs;
+    report.symlinks = counts.symlinks;
+    report.bytes = counts.bytes;
+    Ok(Ok(WrittenEntries {
+        closed,
+        index,
+        counts,
+        complete,
+        text_files,
+        blockers,
+    }))
+}
+
+/// Waits for the gate and puts its verdict, and the blockers, into the report.
+pub(super) fn gate_verdict(gate: gate::Gate, report: &mut SnapshotReport, blockers: &[Blocker]) {
     let (findings, entropy) = gate.finish();
     report.findings.extend(findings);
     report.entropy_warnings = entropy;
@@ -200,26 +329,6 @@ pub(super) fn write(
             )
         })
         .collect();
-    let Written {
-        sink,
-        size,
-        blake3,
-        counts,
-        ..
-    } = written;
-    sink.flush().map_err(|e| Error::io(&input.name, e))?;
-    report.files = counts.files;
-    report.dirs = counts.dirs;
-    report.symlinks = counts.symlinks;
-    report.bytes = counts.bytes;
-    report.archive_size = size;
-    Ok(Ok(Archived {
-        size,
-        blake3,
-        counts,
-        complete,
-        text_files,
-    }))
 }
 
 /// Records a file's placeholders for the index.
@@ -316,8 +425,8 @@ struct Streamed {
 /// it: an agent's transcript grows while it is read), with stray known values replaced in a
 /// text file. A first pass learns the redacted size, which the tar header needs first; a file
 /// with nothing to replace then goes in as it is. A file that changed in between is reported.
-fn stream_file<W: Write>(
-    writer: &mut ArchiveWriter<'_, W>,
+fn stream_file<B: Body>(
+    writer: &mut ArchiveWriter<'_, B>,
     entry: &Entry,
     meta: EntryMeta,
     size: u64,

@@ -111,6 +111,12 @@ impl Capture {
         })
     }
 
+    /// The incremental repository's chunk-id key, derived from the id key (which is read from
+    /// the store, or made and written there): never in the repository.
+    pub fn chunk_key(&mut self, stores: &Stores) -> Result<[u8; 32]> {
+        self.key(stores).map(super::packs::chunk_key)
+    }
+
     /// The id key: read from the store, or made and written there on the first capture.
     fn key(&mut self, stores: &Stores) -> Result<&[u8; 32]> {
         if self.key.is_none() {

@@ -37,6 +37,9 @@ pub(super) struct Known {
     pub versions: BTreeMap<Handle, u64>,
     declared: Vec<(Handle, Secret)>,
     held: HashMap<String, Zeroizing<Vec<u8>>>,
+    /// A keyed hash of every known value and store version, when a key was given: the
+    /// incremental repository reuses a parent's files only under the same one.
+    pub fingerprint: Option<[u8; 32]>,
 }
 
 /// A rule file whose declared values changed between the two reads.
@@ -67,6 +70,8 @@ pub(super) struct Sources<'a> {
     pub stores: &'a Stores,
     /// Values captured by earlier runs, each with its handle.
     pub captured: &'a [(Handle, Secret)],
+    /// The key of [`Known::fingerprint`] (the incremental repository's chunk-id key).
+    pub fingerprint_key: Option<&'a [u8; 32]>,
 }
 
 /// Reads the declared values (keeping up to `budget` bytes of rule files), asks the stores,
@@ -83,6 +88,7 @@ pub(super) fn gather(
         rules,
         stores,
         captured,
+        fingerprint_key,
     } = *sources;
     let mut declared: Vec<(Handle, Secret)> = Vec::new();
     // The file each declared value was read from.
@@ -146,6 +152,7 @@ pub(super) fn gather(
             values.push((h, v));
         }
     }
+    let fingerprint = fingerprint_key.map(|key| fingerprint(key, &values, &versions));
     let known_values = KnownValues::new(values.iter().map(|(h, v)| (h.to_string(), v.clone())));
     report.too_short = known_values.too_short().to_vec();
     let detector = Detector::new(&m.detect, Some(known_values))?.with_manifest(m);
@@ -155,6 +162,7 @@ pub(super) fn gather(
             versions,
             declared,
             held,
+            fingerprint,
         },
         detector,
     ))
@@ -240,4 +248,32 @@ fn sync_check(
         });
     }
     Ok((versions, pushed))
+}
+
+/// A keyed blake3 of the known values with their handles, and of the store versions: equal
+/// exactly when the known values and versions are. Keyed so that it confirms no guess.
+fn fingerprint(
+    key: &[u8; 32],
+    values: &[(Handle, Secret)],
+    versions: &BTreeMap<Handle, u64>,
+) -> [u8; 32] {
+    let mut sorted: Vec<(String, &[u8])> = values
+        .iter()
+        .map(|(h, v)| (h.to_string(), v.expose()))
+        .collect();
+    sorted.sort();
+    let mut hasher = blake3::Hasher::new_keyed(key);
+    for (handle, value) in sorted {
+        for part in [handle.as_bytes(), value] {
+            hasher.update(&(part.len() as u64).to_le_bytes());
+            hasher.update(part);
+        }
+    }
+    for (handle, version) in versions {
+        let handle = handle.to_string();
+        hasher.update(&(handle.len() as u64).to_le_bytes());
+        hasher.update(handle.as_bytes());
+        hasher.update(&version.to_le_bytes());
+    }
+    *hasher.finalize().as_bytes()
 }

@@ -23,10 +23,12 @@
 //! archive, and the gate still sees every byte.
 
 mod archive;
+mod cache;
 mod capture;
 mod gate;
 mod known;
 mod names;
+mod packs;
 mod rules;
 mod secrets;
 mod unknown;
@@ -37,11 +39,17 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
-use crate::archive::{Recipients, SIDECAR_FORMAT, Sidecar, SnapshotInfo};
+use crate::archive::{
+    Recipients, SIDECAR_FORMAT, SIDECAR_FORMAT_PACKS, Sidecar, SnapshotInfo, Stored,
+    default_threads,
+};
 use crate::detect::{Detector, Finding, NameMasks};
 use crate::error::{Error, ExitCode, Report, Result};
 use crate::manifest::Manifest;
+use crate::manifest::RepositoryFormat;
+use crate::repo::packs::{ChunkIndex, PackWriter, RepoConfig};
 use crate::repo::{ENCRYPTED_SUFFIX, PendingArchive, Repository, SnapshotId, host_name};
+use crate::repo::{REFS_SUFFIX, RepoLock};
 use crate::store::Stores;
 use capture::Capture;
 use known::Changed;
@@ -130,6 +138,9 @@ pub struct SnapshotReport {
     pub captured: Vec<String>,
     /// Findings archived as they are (`detect.on_unknown: warn`).
     pub unknown_kept: Vec<Finding>,
+    /// Files the incremental repository took from the parent snapshot without reading them
+    /// (unchanged size, times and inode, under the same known values and rules).
+    pub reused_files: u64,
 }
 
 impl Report for SnapshotReport {
@@ -176,6 +187,12 @@ fn run(m: &Manifest, opts: &SnapshotOptions, masks: &mut NameMasks) -> Result<Sn
     let text_rules = Detector::text_rules(&m.detect)?;
     let mut load_warnings = Vec::new();
     let mut capture = Capture::load(m, &stores, &mut load_warnings);
+    let packs = match &repo {
+        Some(repo) if m.repository_format == RepositoryFormat::Packs => {
+            Incremental::open(m, repo, capture.as_mut(), &stores, &mut load_warnings)?
+        }
+        _ => None,
+    };
     let mut captured = Captured::default();
     let mut attempt = 1;
     loop {
@@ -191,6 +208,7 @@ fn run(m: &Manifest, opts: &SnapshotOptions, masks: &mut NameMasks) -> Result<Sn
             rules: &rules,
             stores: &stores,
             captured: capture.as_ref().map(Capture::held).unwrap_or_default(),
+            fingerprint_key: packs.as_ref().map(|p| &p.key),
         };
         let (mut known, detector) = known::gather(&sources, &walked, &mut report, known::MAX_HELD)?;
         let detector = Arc::new(detector);
@@ -202,38 +220,75 @@ fn run(m: &Manifest, opts: &SnapshotOptions, masks: &mut NameMasks) -> Result<Sn
 
         let now = Utc::now();
         let id = SnapshotId::new(now);
-        let mut pending = match (&repo, &lock) {
-            (Some(r), Some(l)) => Some(r.begin(l, &id, recipients.is_some())?),
-            _ => None,
+        let info = SnapshotInfo {
+            agent: m.agent.clone(),
+            snapshot_id: id.to_string(),
+            created_at: now,
         };
-        let input = archive::Input {
-            m,
-            rules: &rules,
-            walked: &walked,
-            recipients: recipients.as_ref(),
-            masks,
-            text_rules: text_rules.as_ref(),
-            info: SnapshotInfo {
-                agent: m.agent.clone(),
-                snapshot_id: id.to_string(),
-                created_at: now,
-            },
-            name: pending.as_ref().map_or_else(
-                || "<dry run>".to_string(),
-                |p| p.tmp_path().display().to_string(),
-            ),
+        let written = match (&repo, &lock, &packs) {
+            (Some(r), Some(_), Some(p)) => {
+                let fingerprint = p.fingerprint(&known, m);
+                let cache = p.cache_path.as_ref().and_then(|path| {
+                    cache::FilesCache::load(path, &fingerprint, p.parent.as_deref())
+                });
+                let writer = PackWriter::new(
+                    r.root(),
+                    recipients.as_ref(),
+                    m.compression.level,
+                    default_threads(),
+                )?;
+                let chunker = packs::Chunker::new(p.key, p.config.chunker, &p.index, writer);
+                let input = archive::Input {
+                    m,
+                    rules: &rules,
+                    walked: &walked,
+                    recipients: recipients.as_ref(),
+                    masks,
+                    text_rules: text_rules.as_ref(),
+                    info,
+                    name: r.root().join("packs").display().to_string(),
+                };
+                archive::write_packs(
+                    input,
+                    &mut known,
+                    detector.clone(),
+                    chunker,
+                    cache.as_ref(),
+                    &mut report,
+                )?
+                .map(|packed| Attempt::Packs(packed, fingerprint))
+            }
+            _ => {
+                let mut pending = match (&repo, &lock) {
+                    (Some(r), Some(l)) => Some(r.begin(l, &id, recipients.is_some())?),
+                    _ => None,
+                };
+                let input = archive::Input {
+                    m,
+                    rules: &rules,
+                    walked: &walked,
+                    recipients: recipients.as_ref(),
+                    masks,
+                    text_rules: text_rules.as_ref(),
+                    info,
+                    name: pending.as_ref().map_or_else(
+                        || "<dry run>".to_string(),
+                        |p| p.tmp_path().display().to_string(),
+                    ),
+                };
+                let mut nowhere = std::io::sink();
+                let sink: &mut dyn Write = match pending.as_mut() {
+                    Some(p) => p.file(),
+                    None => &mut nowhere,
+                };
+                archive::write(input, &mut known, detector.clone(), sink, &mut report)?
+                    .map(|archived| Attempt::Archive(pending, archived))
+            }
         };
-        let mut nowhere = std::io::sink();
-        let sink: &mut dyn Write = match pending.as_mut() {
-            Some(p) => p.file(),
-            None => &mut nowhere,
-        };
-        let archived = match archive::write(input, &mut known, detector.clone(), sink, &mut report)?
-        {
-            Ok(archived) => archived,
+        let written = match written {
+            Ok(written) => written,
             Err(Changed(rel)) if attempt < MAX_ATTEMPTS => {
-                // Dropping the pending archive removes it; the next attempt reads afresh.
-                drop(pending);
+                // Nothing written is named yet: the next attempt reads afresh.
                 tracing::info!(
                     "{}: its declared values changed while the snapshot read it; starting over",
                     masks.mask(&rel)
@@ -260,11 +315,11 @@ fn run(m: &Manifest, opts: &SnapshotOptions, masks: &mut NameMasks) -> Result<Sn
                 known: &known,
                 detector: &detector,
                 rules: &rules,
-                text_files: &archived.text_files,
+                text_files: written.text_files(),
             };
             match unknown.handle(capture.as_mut(), &mut captured, &mut report)? {
                 Next::Retry if attempt < MAX_ATTEMPTS + MAX_CAPTURES => {
-                    drop(pending);
+                    drop(written);
                     attempt += 1;
                     continue;
                 }
@@ -282,15 +337,247 @@ fn run(m: &Manifest, opts: &SnapshotOptions, masks: &mut NameMasks) -> Result<Sn
         }
         captured.summarize(capture.as_ref(), &mut report);
         names::mask_report(&mut report, masks);
-        if report.exit_code() == ExitCode::SecretsFound || !archived.complete || opts.dry_run {
-            // Dropping the pending archive removes it: nothing reaches the repository.
-            drop(pending);
+        if report.exit_code() == ExitCode::SecretsFound || !written.complete() || opts.dry_run {
+            // Dropping what was written removes it: nothing reaches the repository.
+            drop(written);
             return Ok(report);
         }
-        let pending = pending.expect("not a dry run");
-        commit(m, opts, &stores, pending, now, archived, &mut report)?;
+        match written {
+            Attempt::Archive(pending, archived) => {
+                let pending = pending.expect("not a dry run");
+                commit(m, opts, &stores, pending, now, archived, &mut report)?;
+            }
+            Attempt::Packs(packed, fingerprint) => {
+                let (Some(r), Some(l), Some(p)) = (&repo, &lock, &packs) else {
+                    unreachable!("packs are written only into a locked repository");
+                };
+                let commit = PacksCommit {
+                    repo: r,
+                    lock: l,
+                    incremental: p,
+                    id: &id,
+                    now,
+                    encrypted: recipients.is_some(),
+                };
+                commit.run(m, opts, &stores, packed, &fingerprint, &walked, &mut report)?;
+            }
+        }
         drop(lock);
         return Ok(report);
+    }
+}
+
+/// What one attempt wrote, not committed yet: dropping it leaves nothing in the repository.
+enum Attempt<'r> {
+    /// An archive (format 1), or nothing on a dry run.
+    Archive(Option<PendingArchive<'r>>, archive::Archived),
+    /// Chunks and a tree for the incremental repository, with the fingerprint they were
+    /// checked under.
+    Packs(archive::Packed, String),
+}
+
+impl Attempt<'_> {
+    fn text_files(&self) -> &std::collections::BTreeSet<String> {
+        match self {
+            Attempt::Archive(_, a) => &a.text_files,
+            Attempt::Packs(p, _) => &p.text_files,
+        }
+    }
+
+    fn complete(&self) -> bool {
+        match self {
+            Attempt::Archive(_, a) => a.complete,
+            Attempt::Packs(p, _) => p.complete,
+        }
+    }
+}
+
+/// What a snapshot into the incremental repository works with.
+struct Incremental {
+    /// The chunk-id key.
+    key: [u8; 32],
+    config: RepoConfig,
+    /// The chunks the repository holds.
+    index: ChunkIndex,
+    /// The latest snapshot of this agent in this format, made with this key.
+    parent: Option<String>,
+    /// Where this agent's files cache is.
+    cache_path: Option<std::path::PathBuf>,
+}
+
+impl Incremental {
+    /// Opens the incremental repository, or says why this snapshot is one archive instead
+    /// (no store to keep the chunk-id key in, or the store unreachable: a backup that does
+    /// not happen is a failure too).
+    fn open(
+        m: &Manifest,
+        repo: &Repository,
+        capture: Option<&mut Capture>,
+        stores: &Stores,
+        warnings: &mut Vec<String>,
+    ) -> Result<Option<Incremental>> {
+        let key = match capture.map(|c| c.chunk_key(stores)) {
+            Some(Ok(key)) => key,
+            Some(Err(e)) => {
+                warnings.push(format!(
+                    "the chunk-id key could not be read from the store ({e}); this snapshot is \
+                     one full archive (repository_format `archives`)"
+                ));
+                return Ok(None);
+            }
+            None => {
+                warnings.push(
+                    "the manifest has no key/value store to keep the chunk-id key in; this \
+                     snapshot is one full archive (set `repository_format: archives` to say so)"
+                        .to_string(),
+                );
+                return Ok(None);
+            }
+        };
+        let config = RepoConfig::load_or_create(repo.root())?;
+        let index = ChunkIndex::load(repo.root())?;
+        let key_id = packs::key_id(&key);
+        let parent = repo
+            .list_for(&m.agent)?
+            .snapshots
+            .iter()
+            .rev()
+            .find(|s| s.format == SIDECAR_FORMAT_PACKS && s.chunk_key.as_deref() == Some(&key_id))
+            .map(|s| s.id.clone());
+        let cache_path = cache::cache_path(&config.id, &m.agent);
+        Ok(Some(Incremental {
+            key,
+            config,
+            index,
+            parent,
+            cache_path,
+        }))
+    }
+
+    /// The keyed fingerprint a file is reused under: the known values and versions, the
+    /// rules, the detection settings and this release.
+    fn fingerprint(&self, known: &known::Known, m: &Manifest) -> String {
+        let mut hasher = blake3::Hasher::new_keyed(&self.key);
+        hasher.update(known.fingerprint.as_ref().unwrap_or(&[0; 32]));
+        for part in [
+            serde_json::to_vec(&m.secrets).expect("the manifest serializes"),
+            serde_json::to_vec(&m.detect).expect("the manifest serializes"),
+            env!("CARGO_PKG_VERSION").as_bytes().to_vec(),
+        ] {
+            hasher.update(&(part.len() as u64).to_le_bytes());
+            hasher.update(&part);
+        }
+        hasher.finalize().to_hex().to_string()
+    }
+}
+
+/// The commit of a snapshot into the incremental repository.
+struct PacksCommit<'a> {
+    repo: &'a Repository,
+    lock: &'a RepoLock,
+    incremental: &'a Incremental,
+    id: &'a SnapshotId,
+    now: DateTime<Utc>,
+    encrypted: bool,
+}
+
+impl PacksCommit<'_> {
+    /// Names the new packs and writes their index file, then the refs file, then the signed
+    /// sidecar (from then on the snapshot exists); then the files cache.
+    #[allow(clippy::too_many_arguments)]
+    fn run(
+        &self,
+        m: &Manifest,
+        opts: &SnapshotOptions,
+        stores: &Stores,
+        packed: archive::Packed,
+        fingerprint: &str,
+        walked: &Walk,
+        report: &mut SnapshotReport,
+    ) -> Result<()> {
+        let refs = packed.finished.refs_bytes();
+        let packs::Finished {
+            tree,
+            tree_ref,
+            refs: chunk_refs,
+            pending,
+            new_chunks,
+            new_bytes,
+            stored_bytes,
+            packs,
+        } = packed.finished;
+        pending.commit(self.id.as_str())?;
+        let refs_name = format!("{}{REFS_SUFFIX}", self.id);
+        self.repo.put_object(
+            self.lock,
+            &self.repo.snapshots_dir().join(&refs_name),
+            &refs,
+        )?;
+        let mut counts = crate::archive::Counts {
+            files: report.files,
+            dirs: report.dirs,
+            symlinks: report.symlinks,
+            bytes: report.bytes,
+            secrets: tree.index.secrets.len() as u64,
+        };
+        counts.files = tree.files.len() as u64;
+        let mut sidecar = Sidecar {
+            format: SIDECAR_FORMAT_PACKS,
+            id: self.id.to_string(),
+            agent: m.agent.clone(),
+            host: host_name(),
+            created_at: self.now,
+            tags: opts.tags.clone(),
+            tool_version: env!("CARGO_PKG_VERSION").to_string(),
+            archive: refs_name,
+            size: refs.len() as u64,
+            blake3: blake3::hash(&refs).to_hex().to_string(),
+            counts,
+            encrypted: self.encrypted,
+            degraded: report.degraded.clone(),
+            tree: Some(tree_ref),
+            stored: Some(Stored {
+                chunks: chunk_refs.len() as u64,
+                new_chunks,
+                new_bytes,
+                stored_bytes,
+                packs,
+                reused_files: report.reused_files,
+            }),
+            chunk_key: Some(packs::key_id(&self.incremental.key)),
+            signature: None,
+        };
+        sign(m, stores, &mut sidecar, report);
+        self.repo.put_object(
+            self.lock,
+            &self.repo.sidecar_path(self.id.as_str()),
+            &sidecar.to_json(),
+        )?;
+        report.id = Some(self.id.to_string());
+        if let Some(path) = &self.incremental.cache_path {
+            cache::FilesCache::of(self.id.as_str(), fingerprint, &tree, walked).save(path);
+        }
+        Ok(())
+    }
+}
+
+/// Signs the sidecar when the manifest says so. A snapshot that cannot be signed is still a
+/// backup: keep it, say so (exit 3), and let restore refuse it unless told otherwise
+/// (`--allow-unsigned`).
+fn sign(m: &Manifest, stores: &Stores, sidecar: &mut Sidecar, report: &mut SnapshotReport) {
+    if m.signing.is_none() {
+        return;
+    }
+    match crate::ops::trust::sign(m, stores, sidecar) {
+        Ok(signature) => sidecar.signature = Some(signature),
+        Err(e) => {
+            report.warnings.push(format!(
+                "the snapshot is not signed ({e}); restore and verify refuse it unless given \
+                 --allow-unsigned"
+            ));
+            report.degraded.push("unsigned".to_string());
+            sidecar.degraded.push("unsigned".to_string());
+        }
     }
 }
 
@@ -337,23 +624,12 @@ fn commit(
         counts: archived.counts,
         encrypted,
         degraded: report.degraded.clone(),
+        tree: None,
+        stored: None,
+        chunk_key: None,
         signature: None,
     };
-    if m.signing.is_some() {
-        // A snapshot that cannot be signed is still a backup: keep it, say so (exit 3), and
-        // let restore refuse it unless told otherwise (`--allow-unsigned`).
-        match crate::ops::trust::sign(m, stores, &sidecar) {
-            Ok(signature) => sidecar.signature = Some(signature),
-            Err(e) => {
-                report.warnings.push(format!(
-                    "the snapshot is not signed ({e}); restore and verify refuse it unless \
-                     given --allow-unsigned"
-                ));
-                report.degraded.push("unsigned".to_string());
-                sidecar.degraded.push("unsigned".to_string());
-            }
-        }
-    }
+    sign(m, stores, &mut sidecar, report);
     pending.commit(&sidecar)?;
     report.id = Some(id.to_string());
     Ok(())

@@ -52,6 +52,7 @@ fn attempt(s: &Setup, budget: usize) -> (Result<archive::Archived, Changed>, Vec
         rules: &rules,
         stores: &stores,
         captured: &[],
+        fingerprint_key: None,
     };
     let (mut known, detector) = known::gather(&sources, &walked, &mut report, budget).unwrap();
     fs::write(&s.config, format!("{{\"k\": \"{NEW}\"}}\n")).unwrap();
