@@ -44,7 +44,9 @@ pub(super) fn restore(cli: &Cli, args: &RestoreArgs) -> Result<ExitCode> {
         resolve: ResolveOptions::default(),
         protected,
     };
-    let report = restore_archive(repo.open_archive(sidecar)?, sidecar, &stores, &options)?;
+    let report = crate::repo::rebuild::with_content(&repo, sidecar, options.identity, |input| {
+        restore_archive(input, sidecar, &stores, &options)
+    })?;
     warn(&report);
     if cli.json {
         let mut out = serde_json::to_vec_pretty(&report).expect("a restore report serializes");

@@ -138,8 +138,9 @@ pub fn restore(
 ) -> Result<RestoreReport> {
     let listing = repo.list_for(stores.agent())?;
     let sidecar = repo.resolve(&listing, wanted)?;
-    let archive = repo.open_archive(sidecar)?;
-    restore_archive(archive, sidecar, stores, options)
+    crate::repo::rebuild::with_content(repo, sidecar, options.identity, |archive| {
+        restore_archive(archive, sidecar, stores, options)
+    })
 }
 
 /// Restores one archive read from `input`, whose sidecar is `sidecar`.
@@ -163,7 +164,7 @@ pub fn restore_archive(
     let mut extractor = Extractor::new(staging.as_ref().map(|s| s.path().to_path_buf()), &name);
     let read = ReadOptions {
         name: name.clone(),
-        expected: Some(sidecar.digest()),
+        expected: sidecar.content_digest(),
         identity: options.identity,
         // The zip-bomb guard: an honest archive holds exactly the bytes its sidecar counts.
         max_bytes: Some(sidecar.counts.bytes),

@@ -183,10 +183,21 @@ pub(super) fn scan_archive(
     detector: &Detector,
     identity: Option<&Identity>,
 ) -> Result<Scanned> {
-    let file = repo.open_archive(sidecar)?;
+    crate::repo::rebuild::with_content(repo, sidecar, identity, |file| {
+        scan_content(file, sidecar, detector, identity)
+    })
+}
+
+/// [`scan_archive`] of the archive stream `file`.
+fn scan_content(
+    file: &mut (dyn std::io::Read + Send),
+    sidecar: &Sidecar,
+    detector: &Detector,
+    identity: Option<&Identity>,
+) -> Result<Scanned> {
     let options = ReadOptions {
         name: sidecar.id.clone(),
-        expected: Some(sidecar.digest()),
+        expected: sidecar.content_digest(),
         identity,
         max_bytes: None,
     };
