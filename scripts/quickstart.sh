@@ -27,7 +27,7 @@ cd "$work/kevin"
 export XDG_DATA_HOME="$work/keys" XDG_CONFIG_HOME="$work/keys"
 
 openai="sk-proj-$(rand 48)"; github="ghp_$(rand 36)"; anthropic="sk-ant-api03-$(rand 93)"
-aws_id="AKIA$(rand 16 | tr 'a-z' 'A-Z')"; aws_secret="$(rand 40)"; slack="xoxb-$(rand 12)-$(rand 13)-$(rand 24)"
+aws_id="AKIA$(rand 16 | tr 'a-z0189' 'A-Z2345')"; aws_secret="$(rand 40)"; slack="xoxb-$(rand 12)-$(rand 13)-$(rand 24)"
 smtp="$(rand 8)-$(rand 8)-$(rand 6)"; session="sess_$(rand 32)"
 fill() {
     sed -e "s#@OPENAI@#$openai#" -e "s#@GITHUB@#$github#" -e "s#@ANTHROPIC@#$anthropic#" \
@@ -58,14 +58,21 @@ id="$("$bin" snapshot)"
 echo "snapshot $id"
 "$bin" list
 
-step "the archive holds handles, not keys (stock zstd + tar)"
-zstd -dc backups/snapshots/"$id".tar.zst | tar -xO state/config/credentials.json
+step "the repository holds handles, not keys (export to one archive; stock zstd + tar)"
+"$bin" export "$id" -o "$id.tar.zst"
+zstd -dc "$id.tar.zst" | tar -xO state/config/credentials.json
 for s in "${secrets[@]}"; do
-    if zstd -dc backups/snapshots/"$id".tar.zst | grep -a -q -F -e "$s"; then
-        echo "a secret value is in the archive" >&2; exit 1
+    # A pack is zstd frames end to end: `zstd -d` reads it whole.
+    if zstd -dc "$id.tar.zst" backups/packs/*/* | grep -a -q -F -e "$s"; then
+        echo "a secret value is in the repository or the archive" >&2; exit 1
     fi
 done
-echo "none of the ${#secrets[@]} planted secrets is in the archive"
+echo "none of the ${#secrets[@]} planted secrets is in the repository or the exported archive"
+
+step "a second snapshot stores only what changed"
+echo "- one more thing learned today" >> state/memory/notes.md
+id="$("$bin" snapshot)"
+"$bin" list
 
 step "verify (the audit)"
 "$bin" verify "$id"

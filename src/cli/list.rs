@@ -38,6 +38,7 @@ fn table(snapshots: &[Sidecar]) -> String {
         "TAGS",
         "FILES",
         "SIZE",
+        "ADDED",
         "SECRETS",
         "ENCRYPTED",
     ];
@@ -53,7 +54,9 @@ fn table(snapshots: &[Sidecar]) -> String {
                 s.tags.join(",")
             },
             s.counts.files.to_string(),
-            human_size(s.size),
+            human_size(s.counts.bytes),
+            // What the snapshot added to the repository: its archive, or its new chunks.
+            human_size(s.stored.map_or(s.size, |st| st.stored_bytes)),
             s.counts.secrets.to_string(),
             if s.encrypted { "yes" } else { "no" }.into(),
         ]);

@@ -5,6 +5,7 @@
 
 mod completions;
 mod discover;
+mod export;
 mod init;
 mod list;
 mod logging;
@@ -77,6 +78,8 @@ pub enum Command {
     Restore(RestoreArgs),
     /// Check snapshots for audits: integrity, leaks, handles, rotation age.
     Verify(VerifyArgs),
+    /// Write one snapshot as one self-contained archive (tar + zstd, + age), for migration.
+    Export(ExportArgs),
     /// Find plaintext secrets in files, folders, stdin, logs and git history.
     Scan(ScanArgs),
     /// Apply the retention policy: delete snapshots that no rule keeps.
@@ -183,6 +186,24 @@ pub struct RestoreArgs {
     /// Use the version before the current one (rotation grace period).
     #[arg(long, requires = "rehydrate")]
     pub previous: bool,
+    /// Accept a snapshot without a signature although the manifest configures `signing`.
+    #[arg(long)]
+    pub allow_unsigned: bool,
+}
+
+/// `agentbak export`.
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// Snapshot id, or `latest`.
+    #[arg(default_value = "latest", value_name = "ID")]
+    pub snapshot: String,
+    /// The archive to write (`.tar.zst`, or `.tar.zst.age` when the manifest encrypts); its
+    /// sidecar goes beside it as `FILE.json`. Never replaces a file.
+    #[arg(short, long, value_name = "FILE")]
+    pub output: PathBuf,
+    /// Age identity file, or a handle holding one [env: AGENTBAK_IDENTITY].
+    #[arg(long, value_name = "FILE|HANDLE", env = "AGENTBAK_IDENTITY")]
+    pub identity: Option<String>,
     /// Accept a snapshot without a signature although the manifest configures `signing`.
     #[arg(long)]
     pub allow_unsigned: bool,
@@ -350,6 +371,7 @@ fn dispatch(cli: &Cli) -> Result<ExitCode> {
         Command::List => list::list(cli),
         Command::Restore(args) => restore::restore(cli, args),
         Command::Verify(args) => verify::verify(cli, args),
+        Command::Export(args) => export::export(cli, args),
         Command::Prune(args) => prune::prune(cli, args),
         Command::Forget(args) => prune::forget(cli, args),
         Command::Secrets(cmd) => secrets::run(cli, cmd),

@@ -2,6 +2,7 @@
 //! modules, and returns a report for `cli` to render. Nothing here prints or exits.
 
 pub mod discover;
+pub mod export;
 pub mod identity;
 pub mod init;
 pub mod known;
