@@ -471,6 +471,7 @@ def plan(tree: dict, sid: str) -> list[Entry]:
     links: set[str] = set()
     file_paths: set[str] = set()
     file_rels: set[str] = set()
+    below: set[str] = set()  # every proper ancestor of an entry in `seen`
     for i, e in enumerate(tree["index"]["entries"]):
         at = f"snapshot {sid}: index.entries[{i}]"
         if not isinstance(e, dict):
@@ -498,12 +499,13 @@ def plan(tree: dict, sid: str) -> list[Entry]:
             link = e.get("link")
             if not isinstance(link, str) or link == "" or "\0" in link:
                 raise Corrupt(f"{at}: a symlink without a valid `link`")
-            if any(s == rel or s.startswith(rel + "/") for s in seen):
+            if rel in below:
                 raise Corrupt(f"{at}: a link over entries already listed")
             entry.link = link
             links.add(rel)
         else:
             seen.add(rel)
+            below.update(parents(rel))
         if kind == "file":
             record = files.get(path)
             if not isinstance(record, dict) or not isinstance(record.get("chunks"), list):

@@ -168,6 +168,15 @@ class Recovers(Base):
         os.chmod(os.path.join(self.target, "d"), 0o700)
 
 
+    def test_an_index_without_the_state_folder_entry(self) -> None:
+        # agentbak's snapshots list `state/...` entries only; the folder itself is then 0700.
+        self.custom([dir_entry("state/d", 0o755), file_entry("state/d/x", b"x", 0o640)], {"state/d/x": b"x"})
+        code, err = run(self.repo, "latest", self.target)
+        self.assertEqual(code, 0, err)
+        self.assertEqual(stat.S_IMODE(os.stat(self.target).st_mode), 0o700)
+        self.assertEqual(entry(os.path.join(self.target, "d/x")), ("file", 0o640, 1_790_000_000, b"x"))
+
+
 class Encrypted(Base):
     def setUp(self) -> None:
         super().setUp()
