@@ -448,6 +448,8 @@ def read_tree(packs: Packs, sidecar: dict) -> dict:
     index, files = tree.get("index"), tree.get("files")
     if not isinstance(index, dict) or not isinstance(index.get("entries"), list) or not isinstance(files, dict):
         raise Corrupt(f"snapshot {sid}: the tree lacks `index.entries` or `files`")
+    if index.get("snapshot_id") != sid:
+        warn(f"snapshot {sid}: its tree's index names snapshot {index.get('snapshot_id')!r}")
     return tree
 
 
