@@ -68,7 +68,7 @@ fn table(snapshots: &[Sidecar]) -> String {
 }
 
 /// Bytes in binary units with one decimal: `812 B`, `1.5 KiB`, `3.2 GiB`.
-fn human_size(bytes: u64) -> String {
+pub(super) fn human_size(bytes: u64) -> String {
     const UNITS: [&str; 5] = ["KiB", "MiB", "GiB", "TiB", "PiB"];
     if bytes < 1024 {
         return format!("{bytes} B");

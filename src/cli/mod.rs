@@ -296,6 +296,10 @@ pub struct PruneArgs {
     /// Show what would be deleted; delete nothing.
     #[arg(long)]
     pub dry_run: bool,
+    /// Age identity file, or a handle holding one, to repack encrypted packs (without it,
+    /// only packs that are wholly unused are deleted) [env: AGENTBAK_IDENTITY].
+    #[arg(long, value_name = "FILE|HANDLE", env = "AGENTBAK_IDENTITY")]
+    pub identity: Option<String>,
 }
 
 /// `agentbak forget`.

@@ -9,6 +9,7 @@ use std::fmt::Write as _;
 use super::{Cli, ForgetArgs, PruneArgs, load_manifest, write_stdout};
 use crate::error::{ExitCode, Result};
 use crate::repo::Repository;
+use crate::repo::gc::GcOptions;
 use crate::repo::retention::{Policy, forget as forget_ids, prune as apply};
 
 pub(super) fn prune(cli: &Cli, args: &PruneArgs) -> Result<ExitCode> {
@@ -45,7 +46,24 @@ pub(super) fn prune(cli: &Cli, args: &PruneArgs) -> Result<ExitCode> {
         );
     }
     let repo = Repository::open(&manifest.repository)?;
-    let report = apply(&repo, &manifest.agent, &policy, args.dry_run, None)?;
+    let identity = match &args.identity {
+        Some(given) => {
+            let stores = crate::store::Stores::from_manifest(&manifest)?;
+            Some(crate::ops::identity::load_identity(given, &stores)?)
+        }
+        None => None,
+    };
+    let recipients = match &manifest.encryption {
+        Some(e) => Some(crate::archive::Recipients::parse(&e.recipients)?),
+        None => None,
+    };
+    let gc = GcOptions {
+        identity: identity.as_ref(),
+        recipients: recipients.as_ref(),
+        level: manifest.compression.level,
+        dry_run: args.dry_run,
+    };
+    let report = apply(&repo, &manifest.agent, &policy, args.dry_run, None, &gc)?;
     for orphan in &report.orphans {
         tracing::warn!(repository = %manifest.repository.display(), "orphan {orphan} (left as is)");
     }
@@ -74,8 +92,37 @@ pub(super) fn prune(cli: &Cli, args: &PruneArgs) -> Result<ExitCode> {
     } else {
         writeln!(out, "removed {removed} of {total} snapshots")
     };
+    if let Some(gc) = &report.gc {
+        let verb = if report.dry_run {
+            "would free"
+        } else {
+            "freed"
+        };
+        let _ = writeln!(
+            out,
+            "{verb} {} ({} packs deleted, {} repacked into {}, {} unreferenced); {} chunks live",
+            human_bytes(gc.bytes_freed),
+            gc.packs_deleted,
+            gc.packs_repacked,
+            gc.packs_written,
+            gc.unreferenced_deleted,
+            gc.live_chunks
+        );
+        if gc.sparse_kept > 0 {
+            let _ = writeln!(
+                out,
+                "{} sparse encrypted packs kept ({} unused): repacking them needs --identity",
+                gc.sparse_kept,
+                human_bytes(gc.dead_bytes_left)
+            );
+        }
+    }
     write_stdout(out.as_bytes())?;
     Ok(ExitCode::Success)
+}
+
+fn human_bytes(n: u64) -> String {
+    super::list::human_size(n)
 }
 
 /// `agentbak forget ID...`: prints each id removed (or that would be).

@@ -23,6 +23,7 @@
 //! - Files are created `0600`, folders `0700`.
 
 mod durable;
+pub mod gc;
 mod id;
 mod list;
 mod lock;

@@ -167,16 +167,21 @@ pub struct PruneReport {
     pub orphans: Vec<super::Orphan>,
     /// Leftovers of unfinished runs cleaned from `tmp/` (not in a dry run).
     pub cleaned: Vec<String>,
+    /// The garbage collection of the incremental repository, when it has one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gc: Option<super::gc::GcReport>,
 }
 
 /// Applies `policy` to `agent`'s snapshots under the repository lock: cleans `tmp/`, removes every snapshot
-/// the policy does not keep (sidecar first, then archive), and reports.
+/// the policy does not keep (sidecar first, then archive or refs file), collects the
+/// incremental repository's garbage (`gc`), and reports.
 pub fn prune(
     repo: &Repository,
     agent: &str,
     policy: &Policy,
     dry_run: bool,
     wait: Option<std::time::Duration>,
+    gc: &super::gc::GcOptions<'_>,
 ) -> Result<PruneReport> {
     let lock = repo.lock(wait, "prune")?;
     let cleaned = if dry_run {
@@ -202,12 +207,16 @@ pub fn prune(
         }
         removed.push(decision.id.clone());
     }
+    // In a dry run the removed snapshots are still listed: their chunks count as live, so
+    // the collection reported is a lower bound.
+    let gc = super::gc::collect(repo, &lock, gc)?;
     Ok(PruneReport {
         dry_run,
         decisions,
         removed,
         orphans,
         cleaned,
+        gc,
     })
 }
 
