@@ -168,13 +168,6 @@ pub struct RestoreArgs {
     /// Snapshot id, or `latest`.
     #[arg(default_value = "latest", value_name = "ID", conflicts_with = "from")]
     pub snapshot: String,
-    /// Restore a standalone archive file (`agentbak export`) instead; FILE.json beside it is
-    /// its sidecar.
-    #[arg(long, value_name = "FILE")]
-    pub from: Option<PathBuf>,
-    /// Restore only the entries matching GLOB, relative to the state (`memory/**`); repeatable.
-    #[arg(long = "include", value_name = "GLOB")]
-    pub include: Vec<String>,
     /// The folder to restore into.
     #[arg(long, value_name = "DIR")]
     pub target: PathBuf,
@@ -199,6 +192,13 @@ pub struct RestoreArgs {
     /// Accept a snapshot without a signature although the manifest configures `signing`.
     #[arg(long)]
     pub allow_unsigned: bool,
+    /// Restore a standalone archive file (`agentbak export`) instead; FILE.json beside it is
+    /// its sidecar.
+    #[arg(long, value_name = "FILE")]
+    pub from: Option<PathBuf>,
+    /// Restore only the entries matching GLOB, relative to the state (`memory/**`); repeatable.
+    #[arg(long = "include", value_name = "GLOB")]
+    pub include: Vec<String>,
 }
 
 /// `agentbak ls`.
