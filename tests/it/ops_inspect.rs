@@ -412,6 +412,28 @@ fn include_that_matches_nothing_or_would_replace_a_folder_is_refused() {
     assert!(all_output(&out).contains("restore into a new folder"));
     assert_eq!(fs::read(p.path().join("live/keep.txt")).unwrap(), b"mine");
     assert_eq!(fs::read_dir(p.path().join("live")).unwrap().count(), 1);
+    // Without --force, the same refusal (not "pass --force", which would not help).
+    let out = run(
+        &p,
+        &["restore", &id, "--target", "live", "--include", "memory/**"],
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", all_output(&out));
+    assert!(all_output(&out).contains("restore into a new folder"));
+    // An empty folder is fine.
+    fs::create_dir(p.path().join("empty")).unwrap();
+    let out = run(
+        &p,
+        &[
+            "restore",
+            &id,
+            "--target",
+            "empty",
+            "--include",
+            "memory/**",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", all_output(&out));
+    assert!(p.path().join("empty/memory/notes.md").is_file());
 }
 
 /// Copies snapshot `id`'s archive to `<dir>/export.tar.zst` (and its sidecar beside it as

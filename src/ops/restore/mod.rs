@@ -172,12 +172,13 @@ pub fn restore_archive(
     // Before anything is read or written: whoever can write the repository must not get to
     // choose what restore fetches and writes.
     let signature = options.signatures.check(sidecar, options.allow_unsigned)?;
-    let state = target::inspect(&options.target, options.force)?;
+    // A partial restore refuses any non-empty target, with or without `force` (below).
+    let state = target::inspect(&options.target, options.force || options.include.is_some())?;
     if let (Some(include), target::TargetState::NonEmpty) = (options.include, state) {
         return Err(Error::Usage(format!(
-            "restore target {}: --include restores part of a snapshot, and --force would \
-             replace the whole folder with that part; restore into a new folder and move \
-             what you need (globs: {})",
+            "restore target {}: the folder is not empty, and --include restores part of a \
+             snapshot: --force would replace the whole folder with that part; restore into a \
+             new folder and move what you need (globs: {})",
             options.target.display(),
             include.patterns().join(" ")
         )));
