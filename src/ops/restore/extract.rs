@@ -11,7 +11,6 @@
 //!   rehydration) is never readable by others, even before modes are restored.
 //! - A link whose target leaves the root is not created (see `docs/restore.md`): it is
 //!   reported as [`SkippedLink`] and the restore ends with a warning.
-//!
 //! - With `--include` ([`Include`]), entries that are not selected are checked exactly as
 //!   others (the attacks above are refused whatever is selected) but not written; the folders
 //!   above a selected entry are created and get their archive mode and time.
