@@ -4,11 +4,13 @@
 //! module prints, and only `main` exits.
 
 mod completions;
+mod diff;
 mod discover;
 mod export;
 mod init;
 mod list;
 mod logging;
+mod ls;
 mod prune;
 mod restore;
 mod scan;
@@ -76,6 +78,10 @@ pub enum Command {
     List,
     /// Restore a snapshot into a folder; with --rehydrate, fetch current secret values.
     Restore(RestoreArgs),
+    /// List a snapshot's files: type, mode, size, time, path, secret placeholders.
+    Ls(LsArgs),
+    /// Compare two snapshots: files added, removed, changed; handles rotated.
+    Diff(DiffArgs),
     /// Check snapshots for audits: integrity, leaks, handles, rotation age.
     Verify(VerifyArgs),
     /// Write one snapshot as one self-contained archive (tar + zstd, + age), for migration.
@@ -163,7 +169,7 @@ pub struct SnapshotArgs {
 #[derive(Debug, Args)]
 pub struct RestoreArgs {
     /// Snapshot id, or `latest`.
-    #[arg(default_value = "latest", value_name = "ID")]
+    #[arg(default_value = "latest", value_name = "ID", conflicts_with = "from")]
     pub snapshot: String,
     /// The folder to restore into.
     #[arg(long, value_name = "DIR")]
@@ -187,6 +193,47 @@ pub struct RestoreArgs {
     #[arg(long, requires = "rehydrate")]
     pub previous: bool,
     /// Accept a snapshot without a signature although the manifest configures `signing`.
+    #[arg(long)]
+    pub allow_unsigned: bool,
+    /// Restore a standalone archive file (`agentbak export`) instead; FILE.json beside it is
+    /// its sidecar.
+    #[arg(long, value_name = "FILE")]
+    pub from: Option<PathBuf>,
+    /// Restore only the entries matching GLOB, relative to the state (`memory/**`); repeatable.
+    #[arg(long = "include", value_name = "GLOB")]
+    pub include: Vec<String>,
+}
+
+/// `agentbak ls`.
+#[derive(Debug, Args)]
+pub struct LsArgs {
+    /// Snapshot id, or `latest`.
+    #[arg(value_name = "ID")]
+    pub snapshot: String,
+    /// Only this file, or this folder and what it holds (relative to the state).
+    #[arg(value_name = "PATH")]
+    pub path: Option<String>,
+    /// Age identity file, or a handle holding one [env: AGENTBAK_IDENTITY].
+    #[arg(long, value_name = "FILE|HANDLE", env = "AGENTBAK_IDENTITY")]
+    pub identity: Option<String>,
+    /// Accept a snapshot without a signature although the manifest configures `signing`.
+    #[arg(long)]
+    pub allow_unsigned: bool,
+}
+
+/// `agentbak diff`.
+#[derive(Debug, Args)]
+pub struct DiffArgs {
+    /// The older snapshot (id, prefix, or `latest`).
+    #[arg(value_name = "ID1")]
+    pub from: String,
+    /// The newer snapshot (id, prefix, or `latest`).
+    #[arg(value_name = "ID2")]
+    pub to: String,
+    /// Age identity file, or a handle holding one [env: AGENTBAK_IDENTITY].
+    #[arg(long, value_name = "FILE|HANDLE", env = "AGENTBAK_IDENTITY")]
+    pub identity: Option<String>,
+    /// Accept snapshots without a signature although the manifest configures `signing`.
     #[arg(long)]
     pub allow_unsigned: bool,
 }
@@ -374,6 +421,8 @@ fn dispatch(cli: &Cli) -> Result<ExitCode> {
         Command::Snapshot(args) => snapshot::snapshot(cli, args),
         Command::List => list::list(cli),
         Command::Restore(args) => restore::restore(cli, args),
+        Command::Ls(args) => ls::ls(cli, args),
+        Command::Diff(args) => diff::diff(cli, args),
         Command::Verify(args) => verify::verify(cli, args),
         Command::Export(args) => export::export(cli, args),
         Command::Prune(args) => prune::prune(cli, args),

@@ -1,4 +1,5 @@
-//! `agentbak restore`: picks the snapshot, finds the identity, calls `ops::restore`, renders.
+//! `agentbak restore`: picks the snapshot (or `--from FILE`), finds the identity, calls
+//! `ops::restore`, renders.
 
 use std::fmt::Write as _;
 
@@ -6,7 +7,8 @@ use super::{Cli, RestoreArgs, load_manifest, write_stdout};
 use crate::error::{ExitCode, Report as _, Result};
 use crate::manifest::find_manifest_path;
 use crate::ops::restore::{
-    Outcome, Protected, RestoreOptions, RestoreReport, Versions, restore_archive,
+    Include, Outcome, Protected, RestoreOptions, RestoreReport, Versions, restore_archive,
+    restore_file,
 };
 use crate::ops::trust::{DeclaredHandles, SignatureStatus, SignatureVerifier};
 use crate::repo::Repository;
@@ -18,10 +20,24 @@ pub(super) fn restore(cli: &Cli, args: &RestoreArgs) -> Result<ExitCode> {
     let manifest = load_manifest(Some(&manifest_path))?;
     let protected = Protected::new(&manifest, &manifest_path);
     let stores = Stores::from_manifest(&manifest)?;
-    let repo = Repository::open(&manifest.repository)?;
-    let listing = repo.list_for(&manifest.agent)?;
-    let sidecar = repo.resolve(&listing, &args.snapshot)?;
-    let identity = match (&args.identity, sidecar.encrypted) {
+    let include = match args.include.as_slice() {
+        [] => None,
+        globs => Some(Include::new(globs)?),
+    };
+    // `--from` needs no repository; a snapshot of the repository is read without its lock
+    // (readers only ever see complete files).
+    let snapshot = match &args.from {
+        Some(_) => None,
+        None => {
+            let repo = Repository::open(&manifest.repository)?;
+            let listing = repo.list_for(&manifest.agent)?;
+            let sidecar = repo.resolve(&listing, &args.snapshot)?.clone();
+            Some((repo, sidecar))
+        }
+    };
+    // A standalone archive without a sidecar may be encrypted: take the identity when given.
+    let encrypted = snapshot.as_ref().is_none_or(|(_, s)| s.encrypted);
+    let identity = match (&args.identity, encrypted) {
         (Some(given), true) => Some(crate::ops::identity::load_identity(given, &stores)?),
         _ => None,
     };
@@ -43,10 +59,17 @@ pub(super) fn restore(cli: &Cli, args: &RestoreArgs) -> Result<ExitCode> {
         identity: identity.as_ref(),
         resolve: ResolveOptions::default(),
         protected,
+        include: include.as_ref(),
     };
-    let report = crate::repo::rebuild::with_content(&repo, sidecar, options.identity, |input| {
-        restore_archive(input, sidecar, &stores, &options)
-    })?;
+    let report = match (&snapshot, &args.from) {
+        (Some((repo, sidecar)), _) => {
+            crate::repo::rebuild::with_content(repo, sidecar, options.identity, |input| {
+                restore_archive(input, sidecar, &stores, &options)
+            })?
+        }
+        (None, Some(file)) => restore_file(file, &stores, &options)?,
+        (None, None) => unreachable!("a snapshot is resolved unless --from is given"),
+    };
     warn(&report);
     if cli.json {
         let mut out = serde_json::to_vec_pretty(&report).expect("a restore report serializes");
@@ -93,10 +116,13 @@ fn warn(report: &RestoreReport) {
 fn human(r: &RestoreReport) -> String {
     let mut out = String::new();
     let c = &r.counts;
-    let what = format!(
+    let mut what = format!(
         "{} files, {} folders, {} links, {} bytes",
         c.files, c.dirs, c.symlinks, c.bytes
     );
+    if !r.include.is_empty() {
+        let _ = write!(what, " (only --include {})", r.include.join(" "));
+    }
     let _ = match r.outcome {
         Outcome::Restored => writeln!(
             out,

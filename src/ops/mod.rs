@@ -5,6 +5,7 @@ pub mod discover;
 pub mod export;
 pub mod identity;
 pub mod init;
+pub mod inspect;
 pub mod known;
 pub mod restore;
 pub mod scan;

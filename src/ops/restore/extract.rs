@@ -11,6 +11,9 @@
 //!   rehydration) is never readable by others, even before modes are restored.
 //! - A link whose target leaves the root is not created (see `docs/restore.md`): it is
 //!   reported as [`SkippedLink`] and the restore ends with a warning.
+//! - With `--include` ([`Include`]), entries that are not selected are checked exactly as
+//!   others (the attacks above are refused whatever is selected) but not written; the folders
+//!   above a selected entry are created and get their archive mode and time.
 //!
 //! Everything written is untrusted until `read_archive` returns `Ok` and the report's
 //! `ensure_clean` passes; the caller removes the folder otherwise.
@@ -24,6 +27,7 @@ use std::path::{Path, PathBuf};
 use rustix::fs::{AtFlags, CWD, Timespec, Timestamps, UTIME_OMIT};
 use serde::Serialize;
 
+use super::include::Include;
 use super::safe_path;
 use crate::archive::{
     ArchiveEntry, EntryData, EntryKind, EntryVisitor, IntegrityError, IntegrityProblem,
@@ -77,6 +81,12 @@ pub(crate) struct Extractor {
     link_order: Vec<(PathBuf, Meta)>,
     metas: Vec<Meta>,
     counts: Extracted,
+    /// `--include`: what is written (everything when `None`).
+    select: Option<Include>,
+    /// Folders not selected themselves: created only when above a selected entry.
+    held_dirs: Vec<Meta>,
+    /// Every folder above a selected entry.
+    needed: BTreeSet<PathBuf>,
 }
 
 impl Extractor {
@@ -90,7 +100,32 @@ impl Extractor {
             link_order: Vec::new(),
             metas: Vec::new(),
             counts: Extracted::default(),
+            select: None,
+            held_dirs: Vec::new(),
+            needed: BTreeSet::new(),
         }
+    }
+
+    /// Writes only the entries `include` selects (and the folders above them).
+    pub(crate) fn select(mut self, include: Option<Include>) -> Extractor {
+        self.select = include;
+        self
+    }
+
+    /// Whether the entry at `rel` is written; marks the folders above it as needed.
+    fn selected(&mut self, rel: &Path) -> bool {
+        let Some(include) = &self.select else {
+            return true;
+        };
+        if !include.selects(rel) {
+            return false;
+        }
+        for a in rel.ancestors().skip(1) {
+            if !self.needed.insert(a.to_path_buf()) {
+                break;
+            }
+        }
+        true
     }
 
     fn refuse(&self, path: &str, reason: impl ToString) -> Error {
@@ -133,6 +168,17 @@ impl Extractor {
     /// the archive was read to its end and checked: from here on, nothing else is written
     /// except rehydrated files, which are opened without following links.
     pub(crate) fn create_links(&mut self) -> Result<Vec<SkippedLink>> {
+        // The folders above selected entries, now that every entry was seen.
+        for meta in std::mem::take(&mut self.held_dirs) {
+            if self.needed.contains(&meta.rel) {
+                if let Some(root) = &self.root {
+                    let path = root.join(&meta.rel);
+                    make_dir(&path).map_err(|e| Error::io(&path, e))?;
+                }
+                self.counts.dirs += 1;
+                self.metas.push(meta);
+            }
+        }
         let mut skipped = Vec::new();
         let pending = std::mem::take(&mut self.link_order);
         for (target, meta) in pending {
@@ -146,6 +192,9 @@ impl Extractor {
             }
             if let Some(root) = &self.root {
                 let path = root.join(&meta.rel);
+                if let Some(parent) = path.parent() {
+                    make_dir(parent).map_err(|e| Error::io(parent, e))?;
+                }
                 std::os::unix::fs::symlink(&target, &path).map_err(|e| Error::io(&path, e))?;
             }
             self.counts.symlinks += 1;
@@ -206,7 +255,18 @@ impl EntryVisitor for Extractor {
             mode: entry.mode,
             mtime: entry.mtime,
         };
+        let selected = self.selected(&rel);
         match entry.kind {
+            EntryKind::Dir if !selected => {
+                self.held_dirs.push(meta);
+                self.seen.insert(rel);
+                return Ok(());
+            }
+            EntryKind::File if !selected => {
+                // Not written: the reader drains and hashes the content.
+                self.seen.insert(rel);
+                return Ok(());
+            }
             EntryKind::Dir => {
                 if let Some(root) = &self.root {
                     let path = root.join(&rel);
@@ -229,8 +289,11 @@ impl EntryVisitor for Extractor {
                     return Err(self.refuse(&entry.path, "a link over entries already extracted"));
                 }
                 let target = PathBuf::from(entry.link.clone().unwrap_or_default());
+                // Every link of the archive counts in the checks, selected or not.
                 self.links.insert(rel.clone(), target.clone());
-                self.link_order.push((target, meta));
+                if selected {
+                    self.link_order.push((target, meta));
+                }
                 return Ok(());
             }
         }

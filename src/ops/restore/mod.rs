@@ -15,6 +15,15 @@
 //! 5. Put the values back, create the links that stay inside, restore modes and mtimes (files
 //!    that hold a value stay `0600`), sync, and rename the folder into place.
 //!
+//! With `include` ([`Include`], `--include`), only the selected entries (and the folders above
+//! them) are written and only their handles are resolved; every check above still covers the
+//! whole archive. A partial restore never replaces a non-empty target (exit 2), even with
+//! `force`: that would delete everything the globs leave out (docs/restore.md).
+//!
+//! [`restore_file`] restores a standalone archive (`agentbak export`, `--from FILE`): its
+//! sidecar `FILE.json`, when present, is checked exactly like a repository's; without one the
+//! archive is unsigned and unchecked, and is refused unless `allow_unsigned`.
+//!
 //! Invariants: nothing is written outside the hidden folder until the final rename; every
 //! failure removes that folder (its guard does); `dry_run` writes nothing at all; reports and
 //! errors name files and handles, never values. The restored tree is the *contents* of the
@@ -22,21 +31,26 @@
 
 mod extract;
 mod guard;
+mod include;
 mod rehydrate;
 mod safe_path;
 mod target;
 
 use std::io::Read;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
 pub use extract::{Extracted, SkippedLink};
 pub use guard::Protected;
+pub use include::Include;
 pub use rehydrate::{HandleReport, Versions};
 
-use crate::archive::{Identity, ReadOptions, Sidecar, read_archive};
-use crate::error::{ExitCode, Report, Result};
+use crate::archive::{
+    ArchiveEntry, Counts, EntryData, Identity, IntegrityError, IntegrityProblem, ReadOptions,
+    SIDECAR_FORMAT, Sidecar, read_archive,
+};
+use crate::error::{Error, ExitCode, Report, Result};
 use crate::ops::trust::{DeclaredHandles, SignatureStatus, SignatureVerifier};
 use crate::repo::Repository;
 use crate::store::{ResolveOptions, Stores};
@@ -70,6 +84,8 @@ pub struct RestoreOptions<'a> {
     pub resolve: ResolveOptions,
     /// What the target must not be, hold or lie inside (exit 2 before anything is touched).
     pub protected: Protected,
+    /// `--include`: restore only the entries these globs select (`None`: everything).
+    pub include: Option<&'a Include>,
 }
 
 /// How a restore ended.
@@ -107,6 +123,9 @@ pub struct RestoreReport {
     pub handles: Vec<HandleReport>,
     /// Symlinks not created because their target leaves the restored folder.
     pub skipped_links: Vec<SkippedLink>,
+    /// The `--include` globs of a partial restore (absent for a whole one).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub include: Vec<String>,
 }
 
 impl Report for RestoreReport {
@@ -154,14 +173,25 @@ pub fn restore_archive(
     // Before anything is read or written: whoever can write the repository must not get to
     // choose what restore fetches and writes.
     let signature = options.signatures.check(sidecar, options.allow_unsigned)?;
-    let state = target::inspect(&options.target, options.force)?;
+    // A partial restore refuses any non-empty target, with or without `force` (below).
+    let state = target::inspect(&options.target, options.force || options.include.is_some())?;
+    if let (Some(include), target::TargetState::NonEmpty) = (options.include, state) {
+        return Err(Error::Usage(format!(
+            "restore target {}: the folder is not empty, and --include restores part of a \
+             snapshot: --force would replace the whole folder with that part; restore into a \
+             new folder and move what you need (globs: {})",
+            options.target.display(),
+            include.patterns().join(" ")
+        )));
+    }
     let staging = if options.dry_run {
         None
     } else {
         Some(Staging::create(&options.target)?)
     };
     let name = sidecar.id.clone();
-    let mut extractor = Extractor::new(staging.as_ref().map(|s| s.path().to_path_buf()), &name);
+    let mut extractor = Extractor::new(staging.as_ref().map(|s| s.path().to_path_buf()), &name)
+        .select(options.include.cloned());
     let read = ReadOptions {
         name: name.clone(),
         expected: sidecar.content_digest(),
@@ -171,8 +201,16 @@ pub fn restore_archive(
     };
     let report = read_archive(input, &read, &mut extractor)?;
     report.ensure_clean(&name)?;
+    // The whole index is checked, selected or not: a forged one is refused as a whole.
     options.declared.check(&report.index, &name)?;
-    let plan = Plan::from_index(&report.index, &name)?;
+    if let Some(include) = options.include {
+        include.check_matches(&report.index)?;
+    }
+    let plan = Plan::from_index_selected(&report.index, &name, |file| {
+        options
+            .include
+            .is_none_or(|i| safe_path::relative(file).is_ok_and(|rel| i.selects(&rel)))
+    })?;
     let mut out = RestoreReport {
         snapshot: name,
         signature,
@@ -184,6 +222,10 @@ pub fn restore_archive(
         secret_files: plan.file_count(),
         handles: Vec::new(),
         skipped_links: Vec::new(),
+        include: options
+            .include
+            .map(|i| i.patterns().to_vec())
+            .unwrap_or_default(),
     };
     let mut values = rehydrate::Values::new();
     if options.rehydrate {
@@ -220,4 +262,114 @@ pub fn restore_archive(
     staging.commit(state)?;
     out.outcome = Outcome::Restored;
     Ok(out)
+}
+
+/// The sidecar of a standalone archive: `FILE.json` beside `FILE`.
+pub fn sidecar_path_of(file: &Path) -> PathBuf {
+    let mut name = file.as_os_str().to_owned();
+    name.push(crate::repo::SIDECAR_SUFFIX);
+    PathBuf::from(name)
+}
+
+/// Restores the standalone archive `file` (`restore --from`, as `agentbak export` writes it).
+///
+/// With `FILE.json` beside it, that sidecar is used exactly as a repository's (signature,
+/// then size and blake3, then the entries). Without one, nothing vouches for the archive:
+/// it is refused (exit 5) unless `options.allow_unsigned`; then a first read takes its index,
+/// size and blake3 (writing nothing), and the restore reads it again held to those, so the
+/// index bounds what is written and a file changed in between is refused.
+pub fn restore_file(
+    file: &Path,
+    stores: &Stores,
+    options: &RestoreOptions<'_>,
+) -> Result<RestoreReport> {
+    let name = file.display().to_string();
+    let sidecar_path = sidecar_path_of(file);
+    let open = || std::fs::File::open(file).map_err(|e| Error::io(file, e));
+    let sidecar = match std::fs::read(&sidecar_path) {
+        Ok(bytes) => {
+            let sidecar = Sidecar::from_json(&bytes).map_err(|e| {
+                Error::Integrity(IntegrityError {
+                    archive: sidecar_path.display().to_string(),
+                    problem: IntegrityProblem::Index(format!("the sidecar does not parse: {e}")),
+                })
+            })?;
+            if sidecar.format != SIDECAR_FORMAT {
+                return Err(Error::Usage(format!(
+                    "{}: a format {} sidecar; --from reads standalone format-{SIDECAR_FORMAT} \
+                     archives (as `agentbak export` writes them)",
+                    sidecar_path.display(),
+                    sidecar.format
+                )));
+            }
+            sidecar
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            if !options.allow_unsigned {
+                return Err(Error::Integrity(IntegrityError {
+                    archive: name,
+                    problem: IntegrityProblem::Signature(format!(
+                        "no sidecar {} beside it: the archive is unsigned and nothing checks \
+                         its size or blake3; pass --allow-unsigned to restore it anyway (only \
+                         if you know where the file comes from)",
+                        sidecar_path.display()
+                    )),
+                }));
+            }
+            tracing::warn!(
+                archive = %name,
+                "no sidecar: restoring an unsigned archive (--allow-unsigned)"
+            );
+            standalone_sidecar(open()?, file, options.identity)?
+        }
+        Err(e) => return Err(Error::io(&sidecar_path, e)),
+    };
+    restore_archive(open()?, &sidecar, stores, options)
+}
+
+/// A sidecar for an archive that came without one, from a first full read of it (which
+/// writes nothing): its size, blake3 and encryption as read, its counts from its index.
+fn standalone_sidecar(
+    input: impl Read + Send,
+    file: &Path,
+    identity: Option<&Identity>,
+) -> Result<Sidecar> {
+    let name = file.display().to_string();
+    let read = ReadOptions {
+        name: name.clone(),
+        expected: None,
+        identity,
+        max_bytes: None,
+    };
+    let mut skip = |_: &ArchiveEntry, _: &mut EntryData<'_>| Ok(());
+    let report = read_archive(input, &read, &mut skip)?;
+    report.ensure_clean(&name)?;
+    let index = &report.index;
+    let count = |kind| index.entries.iter().filter(|e| e.kind == kind).count() as u64;
+    use crate::archive::EntryKind;
+    Ok(Sidecar {
+        format: SIDECAR_FORMAT,
+        id: index.snapshot_id.clone(),
+        agent: index.agent.clone(),
+        host: String::new(),
+        created_at: index.created_at,
+        tags: Vec::new(),
+        tool_version: index.tool_version.clone(),
+        archive: file
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+        size: report.size,
+        blake3: report.blake3.clone(),
+        counts: Counts {
+            files: count(EntryKind::File),
+            dirs: count(EntryKind::Dir),
+            symlinks: count(EntryKind::Symlink),
+            bytes: index.file_bytes(),
+            secrets: index.secrets.len() as u64,
+        },
+        encrypted: report.encrypted,
+        degraded: Vec::new(),
+        signature: None,
+    })
 }

@@ -64,8 +64,14 @@ pub(crate) struct Plan {
 
 impl Plan {
     /// Reads the secret locations of an index; a context that does not parse makes the archive
-    /// untrustworthy (exit 5).
-    pub(crate) fn from_index(index: &Index, archive: &str) -> Result<Plan> {
+    /// untrustworthy (exit 5). Only the files `keep` selects (by archive path) are planned: the store is asked for
+    /// their handles and no other (`restore --include`). Every context is still parsed: an
+    /// unreadable one makes the whole archive untrustworthy.
+    pub(crate) fn from_index_selected(
+        index: &Index,
+        archive: &str,
+        keep: impl Fn(&str) -> bool,
+    ) -> Result<Plan> {
         let mut plan = Plan::default();
         for loc in &index.secrets {
             let replacement: Replacement =
@@ -78,6 +84,9 @@ impl Plan {
                         )),
                     })
                 })?;
+            if !keep(&loc.file) {
+                continue;
+            }
             let used = plan.handles.entry(loc.handle.clone()).or_default();
             used.snapshot_version = used.snapshot_version.or(loc.store_version);
             used.ephemeral |= loc.ephemeral || loc.handle.is_env();
