@@ -370,6 +370,9 @@ fn standalone_sidecar(
         },
         encrypted: report.encrypted,
         degraded: Vec::new(),
+        tree: None,
+        stored: None,
+        chunk_key: None,
         signature: None,
     })
 }
