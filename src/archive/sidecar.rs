@@ -24,8 +24,9 @@ pub const SIDECAR_FORMAT_PACKS: u32 = 2;
 #[cfg_attr(feature = "schema", schemars(title = "agentbak snapshot sidecar"))]
 #[serde(deny_unknown_fields)]
 pub struct Sidecar {
-    /// Sidecar format version ([`SIDECAR_FORMAT`], the only one).
-    #[cfg_attr(feature = "schema", schemars(extend("const" = 1)))]
+    /// Sidecar format version: [`SIDECAR_FORMAT`] (one archive) or [`SIDECAR_FORMAT_PACKS`]
+    /// (the incremental repository).
+    #[cfg_attr(feature = "schema", schemars(extend("enum" = [1, 2])))]
     pub format: u32,
     /// The snapshot id; also this file's name.
     #[cfg_attr(

@@ -454,7 +454,7 @@ mod tests {
             ),
             (
                 Box::new(|v| v["archive"] = json!(format!("{ID}.tar"))),
-                "/archive: not an archive name (ID.tar.zst or ID.tar.zst.age)",
+                "/archive: not an archive name (ID.tar.zst or ID.tar.zst.age; ID.refs in format 2)",
             ),
             (
                 Box::new(|v| v["blake3"] = json!(PLANTED)),

@@ -348,7 +348,16 @@ fn discover_import_snapshot_restore_is_byte_identical_with_no_vault() {
     let out = a.run_clean(&["snapshot"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     let id = String::from_utf8(out.stdout).unwrap().trim().to_string();
-    let archive = a.dir().join(format!("backups/snapshots/{id}.tar.zst"));
+    let archive = crate::common::export_all(
+        &a.dir().join("agentbak.json"),
+        &a.dir().join("exports"),
+        None,
+    )
+    .remove(0);
+    assert!(archive.to_string_lossy().contains(&id));
+    for (name, bytes) in crate::common::repository_plaintext(&a.dir().join("backups"), None) {
+        a.assert_absent(&bytes, &name);
+    }
     let tar = std::process::Command::new("zstd")
         .args(["-dc"])
         .arg(&archive)

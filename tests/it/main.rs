@@ -18,6 +18,7 @@ mod layout;
 mod living;
 mod loaders;
 mod names_masked;
+mod packs;
 mod ops_inspect;
 mod promises;
 mod prune;

@@ -11,7 +11,6 @@
 //!   sidecar, not in the archive, not in the tar the stock `zstd` decompresses.
 
 use std::fs;
-use std::path::Path;
 use std::process::{Command, Stdio};
 
 use base64::Engine;
@@ -235,16 +234,6 @@ fn hashed_forms(value: &str) -> Vec<Vec<u8>> {
     ]
 }
 
-/// Every file below `dir`, with its bytes.
-fn files_below(dir: &Path) -> Vec<(String, Vec<u8>)> {
-    walkdir::WalkDir::new(dir)
-        .into_iter()
-        .map(|e| e.unwrap())
-        .filter(|e| e.file_type().is_file())
-        .map(|e| (e.path().display().to_string(), fs::read(e.path()).unwrap()))
-        .collect()
-}
-
 fn stock(cmd: &str) -> Vec<u8> {
     let out = Command::new("sh").arg("-c").arg(cmd).output().unwrap();
     assert!(
@@ -277,7 +266,8 @@ fn no_hash_of_a_value_is_in_the_index_the_sidecar_or_anywhere_in_the_repository(
         .unwrap()
         .to_string();
     let snapshots = p.path().join("backups/snapshots");
-    let archive = snapshots.join(format!("{id}.tar.zst"));
+    let archive = crate::common::export_all(&p.path().join("agentbak.json"), &p.path().join("exports"), None)
+        .remove(0);
     let tar = stock(&format!("zstd -dc '{}'", archive.display()));
     let index = stock(&format!(
         "zstd -dc '{}' | tar -xO agentbak/index.json",
@@ -290,7 +280,11 @@ fn no_hash_of_a_value_is_in_the_index_the_sidecar_or_anywhere_in_the_repository(
         ("the sidecar".to_string(), sidecar),
         ("the tar".to_string(), tar),
     ];
-    places.extend(files_below(&p.path().join("backups")));
+    // Every file of the repository, packs decompressed (the tree is in them too).
+    places.extend(crate::common::repository_plaintext(
+        &p.path().join("backups"),
+        None,
+    ));
     // The archive's placeholders are really there (so the search looks at the right bytes).
     assert!(
         places[2].1.windows(13).any(|w| w == b"+agentbak:loc"),

@@ -47,14 +47,9 @@ impl Agent {
             .output()
             .unwrap()
     }
-    fn archives(&self) -> Vec<PathBuf> {
-        let dir = self.repo().join("snapshots");
-        let mut out: Vec<PathBuf> = std::fs::read_dir(dir)
-            .map(|d| d.map(|e| e.unwrap().path()).collect())
-            .unwrap_or_default();
-        out.retain(|p| !p.to_string_lossy().ends_with(".json"));
-        out.sort();
-        out
+    /// Every snapshot as one archive stock tools open (`agentbak export`), oldest first.
+    fn archives(&self, identity: Option<&Path>) -> Vec<PathBuf> {
+        crate::common::export_all(&self.manifest(), &self.root.join("exports"), identity)
     }
 }
 
@@ -243,7 +238,7 @@ fn archive_holds_handles_and_no_value_in_any_encoding() {
     assert!(id.trim().len() > 20);
     assert_no_value("stdout and stderr", &[out.stdout, out.stderr].concat());
 
-    let archives = a.archives();
+    let archives = a.archives(None);
     assert_eq!(archives.len(), 1);
     let files = stock_extract(&archives[0], None);
     let text = String::from_utf8_lossy(&files);
@@ -263,8 +258,9 @@ fn archive_holds_handles_and_no_value_in_any_encoding() {
     assert!(text.contains("    key: +agentbak:vault:agents/kevin/anthropic:key+  # main\n"));
     assert_no_value("the archive's files", &files);
     assert_no_value("the raw tar stream", &raw_tar(&archives[0], None));
-    let sidecar = std::fs::read(archives[0].with_extension("").with_extension("json")).unwrap();
-    assert_no_value("the sidecar", &sidecar);
+    for (name, bytes) in crate::common::repository_plaintext(&a.repo(), None) {
+        assert_no_value(&name, &bytes);
+    }
 
     // Again at every log level and in every log format (each run is a snapshot of its own).
     let runs = crate::restore_fixture::three_ways(
@@ -286,7 +282,7 @@ fn archive_holds_handles_and_no_value_in_any_encoding() {
     let mut planted = values().to_vec();
     planted.push(&bao.token);
     crate::restore_fixture::assert_no_value_in(&runs, &planted);
-    assert_eq!(a.archives().len(), 4);
+    assert_eq!(a.archives(None).len(), 4);
 }
 
 #[test]
@@ -313,9 +309,18 @@ fn encrypted_archive_opens_with_stock_age() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let archives = a.archives();
+    let archives = a.archives(Some(&key));
     assert!(archives[0].to_string_lossy().ends_with(".tar.zst.age"));
     let files = stock_extract(&archives[0], Some(&key));
+    for (name, bytes) in crate::common::repository_plaintext(&a.repo(), Some(&key)) {
+        assert_no_value(&name, &bytes);
+    }
+    // Without the identity, the packs are ciphertext: no placeholder shows.
+    for (name, bytes) in crate::common::repository_plaintext(&a.repo(), None) {
+        if name.contains("/packs/") {
+            assert!(!contains(&bytes, b"+agentbak:"), "{name} is not encrypted");
+        }
+    }
     assert!(
         String::from_utf8_lossy(&files).contains("+agentbak:vault:agents/kevin/openai:api_key+")
     );
@@ -353,7 +358,11 @@ fn undeclared_tokens_and_encoded_copies_refuse_the_snapshot_under_refuse() {
         stderr.contains("vault:agents/kevin/github#token"),
         "{stderr}"
     );
-    assert!(a.archives().is_empty(), "nothing reaches the repository");
+    assert!(a.archives(None).is_empty(), "nothing reaches the repository");
+    for dir in ["packs", "index"] {
+        let listed = std::fs::read_dir(a.repo().join(dir)).map_or(0, |d| d.count());
+        assert_eq!(listed, 0, "nothing under {dir}/");
+    }
     let tmp = a.repo().join("tmp");
     assert_eq!(
         std::fs::read_dir(tmp).unwrap().count(),
@@ -387,12 +396,14 @@ fn undeclared_tokens_and_encoded_copies_are_captured_and_restore_byte_identical(
         ),
         "{stderr}"
     );
-    assert_eq!(a.archives().len(), 1);
-    let files = stock_extract(&a.archives()[0], None);
+    assert_eq!(a.archives(None).len(), 1);
+    let files = stock_extract(&a.archives(None)[0], None);
     assert_no_value("the archive", &files);
     for needle in [slack.as_bytes(), b64.as_bytes()] {
         assert!(!contains(&files, needle));
-        assert!(!contains(&std::fs::read(&a.archives()[0]).unwrap(), needle));
+        for (name, bytes) in crate::common::repository_plaintext(&a.repo(), None) {
+            assert!(!contains(&bytes, needle), "{name}");
+        }
     }
     assert_no_value(
         "the report",
@@ -416,7 +427,7 @@ fn undeclared_tokens_and_encoded_copies_are_captured_and_restore_byte_identical(
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let second = String::from_utf8_lossy(&stock_extract(&a.archives()[1], None)).to_string();
+    let second = String::from_utf8_lossy(&stock_extract(&a.archives(None)[1], None)).to_string();
     let handles = |text: &str| -> Vec<String> {
         text.match_indices("+agentbak:vault:agents/kevin/captured:")
             .map(|(i, _)| text[i..].split('+').nth(1).unwrap().to_string())
@@ -479,7 +490,7 @@ fn a_value_the_store_lacks_warns_and_push_secrets_stores_it() {
             "vault:agents/kevin/github#token: the value in the state is not in its store"
         )
     );
-    assert_eq!(a.archives().len(), 1, "the snapshot is still written");
+    assert_eq!(a.archives(None).len(), 1, "the snapshot is still written");
 
     let out = with_token(&a, &bao, &["snapshot", "--push-secrets"]);
     assert_eq!(

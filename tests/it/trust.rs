@@ -4,6 +4,9 @@
 //! recomputed sidecar; forged, unsigned, rotated and revoked snapshots under `signing` with a
 //! local key (PKCS#8 PEM from `openssl`, OpenSSH from `ssh-keygen`), with an identity that
 //! certifies signing keys, and with the transit engine of a real OpenBao.
+//!
+//! These forge format-1 archives (`repository_format: archives`, and what `export` writes);
+//! the same attacks on the incremental repository are in `packs_trust.rs`.
 
 use std::fs;
 use std::io::Read;
@@ -27,6 +30,7 @@ fn manifest(signing: &str) -> String {
     };
     format!(
         r#"{{ "version": 1, "agent": "kevin", "state": "./state", "repository": "./backups",
+  "repository_format": "archives",
   "stores": {{
     "local": {{ "kind": "local", "path": "./store/local.age", "identity": "./keys/local.key" }},
     "env": {{ "kind": "env" }}{vault}

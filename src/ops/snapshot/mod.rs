@@ -426,10 +426,11 @@ impl Incremental {
                 return Ok(None);
             }
             None => {
-                warnings.push(
-                    "the manifest has no key/value store to keep the chunk-id key in; this \
-                     snapshot is one full archive (set `repository_format: archives` to say so)"
-                        .to_string(),
+                // Nothing to keep a key in (only `env` handles, or none): nothing can be
+                // captured either. The snapshot is one archive, as it always was.
+                tracing::info!(
+                    "the manifest has no key/value store to keep the chunk-id key in; the \
+                     snapshot is one full archive"
                 );
                 return Ok(None);
             }

@@ -171,8 +171,9 @@ impl<'r> Chunker<'r> {
             size: json.len() as u64,
             blake3: blake3::hash(&json).to_hex().to_string(),
         };
-        let stats = self.writer.stats();
         let pending = self.writer.finish()?;
+        // Only the finished writer counts the chunks that were still being compressed.
+        let stats = pending.stats();
         Ok(Finished {
             tree,
             tree_ref,

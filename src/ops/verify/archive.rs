@@ -360,7 +360,10 @@ fn check_archive_digest(repo: &Repository, sidecar: &Sidecar) -> Check {
 /// unknown fields and wrong types), and its name against its flag.
 fn check_sidecar(sidecar: &Sidecar) -> Check {
     let mut problems = sidecar_problems(sidecar);
-    if sidecar.archive.ends_with(ENCRYPTED_SUFFIX) != sidecar.encrypted {
+    // A format-2 snapshot's `encrypted` is about its packs; its `archive` is the refs file.
+    if sidecar.content_digest().is_some()
+        && sidecar.archive.ends_with(ENCRYPTED_SUFFIX) != sidecar.encrypted
+    {
         problems.push(format!(
             "`encrypted` is {} but the archive is named `{}`",
             sidecar.encrypted, sidecar.archive

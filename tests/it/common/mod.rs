@@ -223,3 +223,91 @@ pub fn skip(why: &str) {
     }
     eprintln!("SKIPPED: {why}");
 }
+
+/// Every file of a repository as a reader with stock tools sees it: a pack as its
+/// decompressed chunks (`zstd -dc`, after `age -d` for an encrypted one, with `identity`), an
+/// archive as its tar stream, every other file as it is. For "no value anywhere in the
+/// repository" checks.
+pub fn repository_plaintext(repo: &Path, identity: Option<&Path>) -> Vec<(String, Vec<u8>)> {
+    let mut out = Vec::new();
+    for entry in walkdir::WalkDir::new(repo) {
+        let entry = entry.unwrap();
+        if !entry.file_type().is_file() {
+            continue;
+        }
+        let path = entry.path();
+        let name = path.display().to_string();
+        let in_packs = path.parent().and_then(|p| p.parent()) == Some(&repo.join("packs"));
+        let encrypted = name.ends_with(".age");
+        let compressed = in_packs || name.ends_with(".tar.zst") || name.ends_with(".tar.zst.age");
+        let bytes = std::fs::read(path).unwrap();
+        if !compressed || bytes.is_empty() {
+            out.push((name, bytes));
+            continue;
+        }
+        let cmd = match (encrypted, identity) {
+            (true, Some(id)) => format!("age -d -i '{}' '{name}' | zstd -dc", id.display()),
+            (true, None) => {
+                out.push((name, bytes));
+                continue;
+            }
+            (false, _) => format!("zstd -dc '{name}'"),
+        };
+        let run = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(&cmd)
+            .output()
+            .unwrap();
+        assert!(
+            run.status.success(),
+            "{cmd}: {}",
+            String::from_utf8_lossy(&run.stderr)
+        );
+        out.push((name.clone(), bytes));
+        out.push((format!("{name} (decompressed)"), run.stdout));
+    }
+    out
+}
+
+/// Exports every snapshot of the repository of `manifest` with `agentbak export` into `dir`
+/// (the archive stock tools open), oldest first; `identity` for an encrypted repository.
+pub fn export_all(manifest: &Path, dir: &Path, identity: Option<&Path>) -> Vec<PathBuf> {
+    let list = std::process::Command::new(env!("CARGO_BIN_EXE_agentbak"))
+        .arg("-m")
+        .arg(manifest)
+        .args(["--json", "list"])
+        .env_remove("AGENTBAK_MANIFEST")
+        .output()
+        .unwrap();
+    assert!(list.status.success(), "{}", String::from_utf8_lossy(&list.stderr));
+    let listing: serde_json::Value = serde_json::from_slice(&list.stdout).unwrap();
+    std::fs::create_dir_all(dir).unwrap();
+    let mut out = Vec::new();
+    for s in listing["snapshots"].as_array().unwrap() {
+        let id = s["id"].as_str().unwrap();
+        let encrypted = s["encrypted"].as_bool().unwrap();
+        let file = dir.join(format!(
+            "{id}.tar.zst{}",
+            if encrypted { ".age" } else { "" }
+        ));
+        if !file.exists() {
+            let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_agentbak"));
+            cmd.arg("-m")
+                .arg(manifest)
+                .args(["export", id, "-o"])
+                .arg(&file)
+                .env_remove("AGENTBAK_MANIFEST");
+            if let Some(identity) = identity {
+                cmd.arg("--identity").arg(identity);
+            }
+            let run = cmd.output().unwrap();
+            assert!(
+                run.status.success(),
+                "export {id}: {}",
+                String::from_utf8_lossy(&run.stderr)
+            );
+        }
+        out.push(file);
+    }
+    out
+}

@@ -62,7 +62,9 @@ impl Project {
             .env_remove("VAULT_ADDR")
             .env_remove("VAULT_TOKEN")
             .env_remove("VAULT_NAMESPACE")
-            .env_remove("RUST_LOG");
+            .env_remove("RUST_LOG")
+            // The incremental repository's files cache stays in the project.
+            .env("AGENTBAK_CACHE_DIR", self.path().join("cache"));
         c
     }
 
