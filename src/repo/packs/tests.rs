@@ -315,8 +315,9 @@ fn sealed_packs_are_unreadable_until_commit_and_removed_when_dropped() {
     );
     drop(pending);
     assert!(files_under(root).is_empty());
-    // A writer dropped before finish, its pack still open, leaves nothing either.
-    let mut writer = PackWriter::new(root, None, 3, 2).unwrap();
+    // A writer dropped before finish, its pack still open, leaves nothing either (compressing
+    // on the caller's thread, so that the pack is open once `add` returns).
+    let mut writer = PackWriter::new(root, None, 3, 0).unwrap();
     writer.way = Way::Sealed;
     for (id, raw) in chunks(3) {
         writer.add(id, raw).unwrap();
