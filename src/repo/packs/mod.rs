@@ -254,7 +254,9 @@ pub struct PackInfo {
 
 impl PackInfo {
     /// The pack's path in the repository at `root`: `packs/<id[..2]>/<id>[.age]`. The id is
-    /// checked hex (by the index parser or the writer), so the path stays under `packs/`.
+    /// checked hex (by the index parser or the writer), so the path stays under `packs/`;
+    /// an id of another kind, from a caller that made its own `PackInfo`, gives a path that
+    /// names no pack.
     pub fn path(&self, root: &Path) -> PathBuf {
         let suffix = if self.encrypted {
             PACK_ENCRYPTED_SUFFIX
@@ -262,7 +264,7 @@ impl PackInfo {
             ""
         };
         root.join("packs")
-            .join(&self.id[..2])
+            .join(self.id.get(..2).unwrap_or("--"))
             .join(format!("{}{suffix}", self.id))
     }
 }

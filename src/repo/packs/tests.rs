@@ -130,6 +130,17 @@ fn plain_chunks_round_trip_through_a_committed_pack_and_index_file() {
         let mode = fs::metadata(root.join(&file)).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o600, "{file}");
     }
+    for folder in [
+        "packs".to_string(),
+        format!("packs/{}", &pack.id[..2]),
+        "index".into(),
+    ] {
+        let mode = fs::metadata(root.join(&folder))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o700, "{folder}");
+    }
     // The index file, as format2.md shows it.
     let json: serde_json::Value =
         serde_json::from_slice(&fs::read(root.join("index/snap-1.json")).unwrap()).unwrap();
@@ -315,8 +326,9 @@ fn sealed_packs_are_unreadable_until_commit_and_removed_when_dropped() {
     );
     drop(pending);
     assert!(files_under(root).is_empty());
-    // A writer dropped before finish, its pack still open, leaves nothing either.
-    let mut writer = PackWriter::new(root, None, 3, 2).unwrap();
+    // A writer dropped before finish, its pack still open, leaves nothing either (compressing
+    // on the caller's thread, so that the pack is open once `add` returns).
+    let mut writer = PackWriter::new(root, None, 3, 0).unwrap();
     writer.way = Way::Sealed;
     for (id, raw) in chunks(3) {
         writer.add(id, raw).unwrap();

@@ -16,14 +16,16 @@
 //!   it its final name, `snapshots/<id>.tar.zst[.age]`, with `linkat`: through
 //!   `/proc/self/fd/N` (`AT_SYMLINK_FOLLOW`, which needs no capability), else with
 //!   `AT_EMPTY_PATH` (no `/proc`; needs `CAP_DAC_READ_SEARCH`), else by copying the file into a
-//!   named, synced `tmp/<name>.partial` and renaming that (the gate has passed by then, so a
-//!   name is allowed). A link never replaces an existing file, where a rename would.
+//!   named, synced `tmp/<name>.partial` and linking that into place (the gate has passed by
+//!   then, so a name is allowed). A link never replaces an existing file, where a rename
+//!   would; only where the file system has no links at all is the copy renamed, and then
+//!   only if nothing has the name.
 //! - **Sealed**, where the file system has no `O_TMPFILE` (some FUSE, NFS and overlay set-ups:
 //!   the open fails with `EOPNOTSUPP`, `EISDIR` or `EINVAL`): the archive goes into
 //!   `tmp/<name>.sealed`, age-encrypted to an X25519 key made for this run and held only in
 //!   memory. A crash leaves ciphertext whose key died with the process, and the next locked
 //!   run deletes it. Commit decrypts it into `tmp/<name>.partial`, checks its size and blake3
-//!   against the sidecar, syncs it and renames it into place. The price: the archive is
+//!   against the sidecar, syncs it and links it into place, as above. The price: the archive is
 //!   encrypted, written, read, decrypted and written again: about 0.3 s more on a 0.7–0.9 s
 //!   snapshot of 500 MiB (a 130 MiB archive; docs/format.md has the measurements). The
 //!   unnamed file costs nothing measurable.
@@ -31,6 +33,9 @@
 //! Sealing was chosen over writing a named plaintext partial with a warning: the warning would
 //! break point 9 on exactly the file systems a repository is likeliest to be synced from, and
 //! the copy is paid only there.
+//!
+//! Both ways are the `hidden` module's [`HiddenFile`], which the packs of format 2
+//! (`repo::packs`) use too.
 
 mod hidden;
 
