@@ -21,7 +21,7 @@ use crate::signing::{ALGORITHM, Signature};
 /// A snapshot id: its UTC time and 8 random hex digits, so that ids sort by time.
 pub const SNAPSHOT_ID: &str = r"^[0-9]{8}T[0-9]{6}Z-[0-9a-f]{8}$";
 /// An archive's file name: the snapshot id and `.tar.zst`, or `.tar.zst.age` when encrypted.
-pub const ARCHIVE_NAME: &str = r"^[0-9]{8}T[0-9]{6}Z-[0-9a-f]{8}\.tar\.zst(\.age)?$";
+pub const ARCHIVE_NAME: &str = r"^[0-9]{8}T[0-9]{6}Z-[0-9a-f]{8}(\.tar\.zst(\.age)?|\.refs)$";
 /// A blake3 digest: 64 lowercase hex digits.
 pub const BLAKE3: &str = r"^[0-9a-f]{64}$";
 /// A path inside the archive: `state`, or `state/` and `/`-separated names…
@@ -224,7 +224,7 @@ pub fn sidecar_problems(sidecar: &Sidecar) -> Vec<String> {
     let expected_name = if packs {
         sidecar.archive == format!("{}.refs", sidecar.id)
     } else {
-        p.archive_name.is_match(&sidecar.archive)
+        p.archive_name.is_match(&sidecar.archive) && !sidecar.archive.ends_with(".refs")
     };
     out.check(
         expected_name,

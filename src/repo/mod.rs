@@ -139,6 +139,23 @@ impl Repository {
             tracing::info!(path = %path.display(), "removed a leftover of an unfinished run");
             removed.push(path);
         }
+        // A refs file without its sidecar is a format-2 snapshot killed before its last
+        // write: it holds only chunk ids, and the snapshot does not exist.
+        let dir = self.snapshots_dir();
+        if let Ok(entries) = fs::read_dir(&dir) {
+            for entry in entries {
+                let path = entry.map_err(|e| Error::io(&dir, e))?.path();
+                let name = path.file_name().unwrap_or_default().to_string_lossy();
+                let Some(id) = name.strip_suffix(REFS_SUFFIX) else {
+                    continue;
+                };
+                if !self.sidecar_path(id).exists() {
+                    fs::remove_file(&path).map_err(|e| Error::io(&path, e))?;
+                    tracing::info!(path = %path.display(), "removed a leftover of an unfinished run");
+                    removed.push(path);
+                }
+            }
+        }
         Ok(removed)
     }
 

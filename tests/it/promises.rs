@@ -266,8 +266,12 @@ fn no_hash_of_a_value_is_in_the_index_the_sidecar_or_anywhere_in_the_repository(
         .unwrap()
         .to_string();
     let snapshots = p.path().join("backups/snapshots");
-    let archive = crate::common::export_all(&p.path().join("agentbak.json"), &p.path().join("exports"), None)
-        .remove(0);
+    let archive = crate::common::export_all(
+        &p.path().join("agentbak.json"),
+        &p.path().join("exports"),
+        None,
+    )
+    .remove(0);
     let tar = stock(&format!("zstd -dc '{}'", archive.display()));
     let index = stock(&format!(
         "zstd -dc '{}' | tar -xO agentbak/index.json",

@@ -358,7 +358,10 @@ fn undeclared_tokens_and_encoded_copies_refuse_the_snapshot_under_refuse() {
         stderr.contains("vault:agents/kevin/github#token"),
         "{stderr}"
     );
-    assert!(a.archives(None).is_empty(), "nothing reaches the repository");
+    assert!(
+        a.archives(None).is_empty(),
+        "nothing reaches the repository"
+    );
     for dir in ["packs", "index"] {
         let listed = std::fs::read_dir(a.repo().join(dir)).map_or(0, |d| d.count());
         assert_eq!(listed, 0, "nothing under {dir}/");

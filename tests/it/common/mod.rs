@@ -279,7 +279,11 @@ pub fn export_all(manifest: &Path, dir: &Path, identity: Option<&Path>) -> Vec<P
         .env_remove("AGENTBAK_MANIFEST")
         .output()
         .unwrap();
-    assert!(list.status.success(), "{}", String::from_utf8_lossy(&list.stderr));
+    assert!(
+        list.status.success(),
+        "{}",
+        String::from_utf8_lossy(&list.stderr)
+    );
     let listing: serde_json::Value = serde_json::from_slice(&list.stdout).unwrap();
     std::fs::create_dir_all(dir).unwrap();
     let mut out = Vec::new();
