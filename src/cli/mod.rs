@@ -3,6 +3,7 @@
 //! Each command builds options from its flags, calls `ops`, and renders the report. Only this
 //! module prints, and only `main` exits.
 
+mod check;
 mod completions;
 mod discover;
 mod export;
@@ -14,6 +15,7 @@ mod restore;
 mod scan;
 mod secrets;
 mod snapshot;
+mod stats;
 mod verify;
 
 use std::io::Write;
@@ -78,6 +80,10 @@ pub enum Command {
     Restore(RestoreArgs),
     /// Check snapshots for audits: integrity, leaks, handles, rotation age.
     Verify(VerifyArgs),
+    /// Check the whole repository's integrity (every agent, no key): packs, index, refs.
+    Check(check::CheckArgs),
+    /// Show sizes and dedup: snapshots, logical bytes, unique chunks, packs.
+    Stats,
     /// Write one snapshot as one self-contained archive (tar + zstd, + age), for migration.
     Export(ExportArgs),
     /// Find plaintext secrets in files, folders, stdin, logs and git history.
@@ -371,6 +377,8 @@ fn dispatch(cli: &Cli) -> Result<ExitCode> {
         Command::List => list::list(cli),
         Command::Restore(args) => restore::restore(cli, args),
         Command::Verify(args) => verify::verify(cli, args),
+        Command::Check(args) => check::check(cli, args),
+        Command::Stats => stats::stats(cli),
         Command::Export(args) => export::export(cli, args),
         Command::Prune(args) => prune::prune(cli, args),
         Command::Forget(args) => prune::forget(cli, args),

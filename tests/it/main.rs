@@ -18,6 +18,7 @@ mod layout;
 mod living;
 mod loaders;
 mod names_masked;
+mod packs_check;
 mod promises;
 mod prune;
 mod redact_arbitrary;
