@@ -82,7 +82,9 @@ pub(super) fn check(cli: &Cli, args: &CheckArgs) -> Result<ExitCode> {
         bar.finish_and_clear();
     }
     if let Some(note) = key_note {
-        report.notes.retain(|n| !n.starts_with("chunk ids not checked"));
+        report
+            .notes
+            .retain(|n| !n.starts_with("chunk ids not checked"));
         report.notes.push(note);
     }
     let text = if cli.json {

@@ -26,14 +26,15 @@ fn human(report: &StatsReport) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "agent {}:", report.agent_name);
     scope(&mut out, &report.agent);
-    let _ = writeln!(out, "repository {} (all agents):", report.repository.display());
+    let _ = writeln!(
+        out,
+        "repository {} (all agents):",
+        report.repository.display()
+    );
     scope(&mut out, &report.repository_total);
     let _ = writeln!(out, "  indexed chunks      {}", report.indexed_chunks);
     for refs in &report.unreadable_refs {
-        let _ = writeln!(
-            out,
-            "  unreadable refs     {refs} (run `agentbak check`)"
-        );
+        let _ = writeln!(out, "  unreadable refs     {refs} (run `agentbak check`)");
     }
     out
 }

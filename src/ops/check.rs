@@ -30,7 +30,9 @@ use serde::Serialize;
 use zeroize::Zeroizing;
 use zstd::zstd_safe;
 
-use crate::archive::{EntryKind, Identity, SIDECAR_FORMAT_PACKS, Sidecar, check_digest, wellformed};
+use crate::archive::{
+    EntryKind, Identity, SIDECAR_FORMAT_PACKS, Sidecar, check_digest, wellformed,
+};
 use crate::error::{Error, ExitCode, Report, Result};
 use crate::manifest::Manifest;
 use crate::ops::snapshot::packs::{chunk_key as derive_chunk_key, key_id};
@@ -296,7 +298,10 @@ fn load_index(c: &mut Checker<'_>) -> Result<ChunkIndex> {
             files.push(path);
         } else {
             let name = c.name(&path);
-            c.warning(name, "not a file agentbak writes (index files end in .json)");
+            c.warning(
+                name,
+                "not a file agentbak writes (index files end in .json)",
+            );
         }
     }
     files.sort();
@@ -414,7 +419,10 @@ fn check_packs<'i>(
         }
         for pack in dedup(packs) {
             if let Some(problem) = tiling(pack, None) {
-                c.error(&object, format!("the index's blobs do not tile the pack: {problem}"));
+                c.error(
+                    &object,
+                    format!("the index's blobs do not tile the pack: {problem}"),
+                );
             }
         }
         match disk.get(&(id.clone(), *encrypted)) {
@@ -531,7 +539,10 @@ fn check_snapshot(
     if bytes.len() % 32 != 0 {
         c.error(
             &object,
-            format!("{} bytes: not a whole number of 32-byte chunk ids", bytes.len()),
+            format!(
+                "{} bytes: not a whole number of 32-byte chunk ids",
+                bytes.len()
+            ),
         );
         return None;
     }
@@ -687,7 +698,7 @@ fn read_packs(
             plural(locked as usize)
         ));
     }
-    if options.chunk_key.is_none() && index.len() > 0 {
+    if options.chunk_key.is_none() && !index.is_empty() {
         c.notes
             .push("chunk ids not checked: no chunk-id key (the capture key in the store)".into());
     }
@@ -707,7 +718,11 @@ fn decrypt(bytes: &[u8], identity: &Identity) -> std::result::Result<Vec<u8>, St
 
 /// Why `blob` of the pack plaintext `plain` is not the chunk it should be: not one zstd frame
 /// of its length, not of its raw length, a failed checksum, or (with `key`) another id.
-fn check_blob(plain: &[u8], blob: &Blob, key: Option<&[u8; 32]>) -> std::result::Result<(), String> {
+fn check_blob(
+    plain: &[u8],
+    blob: &Blob,
+    key: Option<&[u8; 32]>,
+) -> std::result::Result<(), String> {
     let end = blob.offset + u64::from(blob.length);
     if end > plain.len() as u64 {
         return Err(format!("runs past the pack's end ({} bytes)", plain.len()));
@@ -771,7 +786,12 @@ fn read_trees(
             }
         };
         c.summary.trees_checked += 1;
-        for entry in tree.index.entries.iter().filter(|e| e.kind == EntryKind::File) {
+        for entry in tree
+            .index
+            .entries
+            .iter()
+            .filter(|e| e.kind == EntryKind::File)
+        {
             let Some(file) = tree.files.get(&entry.path) else {
                 continue; // read_tree refuses a tree without it
             };

@@ -61,8 +61,8 @@ impl Agent {
         let mut all = vec!["check", "--json"];
         all.extend_from_slice(args);
         let out = self.run(&all, None);
-        let report: Value = serde_json::from_slice(&out.stdout)
-            .unwrap_or_else(|e| panic!("{e}: {}", text(&out)));
+        let report: Value =
+            serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&out)));
         (out.status.code().unwrap(), report)
     }
 
@@ -125,7 +125,10 @@ fn agent(encrypted: bool) -> Agent {
             format!("{}\n", key.to_string().expose_secret()),
         )
         .unwrap();
-        format!(r#""encryption": {{ "recipients": ["{}"] }},"#, key.to_public())
+        format!(
+            r#""encryption": {{ "recipients": ["{}"] }},"#,
+            key.to_public()
+        )
     } else {
         String::new()
     };
@@ -252,16 +255,18 @@ fn a_flipped_byte_in_a_pack_fails_check_read_data() {
         b[at] ^= 0x40;
     });
     let (code, report) = a.check(&[]);
-    assert_eq!(code, 0, "sizes still match: only reading finds it: {report:#}");
+    assert_eq!(
+        code, 0,
+        "sizes still match: only reading finds it: {report:#}"
+    );
     let (code, report) = a.check(&["--read-data"]);
     assert_eq!(code, 5, "{report:#}");
-    let object = pack
-        .strip_prefix(a.repo())
-        .unwrap()
-        .display()
-        .to_string();
+    let object = pack.strip_prefix(a.repo()).unwrap().display().to_string();
     assert!(has_error(&report, &object, "not its name"), "{report:#}");
-    assert!(has_error(&report, &object, "the blob of chunk"), "{report:#}");
+    assert!(
+        has_error(&report, &object, "the blob of chunk"),
+        "{report:#}"
+    );
     let out = a.run(&["check", "--read-data"], None);
     assert_eq!(out.status.code(), Some(5), "{}", text(&out));
     assert!(String::from_utf8_lossy(&out.stdout).contains(&format!("error   {object}: ")));
@@ -274,11 +279,7 @@ fn a_deleted_pack_fails_check() {
     std::fs::remove_file(&pack).unwrap();
     let (code, report) = a.check(&[]);
     assert_eq!(code, 5, "{report:#}");
-    let object = pack
-        .strip_prefix(a.repo())
-        .unwrap()
-        .display()
-        .to_string();
+    let object = pack.strip_prefix(a.repo()).unwrap().display().to_string();
     assert!(has_error(&report, &object, "missing"), "{report:#}");
 }
 
@@ -291,14 +292,16 @@ fn a_truncated_refs_file_fails_check() {
     let (code, report) = a.check(&[]);
     assert_eq!(code, 5, "{report:#}");
     assert!(
-        has_error(&report, &format!("snapshots/{id}.refs"), "does not match its sidecar"),
+        has_error(
+            &report,
+            &format!("snapshots/{id}.refs"),
+            "does not match its sidecar"
+        ),
         "{report:#}"
     );
     // The other snapshot is untouched: one snapshot's problems only.
     assert!(
-        problems(&report)
-            .iter()
-            .all(|(_, o, _)| o.contains(&id)),
+        problems(&report).iter().all(|(_, o, _)| o.contains(&id)),
         "{report:#}"
     );
 }
@@ -317,14 +320,20 @@ fn edited_index_offsets_fail_check() {
     std::fs::write(&index, serde_json::to_vec(&json).unwrap()).unwrap();
     let (code, report) = a.check(&[]);
     assert_eq!(code, 5, "{report:#}");
-    assert!(has_error(&report, "packs/", "do not tile the pack"), "{report:#}");
+    assert!(
+        has_error(&report, "packs/", "do not tile the pack"),
+        "{report:#}"
+    );
     // An offset past the pack's end makes the index file itself malformed.
     let mut json: Value = serde_json::from_slice(&std::fs::read(&index).unwrap()).unwrap();
     json["packs"][0]["blobs"][0][1] = Value::from(1u64 << 40);
     std::fs::write(&index, serde_json::to_vec(&json).unwrap()).unwrap();
     let (code, report) = a.check(&[]);
     assert_eq!(code, 5, "{report:#}");
-    assert!(has_error(&report, "index/", "run past the pack's size"), "{report:#}");
+    assert!(
+        has_error(&report, "index/", "run past the pack's size"),
+        "{report:#}"
+    );
 }
 
 #[test]
