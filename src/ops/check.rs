@@ -239,7 +239,7 @@ pub fn check(repo: &Repository, options: &CheckOptions<'_>) -> Result<CheckRepor
     let index = load_index(&mut c)?;
     let disk = pack_files(&mut c)?;
     check_config(&mut c, &index, &disk);
-    let indexed = check_packs(&mut c, &index, &disk);
+    let (indexed, live) = check_packs(&mut c, &index, &disk);
     for orphan in &listing.orphans {
         let object = format!("snapshots/{}", orphan.file);
         match &orphan.kind {
@@ -258,13 +258,13 @@ pub fn check(repo: &Repository, options: &CheckOptions<'_>) -> Result<CheckRepor
     let mut refs = Vec::new();
     for sidecar in &listing.snapshots {
         c.summary.snapshots += 1;
-        if let Some(r) = check_snapshot(&mut c, repo, &index, sidecar) {
+        if let Some(r) = check_snapshot(&mut c, repo, &index, &live, sidecar) {
             refs.push(r);
         }
     }
     if options.read_data {
         read_packs(&mut c, &index, &disk, &indexed, &refs, options);
-        read_trees(&mut c, repo, &index, &refs, options.identity);
+        read_trees(&mut c, repo, &live, &refs, options.identity);
     }
     let exit_code = if c.problems.iter().any(|p| p.severity == Severity::Error) {
         ExitCode::Integrity
@@ -393,13 +393,18 @@ fn check_config(
     }
 }
 
+/// The packs the index files list, by (id, encrypted), each with its listings.
+type Listed<'i> = BTreeMap<(String, bool), Vec<&'i PackInfo>>;
+
 /// Every listed pack is on disk with its size, its blobs tile it; packs on disk that no index
-/// lists are warnings. Returns the listed packs by (id, encrypted), each with its listings.
+/// lists are warnings. A listed pack that is missing is an error, unless every chunk it held
+/// has a copy in a pack that is there (the stale listing of an interrupted prune): a warning.
+/// Returns the listed packs, and the index of the packs that are there with their size.
 fn check_packs<'i>(
     c: &mut Checker<'_>,
     index: &'i ChunkIndex,
     disk: &BTreeMap<(String, bool), PackFile>,
-) -> BTreeMap<(String, bool), Vec<&'i PackInfo>> {
+) -> (Listed<'i>, ChunkIndex) {
     let mut listed: BTreeMap<(String, bool), Vec<&PackInfo>> = BTreeMap::new();
     for pack in index.packs() {
         listed
@@ -408,6 +413,8 @@ fn check_packs<'i>(
             .push(pack);
     }
     c.summary.packs = listed.len() as u64;
+    let mut live = ChunkIndex::empty();
+    let mut lost = Vec::new();
     for ((id, encrypted), packs) in &listed {
         let first = packs[0];
         let object = c.name(&first.path(c.root));
@@ -426,17 +433,7 @@ fn check_packs<'i>(
             }
         }
         match disk.get(&(id.clone(), *encrypted)) {
-            None => {
-                let chunks = first.blobs.len();
-                c.error(
-                    &object,
-                    format!(
-                        "missing: an index file lists it ({chunks} chunk{}); snapshots that need \
-                         them cannot be restored",
-                        plural(chunks)
-                    ),
-                );
-            }
+            None => lost.push((object, first)),
             Some(file) if file.size != first.size => c.error(
                 &object,
                 format!(
@@ -444,7 +441,28 @@ fn check_packs<'i>(
                     file.size, first.size
                 ),
             ),
-            Some(_) => {}
+            Some(_) => live.insert_pack(first.clone()),
+        }
+    }
+    for (object, pack) in lost {
+        let chunks = pack.blobs.len();
+        let copies = pack.blobs.iter().filter(|b| live.contains(&b.id)).count();
+        if copies == chunks {
+            c.warning(
+                object,
+                "missing, but every chunk it held is in another pack: the index files that \
+                 list it are stale (an interrupted prune)",
+            );
+        } else {
+            c.error(
+                object,
+                format!(
+                    "missing: an index file lists it; {} of its {chunks} chunk{} have no other \
+                     copy",
+                    chunks - copies,
+                    plural(chunks)
+                ),
+            );
         }
     }
     for ((id, encrypted), file) in disk {
@@ -458,7 +476,7 @@ fn check_packs<'i>(
             );
         }
     }
-    listed
+    (listed, live)
 }
 
 /// The listings of a pack, each distinct one once.
@@ -502,6 +520,7 @@ fn check_snapshot(
     c: &mut Checker<'_>,
     repo: &Repository,
     index: &ChunkIndex,
+    live: &ChunkIndex,
     sidecar: &Sidecar,
 ) -> Option<Refs> {
     let sidecar_name = format!("snapshots/{}.json", sidecar.id);
@@ -564,6 +583,23 @@ fn check_snapshot(
                 chunks.len(),
                 plural(chunks.len()),
                 quote(missing.iter().copied())
+            ),
+        );
+    }
+    let lost: Vec<&ChunkId> = chunks
+        .iter()
+        .filter(|id| index.contains(id) && !live.contains(id))
+        .collect();
+    if !lost.is_empty() {
+        c.error(
+            &object,
+            format!(
+                "{} of its {} chunk{} are only in missing or damaged packs ({}): the snapshot \
+                 cannot be restored",
+                lost.len(),
+                chunks.len(),
+                plural(chunks.len()),
+                quote(lost.iter().copied())
             ),
         );
     }
@@ -762,7 +798,8 @@ fn check_blob(
     Ok(())
 }
 
-/// Reads each format-2 snapshot's tree and looks up every file's chunks.
+/// Reads each format-2 snapshot's tree and looks up every file's chunks, through `index`:
+/// the packs that are there (so a copy listed first in a missing pack does not hide another).
 fn read_trees(
     c: &mut Checker<'_>,
     repo: &Repository,
@@ -813,7 +850,7 @@ fn read_trees(
                 c.error(
                     &object,
                     format!(
-                        "`{}`: {} chunk{} in no index file ({})",
+                        "`{}`: {} chunk{} in no pack that is there ({})",
                         entry.path,
                         missing.len(),
                         plural(missing.len()),

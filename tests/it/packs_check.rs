@@ -281,6 +281,99 @@ fn a_deleted_pack_fails_check() {
     assert_eq!(code, 5, "{report:#}");
     let object = pack.strip_prefix(a.repo()).unwrap().display().to_string();
     assert!(has_error(&report, &object, "missing"), "{report:#}");
+    assert!(
+        has_error(&report, "snapshots/", "only in missing or damaged packs"),
+        "the snapshot that needs it is named: {report:#}"
+    );
+}
+
+#[test]
+fn a_missing_pack_whose_chunks_have_another_copy_is_a_warning() {
+    let a = agent(false);
+    // What an interrupted prune leaves: the pack's blobs rewritten into a new pack (here in
+    // reverse order, so the bytes and the id differ) listed by a new index file, and the old
+    // pack deleted before the index file that lists it.
+    let index = a.index_files()[0].clone();
+    let json: Value = serde_json::from_slice(&std::fs::read(&index).unwrap()).unwrap();
+    let pack = &json["packs"][0];
+    let old_id = pack["id"].as_str().unwrap();
+    let old = a.repo().join("packs").join(&old_id[..2]).join(old_id);
+    let bytes = std::fs::read(&old).unwrap();
+    let mut blobs: Vec<Value> = pack["blobs"].as_array().unwrap().clone();
+    assert!(blobs.len() >= 2, "{blobs:?}");
+    blobs.reverse();
+    let mut new = Vec::new();
+    for blob in &mut blobs {
+        let (offset, length) = (
+            blob[1].as_u64().unwrap() as usize,
+            blob[2].as_u64().unwrap() as usize,
+        );
+        blob[1] = Value::from(new.len() as u64);
+        new.extend_from_slice(&bytes[offset..offset + length]);
+    }
+    let new_id = blake3::hash(&new).to_hex().to_string();
+    let folder = a.repo().join("packs").join(&new_id[..2]);
+    std::fs::create_dir_all(&folder).unwrap();
+    std::fs::write(folder.join(&new_id), &new).unwrap();
+    let listing = serde_json::json!({"format": 2, "packs": [
+        {"id": new_id, "size": new.len(), "encrypted": false, "blobs": blobs}]});
+    std::fs::write(
+        a.repo().join("index/prune-20261205T000000Z-0123abcd.json"),
+        listing.to_string(),
+    )
+    .unwrap();
+    let (code, report) = a.check(&["--read-data"]);
+    assert_eq!(code, 0, "two copies of every chunk: {report:#}");
+    std::fs::remove_file(&old).unwrap();
+    for args in [&[][..], &["--read-data"][..]] {
+        let (code, report) = a.check(args);
+        assert_eq!(code, 3, "{args:?}: {report:#}");
+        let found = problems(&report);
+        assert_eq!(found.len(), 1, "{report:#}");
+        assert_eq!(found[0].0, "warning");
+        assert!(found[0].1.ends_with(old_id), "{report:#}");
+        assert!(found[0].2.contains("stale"), "{report:#}");
+    }
+    let (_, report) = a.check(&["--read-data"]);
+    assert_eq!(report["summary"]["trees_checked"], 1, "{report:#}");
+}
+
+#[test]
+fn a_format_1_archive_is_checked_against_its_sidecar() {
+    let a = agent(false);
+    let manifest = a.root().join("agentbak.json");
+    rewrite(&manifest, |b| {
+        let text = String::from_utf8(b.clone()).unwrap().replace(
+            r#""repository": "./backups","#,
+            r#""repository": "./backups", "repository_format": "archives","#,
+        );
+        *b = text.into_bytes();
+    });
+    let out = ok(a.run(&["snapshot"], None));
+    let id = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let archive = a.repo().join(format!("snapshots/{id}.tar.zst"));
+    assert!(archive.is_file(), "a format-1 snapshot");
+    let (code, report) = a.check(&["--read-data"]);
+    assert_eq!(code, 0, "{report:#}");
+    assert_eq!(report["summary"]["snapshots"], 2);
+    assert_eq!(report["summary"]["archives"], 1);
+    rewrite(&archive, |b| {
+        let at = b.len() / 2;
+        b[at] ^= 0x01;
+    });
+    let (code, report) = a.check(&[]);
+    assert_eq!(code, 5, "{report:#}");
+    assert!(
+        has_error(
+            &report,
+            &format!("snapshots/{id}.tar.zst"),
+            "does not match its sidecar"
+        ),
+        "{report:#}"
+    );
+    let stats = a.stats();
+    assert_eq!(stats["agent"]["archives"], 1, "{stats:#}");
+    assert!(stats["agent"]["archive_bytes"].as_u64().unwrap() > 0);
 }
 
 #[test]
