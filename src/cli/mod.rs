@@ -3,6 +3,7 @@
 //! Each command builds options from its flags, calls `ops`, and renders the report. Only this
 //! module prints, and only `main` exits.
 
+mod check;
 mod completions;
 mod diff;
 mod discover;
@@ -16,6 +17,7 @@ mod restore;
 mod scan;
 mod secrets;
 mod snapshot;
+mod stats;
 mod verify;
 
 use std::io::Write;
@@ -84,6 +86,10 @@ pub enum Command {
     Diff(DiffArgs),
     /// Check snapshots for audits: integrity, leaks, handles, rotation age.
     Verify(VerifyArgs),
+    /// Check the whole repository's integrity (every agent, no key): packs, index, refs.
+    Check(check::CheckArgs),
+    /// Show sizes and dedup: snapshots, logical bytes, unique chunks, packs.
+    Stats,
     /// Write one snapshot as one self-contained archive (tar + zstd, + age), for migration.
     Export(ExportArgs),
     /// Find plaintext secrets in files, folders, stdin, logs and git history.
@@ -424,6 +430,8 @@ fn dispatch(cli: &Cli) -> Result<ExitCode> {
         Command::Ls(args) => ls::ls(cli, args),
         Command::Diff(args) => diff::diff(cli, args),
         Command::Verify(args) => verify::verify(cli, args),
+        Command::Check(args) => check::check(cli, args),
+        Command::Stats => stats::stats(cli),
         Command::Export(args) => export::export(cli, args),
         Command::Prune(args) => prune::prune(cli, args),
         Command::Forget(args) => prune::forget(cli, args),

@@ -20,6 +20,7 @@ mod loaders;
 mod names_masked;
 mod ops_inspect;
 mod packs;
+mod packs_check;
 mod promises;
 mod prune;
 mod redact_arbitrary;

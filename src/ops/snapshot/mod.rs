@@ -28,7 +28,7 @@ mod capture;
 mod gate;
 mod known;
 mod names;
-mod packs;
+pub(crate) mod packs;
 mod rules;
 mod secrets;
 mod unknown;

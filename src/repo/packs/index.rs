@@ -154,6 +154,13 @@ impl ChunkIndex {
         Ok(index)
     }
 
+    /// The packs the one index file at `path` lists (for `check`, which reports every
+    /// malformed file instead of stopping at the first). An error names the file.
+    pub fn read_file(path: &Path) -> Result<Vec<PackInfo>> {
+        let bytes = fs::read(path).map_err(|e| Error::io(path, e))?;
+        parse_index_file(path, &bytes)
+    }
+
     /// An index that lists nothing.
     pub fn empty() -> ChunkIndex {
         ChunkIndex::default()
