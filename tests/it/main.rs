@@ -20,6 +20,7 @@ mod loaders;
 mod names_masked;
 mod promises;
 mod prune;
+mod recover;
 mod redact_arbitrary;
 mod redact_roundtrip;
 mod repo;
