@@ -181,6 +181,10 @@ def main(argv: list[str]) -> int:
             needed = set(sidecar["tree"]["chunks"]) | {c for r in tree["files"].values() for c in r["chunks"]}
             check(refs == needed, f"{sid}.refs: {len(refs ^ needed)} ids differ from the tree's and the files' chunks")
             check(sidecar["counts"]["files"] == len(file_paths), f"{at}: counts.files")
+            # What test_recover.sh means to exercise: a tree of several chunks, set-ID bits.
+            check(len(sidecar["tree"]["chunks"]) >= 2, f"{sid}: a tree of one chunk; the test wants several")
+            modes = {e["path"]: e["mode"] for e in tree["index"]["entries"]}
+            check(modes.get("state/bin/suid.sh") == 0o4755, f"{sid}: state/bin/suid.sh is not 4755 in the index")
             check(sidecar["counts"]["bytes"] == sum(e["size"] for e in tree["index"]["entries"] if e["type"] == "file"), f"{at}: counts.bytes")
 
             # What the snapshot added: exactly its own index file's packs and blobs.
