@@ -5,11 +5,12 @@ Usage:
     scripts/recover.py REPO SNAPSHOT TARGET [--identity FILE] [--agent NAME]
 
 SNAPSHOT is an id, a unique prefix of one, or `latest` (the newest by `created_at`, as agentbak
-names it; snapshots whose sidecar is unreadable or whose refs file is missing do not count). TARGET receives the *contents* of the
-snapshot's `state/` folder, exactly as `agentbak restore SNAPSHOT --target TARGET` without
-`--rehydrate` writes it: files with their placeholders, folders, symlinks as stored (except
-those whose target leaves TARGET, which are skipped as agentbak skips them), permission bits
-(set-user-ID and set-group-ID dropped) and modification times from the snapshot's index.
+names it; snapshots whose sidecar is unreadable or whose refs file is missing do not count).
+TARGET receives the *contents* of the snapshot's `state/` folder, exactly as `agentbak restore
+SNAPSHOT --target TARGET` without `--rehydrate` writes it: files with their placeholders,
+folders, symlinks as stored (except those whose target leaves TARGET, which are skipped as
+agentbak skips them), permission bits (set-user-ID and set-group-ID dropped) and modification
+times from the snapshot's index.
 
 Needs only python3 (3.11, standard library) and the stock `zstd` binary; `age` for an
 encrypted repository (`--identity FILE`, an age identity file or an unencrypted OpenSSH key;
@@ -311,13 +312,24 @@ class Packs:
         return os.path.join(self.repo, "packs", loc.pack[:2], name)
 
     def locate(self, chunk: str, where: str) -> Location:
-        """A copy of `chunk` whose pack file exists (any copy serves)."""
+        """A copy of `chunk` whose pack file exists, of the size its index says if one is (any
+        copy serves; a pack of another size is refused when it is read)."""
         locs = self.chunks.get(chunk)
         if not locs:
             raise Corrupt(f"{where}: chunk {chunk} is in no index file of the repository")
+        present = []
         for loc in locs:
-            if loc.pack in self.plain or os.path.exists(self.pack_path(loc)):
+            if loc.pack in self.plain:
                 return loc
+            try:
+                size = os.path.getsize(self.pack_path(loc))
+            except FileNotFoundError:
+                continue
+            if size == loc.size:
+                return loc
+            present.append(loc)
+        if present:
+            return present[0]
         missing = ", ".join(self.pack_path(loc) for loc in locs)
         raise Corrupt(f"{where}: chunk {chunk} is in pack files that are missing: {missing}")
 

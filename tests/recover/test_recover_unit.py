@@ -159,6 +159,24 @@ class Recovers(Base):
         self.assertEqual(code, 0, err)
         self.assertEqual(describe(self.target), describe(self.state))
 
+    def test_a_copy_of_the_right_size_is_read_before_a_truncated_one(self) -> None:
+        self.fixture()
+        first = sorted(glob.glob(os.path.join(self.repo, "index", "*.json")))[0]
+        with open(first) as f:
+            pack = json.load(f)["packs"][0]
+        old = os.path.join(self.repo, "packs", pack["id"][:2], pack["id"])
+        with open(old, "rb") as f:
+            data = f.read()
+        os.makedirs(os.path.join(self.repo, "packs", "ff"), exist_ok=True)
+        with open(os.path.join(self.repo, "packs", "ff", "f" * 64), "wb") as f:
+            f.write(data)
+        with open(os.path.join(self.repo, "index", "prune-20261205T100000Z-0000.json"), "w") as f:
+            json.dump({"format": 2, "packs": [{**pack, "id": "f" * 64}]}, f)
+        os.truncate(old, len(data) - 1)
+        code, err = run(self.repo, "latest", self.target)
+        self.assertEqual(code, 0, err)
+        self.assertEqual(describe(self.target), describe(self.state))
+
     def test_set_id_bits_are_dropped_and_folders_get_their_modes(self) -> None:
         entries = [dir_entry("state", 0o750), dir_entry("state/d", 0o500), file_entry("state/d/x", b"x", 0o4755)]
         self.custom(entries, {"state/d/x": b"x"})
