@@ -4,11 +4,13 @@
 Usage:
     scripts/recover.py REPO SNAPSHOT TARGET [--identity FILE] [--agent NAME]
 
-SNAPSHOT is an id, a unique prefix of one, or `latest`. TARGET receives the *contents* of the
-snapshot's `state/` folder, exactly as `agentbak restore SNAPSHOT --target TARGET` without
-`--rehydrate` writes it: files with their placeholders, folders, symlinks as stored (except
-those whose target leaves TARGET, which are skipped as agentbak skips them), permission bits
-(set-user-ID and set-group-ID dropped) and modification times from the snapshot's index.
+SNAPSHOT is an id, a unique prefix of one, or `latest` (the newest by `created_at`, as agentbak
+names it; snapshots whose sidecar is unreadable or whose refs file is missing do not count).
+TARGET receives the *contents* of the snapshot's `state/` folder, exactly as `agentbak restore
+SNAPSHOT --target TARGET` without `--rehydrate` writes it: files with their placeholders,
+folders, symlinks as stored (except those whose target leaves TARGET, which are skipped as
+agentbak skips them), permission bits (set-user-ID and set-group-ID dropped) and modification
+times from the snapshot's index.
 
 Needs only python3 (3.11, standard library) and the stock `zstd` binary; `age` for an
 encrypted repository (`--identity FILE`, an age identity file or an unencrypted OpenSSH key;
@@ -33,8 +35,11 @@ or unsafe, or cannot be decrypted. See docs/format.md, "Format 2".
 from __future__ import annotations
 
 import argparse
+import calendar
+import datetime
 import json
 import os
+import re
 import secrets
 import shutil
 import socket
@@ -92,27 +97,78 @@ def read_json(path: str, what: str) -> object:
 # The snapshot's sidecar
 
 
+ARCHIVE_SUFFIXES = (".tar.zst.age", ".tar.zst", ".refs")
+RFC3339 = re.compile(r"(\d{4})-(\d\d)-(\d\d)[Tt](\d\d):(\d\d):(\d\d)(?:\.(\d+))?([Zz]|[+-]\d\d:\d\d)")
+
+
+def created_ns(value: object) -> int | None:
+    """An RFC 3339 time (the sidecar's `created_at`) as nanoseconds since the epoch; None when
+    it is not one. Python's datetime stops at microseconds; agentbak orders by nanoseconds."""
+    m = RFC3339.fullmatch(value) if isinstance(value, str) else None
+    if m is None:
+        return None
+    year, month, day, hour, minute, second = (int(g) for g in m.groups()[:6])
+    try:
+        secs = calendar.timegm((year, month, day, hour, minute, second, 0, 0, 0))
+        datetime.date(year, month, day)
+    except (ValueError, OverflowError):
+        return None
+    if hour > 23 or minute > 59 or second > 59:
+        return None
+    zone = m.group(8)
+    if zone not in ("Z", "z"):
+        sign = 1 if zone[0] == "+" else -1
+        secs -= sign * (int(zone[1:3]) * 3600 + int(zone[4:6]) * 60)
+    frac = (m.group(7) or "")[:9].ljust(9, "0")
+    return secs * 1_000_000_000 + int(frac)
+
+
 def find_sidecar(repo: str, wanted: str, agent: str | None) -> dict:
-    """The sidecar named by `wanted` (id, unique prefix, `latest`), among `agent`'s if given."""
+    """The sidecar named by `wanted` (id, unique prefix, `latest`), among `agent`'s if given.
+
+    Names resolve as agentbak resolves them: only complete snapshots count (a sidecar that
+    parses, names its own id and an archive or refs file `<id>.…` that exists), ordered by
+    `created_at`, then id (two snapshots of one second have ids in random order); `latest` is
+    the last. A sidecar whose refs file is missing is still recovered when named by its full id.
+    """
     folder = os.path.join(repo, "snapshots")
     try:
         names = sorted(os.listdir(folder))
     except FileNotFoundError:
         raise Usage(f"{folder}: no such folder; is {repo} an agentbak repository?") from None
-    sidecars = {}
+    sidecars: dict[str, dict] = {}
+    incomplete: dict[str, dict] = {}
     for name in names:
         if not name.endswith(".json"):
             continue
         sid = name[: -len(".json")]
-        doc = read_json(os.path.join(folder, name), "a sidecar")
-        if not isinstance(doc, dict) or doc.get("id") != sid:
-            warn(f"{folder}/{name}: not a sidecar of snapshot {sid}; ignored")
+        path = os.path.join(folder, name)
+        try:
+            doc = read_json(path, "a sidecar")
+        except Corrupt as e:
+            warn(f"{e}; ignored")
+            continue
+        archive = doc.get("archive") if isinstance(doc, dict) else None
+        stem = next((archive[: -len(s)] for s in ARCHIVE_SUFFIXES if isinstance(archive, str) and archive.endswith(s)), None)
+        if not isinstance(doc, dict) or doc.get("id") != sid or stem != sid:
+            warn(f"{path}: not a sidecar of snapshot {sid} (it must name {sid} and its archive {sid}.…); ignored")
+            continue
+        created = created_ns(doc.get("created_at"))
+        if created is None:
+            warn(f"{path}: `created_at` is not an RFC 3339 time; ignored")
             continue
         if agent is not None and doc.get("agent") != agent:
             continue
-        sidecars[sid] = doc
+        doc["_created_ns"] = created
+        if os.path.isfile(os.path.join(folder, archive)):
+            sidecars[sid] = doc
+        else:
+            incomplete[sid] = doc
+    if wanted in incomplete:
+        warn(f"{folder}/{incomplete[wanted]['archive']} is missing: agentbak does not list snapshot {wanted}; recovering it anyway")
+        return incomplete[wanted]
     if not sidecars:
-        raise Usage(f"{folder}: no snapshot" + (f" of agent {agent}" if agent else ""))
+        raise Usage(f"{folder}: no complete snapshot" + (f" of agent {agent}" if agent else ""))
     if wanted == "latest":
         agents = {d.get("agent") for d in sidecars.values()}
         if len(agents) > 1:
@@ -120,10 +176,10 @@ def find_sidecar(repo: str, wanted: str, agent: str | None) -> dict:
                 f"{folder} holds snapshots of several agents ({', '.join(sorted(map(str, agents)))});"
                 " name one with --agent"
             )
-        return sidecars[max(sidecars)]
+        return max(sidecars.values(), key=lambda d: (d["_created_ns"], d["id"]))
     if wanted in sidecars:
         return sidecars[wanted]
-    matches = [s for s in sidecars if s.startswith(wanted)]
+    matches = [s for s in sidecars if wanted and s.startswith(wanted)]
     if len(matches) == 1:
         return sidecars[matches[0]]
     if not matches:
@@ -201,6 +257,7 @@ def zstd_decompress(data: bytes, expected: int, where: str) -> bytes:
 @dataclass
 class Location:
     pack: str
+    size: int
     encrypted: bool
     offset: int
     length: int
@@ -234,10 +291,10 @@ class Packs:
                 at = f"{path}: packs[{i}]"
                 if not isinstance(pack, dict) or not is_chunk_id(pack.get("id")):
                     raise Corrupt(f"{at}: no valid pack id")
-                enc = pack.get("encrypted")
-                blobs = pack.get("blobs")
-                if not isinstance(enc, bool) or not isinstance(blobs, list):
-                    raise Corrupt(f"{at}: `encrypted` or `blobs` is missing or malformed")
+                enc, size, blobs = pack.get("encrypted"), pack.get("size"), pack.get("blobs")
+                size_ok = isinstance(size, int) and not isinstance(size, bool) and size >= 0
+                if not isinstance(enc, bool) or not size_ok or not isinstance(blobs, list):
+                    raise Corrupt(f"{at}: `encrypted`, `size` or `blobs` is missing or malformed")
                 for j, blob in enumerate(blobs):
                     ok = (
                         isinstance(blob, list)
@@ -247,7 +304,7 @@ class Packs:
                     )
                     if not ok:
                         raise Corrupt(f"{at}.blobs[{j}]: not [chunk id, offset, length, raw length]")
-                    loc = Location(pack["id"], enc, blob[1], blob[2], blob[3])
+                    loc = Location(pack["id"], size, enc, blob[1], blob[2], blob[3])
                     self.chunks.setdefault(blob[0], []).append(loc)
 
     def pack_path(self, loc: Location) -> str:
@@ -255,13 +312,24 @@ class Packs:
         return os.path.join(self.repo, "packs", loc.pack[:2], name)
 
     def locate(self, chunk: str, where: str) -> Location:
-        """A copy of `chunk` whose pack file exists (any copy serves)."""
+        """A copy of `chunk` whose pack file exists, of the size its index says if one is (any
+        copy serves; a pack of another size is refused when it is read)."""
         locs = self.chunks.get(chunk)
         if not locs:
             raise Corrupt(f"{where}: chunk {chunk} is in no index file of the repository")
+        present = []
         for loc in locs:
-            if loc.pack in self.plain or os.path.exists(self.pack_path(loc)):
+            if loc.pack in self.plain:
                 return loc
+            try:
+                size = os.path.getsize(self.pack_path(loc))
+            except FileNotFoundError:
+                continue
+            if size == loc.size:
+                return loc
+            present.append(loc)
+        if present:
+            return present[0]
         missing = ", ".join(self.pack_path(loc) for loc in locs)
         raise Corrupt(f"{where}: chunk {chunk} is in pack files that are missing: {missing}")
 
@@ -269,6 +337,9 @@ class Packs:
         if loc.pack in self.plain:
             return self.plain[loc.pack]
         path = self.pack_path(loc)
+        stored = os.path.getsize(path)
+        if stored != loc.size:
+            raise Corrupt(f"{path}: the pack holds {stored} bytes, the index says {loc.size}")
         if not loc.encrypted:
             self.plain[loc.pack] = path
             return path
@@ -449,7 +520,7 @@ def read_tree(packs: Packs, sidecar: dict) -> dict:
     if not isinstance(index, dict) or not isinstance(index.get("entries"), list) or not isinstance(files, dict):
         raise Corrupt(f"snapshot {sid}: the tree lacks `index.entries` or `files`")
     if index.get("snapshot_id") != sid:
-        warn(f"snapshot {sid}: its tree's index names snapshot {index.get('snapshot_id')!r}")
+        raise Corrupt(f"snapshot {sid}: the tree belongs to another snapshot ({index.get('snapshot_id')!r})")
     return tree
 
 

@@ -23,6 +23,7 @@ mod packs;
 mod packs_check;
 mod promises;
 mod prune;
+mod recover;
 mod redact_arbitrary;
 mod redact_roundtrip;
 mod repo;

@@ -78,7 +78,7 @@ class RepoWriter:
     def add(self, raw: bytes) -> str:
         cid = hashlib.sha256(raw).hexdigest()
         self.refs.add(cid)
-        self.stored["chunks"] += 1
+        self.stored["chunks"] = len(self.refs)  # distinct ids, as the refs file holds them
         if cid in self.known:
             return cid
         self.known.add(cid)

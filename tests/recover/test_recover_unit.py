@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import glob
+import hashlib
 import importlib.util
 import io
 import json
@@ -158,6 +159,24 @@ class Recovers(Base):
         self.assertEqual(code, 0, err)
         self.assertEqual(describe(self.target), describe(self.state))
 
+    def test_a_copy_of_the_right_size_is_read_before_a_truncated_one(self) -> None:
+        self.fixture()
+        first = sorted(glob.glob(os.path.join(self.repo, "index", "*.json")))[0]
+        with open(first) as f:
+            pack = json.load(f)["packs"][0]
+        old = os.path.join(self.repo, "packs", pack["id"][:2], pack["id"])
+        with open(old, "rb") as f:
+            data = f.read()
+        os.makedirs(os.path.join(self.repo, "packs", "ff"), exist_ok=True)
+        with open(os.path.join(self.repo, "packs", "ff", "f" * 64), "wb") as f:
+            f.write(data)
+        with open(os.path.join(self.repo, "index", "prune-20261205T100000Z-0000.json"), "w") as f:
+            json.dump({"format": 2, "packs": [{**pack, "id": "f" * 64}]}, f)
+        os.truncate(old, len(data) - 1)
+        code, err = run(self.repo, "latest", self.target)
+        self.assertEqual(code, 0, err)
+        self.assertEqual(describe(self.target), describe(self.state))
+
     def test_set_id_bits_are_dropped_and_folders_get_their_modes(self) -> None:
         entries = [dir_entry("state", 0o750), dir_entry("state/d", 0o500), file_entry("state/d/x", b"x", 0o4755)]
         self.custom(entries, {"state/d/x": b"x"})
@@ -168,6 +187,47 @@ class Recovers(Base):
         self.assertEqual(stat.S_IMODE(os.stat(self.target).st_mode), 0o750)
         os.chmod(os.path.join(self.target, "d"), 0o700)
 
+
+    def test_latest_is_the_newest_by_created_at_then_id_as_agentbak(self) -> None:
+        # Two snapshots of one second: their ids' random digits do not tell which is newer.
+        writer = make_fixture.RepoWriter(self.repo)
+        data = {1: b"first", 2: b"second", 3: b"third"}
+        cases = [
+            ("20261205T090000Z-ffffffff", "2026-12-05T09:00:00.100000001Z", 1),
+            ("20261205T090000Z-00000000", "2026-12-05T09:00:00.100000002Z", 2),
+            # 08:59:59 in UTC, whatever its id says: older than both.
+            ("20261205T090001Z-99999999", "2026-12-05T09:59:59+01:00", 3),
+        ]
+        for sid, created, n in cases:
+            writer.snapshot(sid, [file_entry("state/f", data[n])], {"state/f": data[n]}, created=created)
+        code, err = run(self.repo, "latest", self.target)
+        self.assertEqual(code, 0, err)
+        self.assertIn("recovered snapshot 20261205T090000Z-00000000", err)
+        with open(os.path.join(self.target, "f"), "rb") as f:
+            self.assertEqual(f.read(), b"second")
+        self.assertEqual(recover.created_ns("2026-12-05T09:00:00.1Z") - recover.created_ns("2026-12-05T09:00:00Z"), 100_000_000)
+        for bad in ["2026-12-05 09:00:00Z", "2026-02-30T09:00:00Z", "2026-12-05T09:00:00", 7, None]:
+            self.assertIsNone(recover.created_ns(bad), bad)
+
+    def test_only_complete_snapshots_are_named_as_agentbak_names_them(self) -> None:
+        self.fixture()
+        # The newer snapshot's refs file is gone (agentbak lists it as an orphan, not as a
+        # snapshot), and a sidecar that does not parse lies beside them.
+        os.unlink(os.path.join(self.repo, "snapshots", IDS[1] + ".refs"))
+        with open(os.path.join(self.repo, "snapshots", "20261205T100000Z-dddddddd.json"), "w") as f:
+            f.write("{not json")
+        code, err = run(self.repo, "latest", self.target)
+        self.assertEqual(code, 0, err)
+        self.assertIn(f"recovered snapshot {IDS[0]}", err)
+        self.assertIn("20261205T100000Z-dddddddd.json: a sidecar is not valid JSON", err)
+        shutil.rmtree(self.target)
+        code, err = run(self.repo, "20261205T08", self.target)
+        self.assertEqual(code, 2, err)
+        # Named by its full id, it is still recovered, with a warning.
+        code, err = run(self.repo, IDS[1], self.target)
+        self.assertEqual(code, 0, err)
+        self.assertIn(f"agentbak does not list snapshot {IDS[1]}", err)
+        self.assertEqual(describe(self.target), describe(self.state))
 
     def test_an_index_without_the_state_folder_entry(self) -> None:
         # agentbak's snapshots list `state/...` entries only; the folder itself is then 0700.
@@ -251,6 +311,28 @@ class Refuses(Base):
                 f.write(bytes([b[0] ^ 0x55]))
         code, err = run(self.repo, "latest", self.target)
         self.assertEqual(code, 5, err)
+        self.assert_nothing_written()
+
+    def test_a_pack_of_another_size_than_its_index_says(self) -> None:
+        self.fixture()
+        path = sorted(glob.glob(os.path.join(self.repo, "packs", "*", "*")))[0]
+        with open(path, "ab") as f:
+            f.write(b"\0")
+        code, err = run(self.repo, IDS[0], self.target)
+        self.assertEqual(code, 5, err)
+        self.assertIn(f"{path}: the pack holds {os.path.getsize(path)} bytes, the index says {os.path.getsize(path) - 1}", err)
+        self.assert_nothing_written()
+
+    def test_a_tree_of_another_snapshot(self) -> None:
+        entries = [file_entry("state/f", b"x")]
+        other = "20261205T080000Z-eeeeeeee"
+        index = {"format": 1, "tool_version": "0.1.0", "agent": "kevin", "snapshot_id": other,
+                 "created_at": "2026-12-05T08:00:00Z", "entries": entries, "secrets": []}
+        tree = json.dumps({"format": 2, "index": index, "files": {"state/f": {"chunks": [hashlib.sha256(b"x").hexdigest()]}}}).encode()
+        sid = self.custom(entries, {"state/f": b"x"}, tree_override=tree)
+        code, err = run(self.repo, sid, self.target)
+        self.assertEqual(code, 5, err)
+        self.assertIn(f"the tree belongs to another snapshot ('{other}')", err)
         self.assert_nothing_written()
 
     def test_a_raw_length_the_frame_does_not_state(self) -> None:
@@ -413,7 +495,9 @@ class Refuses(Base):
     def test_a_format_1_snapshot_is_pointed_to_zstd_and_tar(self) -> None:
         os.makedirs(os.path.join(self.repo, "snapshots"))
         with open(os.path.join(self.repo, "snapshots", IDS[0] + ".json"), "w") as f:
-            json.dump({"format": 1, "id": IDS[0], "agent": "kevin", "archive": IDS[0] + ".tar.zst"}, f)
+            json.dump({"format": 1, "id": IDS[0], "agent": "kevin", "created_at": "2026-12-05T07:00:00Z",
+                       "archive": IDS[0] + ".tar.zst"}, f)
+        open(os.path.join(self.repo, "snapshots", IDS[0] + ".tar.zst"), "wb").close()
         code, err = run(self.repo, "latest", self.target)
         self.assertEqual(code, 2, err)
         self.assertIn("| tar -x", err)
