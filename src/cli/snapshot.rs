@@ -4,6 +4,7 @@
 //! blockers and warnings go to stderr. Quiet when all is well, as cron wants.
 
 use std::fmt::Write as _;
+use std::io::IsTerminal;
 use std::time::Duration;
 
 use super::{Cli, SnapshotArgs, load_manifest, write_stdout};
@@ -18,8 +19,16 @@ pub(super) fn snapshot(cli: &Cli, args: &SnapshotArgs) -> Result<ExitCode> {
         dry_run: args.dry_run,
         push_secrets: args.push_secrets,
         wait: args.wait.map(Duration::from_secs),
+        // On a terminal only: under cron a snapshot is quiet unless something needs attention.
+        progress: std::io::stderr().is_terminal() && !cli.quiet && !cli.json,
     };
     let report = run_snapshot(&manifest, &options)?;
+    let summary = summary(&report);
+    if options.progress {
+        eprintln!("{summary}");
+    } else {
+        tracing::info!("{summary}");
+    }
     if cli.json {
         let mut out = serde_json::to_vec_pretty(&report).expect("a report serializes");
         out.push(b'\n');
@@ -33,6 +42,26 @@ pub(super) fn snapshot(cli: &Cli, args: &SnapshotArgs) -> Result<ExitCode> {
         }
     }
     Ok(report.exit_code())
+}
+
+/// The end summary: files, new and stored bytes, duration.
+fn summary(r: &SnapshotReport) -> String {
+    let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
+    let what = match &r.id {
+        Some(id) => format!("snapshot {id}"),
+        None if r.dry_run => "dry run".to_string(),
+        None => "no snapshot".to_string(),
+    };
+    format!(
+        "{what}: {} files ({} unchanged, not read), {:.1} MiB; {:.1} MiB new, {:.1} MiB stored; \
+         {:.2} s",
+        r.files,
+        r.reused_files,
+        mib(r.bytes),
+        mib(r.new_bytes),
+        mib(r.archive_size),
+        r.duration_ms as f64 / 1000.0
+    )
 }
 
 /// The report for people: what needs attention, then (on a dry run) what would be redacted.

@@ -56,6 +56,8 @@ pub(super) struct Input<'a> {
     pub info: SnapshotInfo,
     /// How the sink is named in errors (the temporary file, or `<dry run>`).
     pub name: String,
+    /// Advanced by each file's size as it is done.
+    pub progress: Option<&'a indicatif::ProgressBar>,
 }
 
 /// Writes the archive into `sink` and fills the report's redactions, findings and counts.
@@ -85,6 +87,7 @@ pub(super) fn write(
     let (sink, size, digest) = written.closed;
     sink.flush().map_err(|e| Error::io(&name, e))?;
     report.archive_size = size;
+    report.new_bytes = written.counts.bytes;
     Ok(Ok(Archived {
         size,
         blake3: crate::archive::hex(&digest),
@@ -137,6 +140,7 @@ pub(super) fn write_packs(
     gate_verdict(gate, report, &written.blockers);
     let finished = written.closed.finish(written.index)?;
     report.archive_size = finished.stored_bytes;
+    report.new_bytes = finished.new_bytes;
     Ok(Ok(Packed {
         finished,
         complete: written.complete,
@@ -184,6 +188,14 @@ pub(super) fn write_entries<B: Body>(
     let mut text_files = BTreeSet::new();
     // File contents, read whole, one file after another; zeroized when the attempt ends.
     let mut read_buf = Zeroizing::new(Vec::new());
+    let mut files = 0u64;
+    let mut done = |size: u64| {
+        if let Some(bar) = input.progress {
+            files += 1;
+            bar.inc(size);
+            bar.set_message(format!("{files} files"));
+        }
+    };
     for entry in &input.walked.entries {
         let meta = EntryMeta {
             mode: entry.mode,
@@ -216,6 +228,7 @@ pub(super) fn write_entries<B: Body>(
         {
             writer.record_unread(&entry.rel, meta, unread.size, unread.blake3)?;
             report.reused_files += 1;
+            done(size);
             locations.extend(unread.secrets);
             continue;
         }
@@ -255,6 +268,7 @@ pub(super) fn write_entries<B: Body>(
                     complete = false;
                 }
             }
+            done(size);
             continue;
         }
         let held = if file_rules.is_empty() {
@@ -289,6 +303,7 @@ pub(super) fn write_entries<B: Body>(
         let len = redacted.output.len() as u64;
         writer.append_bytes(&entry.rel, meta, &redacted.output)?;
         gate.end_entry(len);
+        done(size);
         push_locations(
             &mut locations,
             &entry.rel,

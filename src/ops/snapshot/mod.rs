@@ -74,6 +74,8 @@ pub struct SnapshotOptions {
     pub push_secrets: bool,
     /// Wait this long for another run's lock.
     pub wait: Option<Duration>,
+    /// Draw a progress bar on stderr (files, bytes, throughput): for a terminal.
+    pub progress: bool,
 }
 
 /// One redacted location, for the report (never a value).
@@ -141,6 +143,11 @@ pub struct SnapshotReport {
     /// Files the incremental repository took from the parent snapshot without reading them
     /// (unchanged size, times and inode, under the same known values and rules).
     pub reused_files: u64,
+    /// Bytes of new chunks (before compression) the snapshot added to the repository (the
+    /// whole content for an archive).
+    pub new_bytes: u64,
+    /// How long the snapshot took, in milliseconds.
+    pub duration_ms: u64,
 }
 
 impl Report for SnapshotReport {
@@ -160,7 +167,10 @@ impl Report for SnapshotReport {
 pub fn snapshot(m: &Manifest, opts: &SnapshotOptions) -> Result<SnapshotReport> {
     // A name that holds a secret is masked in the report, the logs and any error (`names`).
     let mut masks = NameMasks::default();
-    run(m, opts, &mut masks).map_err(|e| names::mask_error(&masks, e))
+    let started = std::time::Instant::now();
+    let mut report = run(m, opts, &mut masks).map_err(|e| names::mask_error(&masks, e))?;
+    report.duration_ms = started.elapsed().as_millis() as u64;
+    Ok(report)
 }
 
 fn run(m: &Manifest, opts: &SnapshotOptions, masks: &mut NameMasks) -> Result<SnapshotReport> {
@@ -218,6 +228,7 @@ fn run(m: &Manifest, opts: &SnapshotOptions, masks: &mut NameMasks) -> Result<Sn
             tracing::warn!("{}", masks.mask(&format!("{}: {}", s.rel, s.reason)));
         }
 
+        let progress = opts.progress.then(|| progress_bar(&walked));
         let now = Utc::now();
         let id = SnapshotId::new(now);
         let info = SnapshotInfo {
@@ -247,6 +258,7 @@ fn run(m: &Manifest, opts: &SnapshotOptions, masks: &mut NameMasks) -> Result<Sn
                     text_rules: text_rules.as_ref(),
                     info,
                     name: r.root().join("packs").display().to_string(),
+                    progress: progress.as_ref(),
                 };
                 archive::write_packs(
                     input,
@@ -275,6 +287,7 @@ fn run(m: &Manifest, opts: &SnapshotOptions, masks: &mut NameMasks) -> Result<Sn
                         || "<dry run>".to_string(),
                         |p| p.tmp_path().display().to_string(),
                     ),
+                    progress: progress.as_ref(),
                 };
                 let mut nowhere = std::io::sink();
                 let sink: &mut dyn Write = match pending.as_mut() {
@@ -285,6 +298,9 @@ fn run(m: &Manifest, opts: &SnapshotOptions, masks: &mut NameMasks) -> Result<Sn
                     .map(|archived| Attempt::Archive(pending, archived))
             }
         };
+        if let Some(bar) = &progress {
+            bar.finish_and_clear();
+        }
         let written = match written {
             Ok(written) => written,
             Err(Changed(rel)) if attempt < MAX_ATTEMPTS => {
@@ -580,6 +596,28 @@ fn sign(m: &Manifest, stores: &Stores, sidecar: &mut Sidecar, report: &mut Snaps
             sidecar.degraded.push("unsigned".to_string());
         }
     }
+}
+
+/// A progress bar over the walk's file bytes: files done, bytes, throughput.
+fn progress_bar(walked: &Walk) -> indicatif::ProgressBar {
+    let total = walked
+        .entries
+        .iter()
+        .map(|e| match e.kind {
+            walk::EntryKind::File { size } => size,
+            _ => 0,
+        })
+        .sum();
+    let bar = indicatif::ProgressBar::new(total);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{spinner} snapshot {msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} {eta}",
+        )
+        .expect("the template parses")
+        .progress_chars("=> "),
+    );
+    bar.set_message("0 files");
+    bar
 }
 
 /// How many times a snapshot starts over to take newly captured secrets into account.

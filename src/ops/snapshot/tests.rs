@@ -70,6 +70,7 @@ fn attempt(s: &Setup, budget: usize) -> (Result<archive::Archived, Changed>, Vec
             created_at: Utc::now(),
         },
         name: "<test>".into(),
+        progress: None,
     };
     let mut sink = Vec::new();
     let result = archive::write(
