@@ -128,6 +128,7 @@ fn produce(
 ) -> Result<()> {
     let mut out = Out {
         tx,
+        gone: false,
         tar: tar::Builder::new(Vec::new()),
         compressor: zstd::bulk::Compressor::new(1).map_err(|e| Error::io("<zstd>", e))?,
     };
@@ -137,6 +138,10 @@ fn produce(
     let mut packs = PackReader::new(repo.root(), index, identity);
     let result = (|| -> Result<()> {
         for entry in &tree.index.entries {
+            if out.gone {
+                // The reader stopped (it failed, or refused the stream): nothing more to read.
+                return Ok(());
+            }
             let meta = crate::archive::EntryMeta {
                 mode: entry.mode,
                 mtime: entry.mtime,
@@ -209,6 +214,8 @@ fn produce(
 
 struct Out<'t> {
     tx: &'t SyncSender<io::Result<Vec<u8>>>,
+    /// Whether the reader is gone.
+    gone: bool,
     /// Headers and padding not sent yet (the builder writes into its `Vec`).
     tar: tar::Builder<Vec<u8>>,
     compressor: zstd::bulk::Compressor<'static>,
@@ -216,8 +223,9 @@ struct Out<'t> {
 
 impl Out<'_> {
     /// Sends a frame; false when the reader is gone.
-    fn send(&self, frame: Vec<u8>) -> bool {
-        self.tx.send(Ok(frame)).is_ok()
+    fn send(&mut self, frame: Vec<u8>) -> bool {
+        self.gone = self.gone || self.tx.send(Ok(frame)).is_err();
+        !self.gone
     }
 
     /// Sends the plain bytes gathered as one frame.

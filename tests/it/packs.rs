@@ -474,3 +474,22 @@ fn honest_tree(p: &Project, sidecar: &serde_json::Value) -> Vec<u8> {
     }
     out
 }
+
+#[test]
+fn the_end_summary_is_logged_at_info_and_cron_sees_nothing() {
+    let p = project();
+    snapshot(&p);
+    // Not a terminal, as under cron: stdout has the id, stderr nothing.
+    let out = run(&p, &["snapshot"]);
+    assert_eq!(out.status.code(), Some(0), "{}", all_output(&out));
+    assert!(out.stderr.is_empty(), "{}", all_output(&out));
+    // With -v, the summary: files, unchanged files, new and stored bytes, duration.
+    let out = run(&p, &["-v", "snapshot"]);
+    assert_eq!(out.status.code(), Some(0), "{}", all_output(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(": 4 files (3 unchanged, not read)"), "{err}");
+    assert!(
+        err.contains("MiB new,") && err.contains("MiB stored;"),
+        "{err}"
+    );
+}

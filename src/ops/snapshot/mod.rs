@@ -18,6 +18,13 @@
 //! 7. refuse (exit 4) on any blocker or finding, dropping the temporary file; else sign and
 //!    commit (`commit`).
 //!
+//! In the incremental repository (format 2, `packs`), step 6 writes the same tar stream
+//! through the gate, but stores each file's content as chunks (`packs`: only chunks the
+//! repository lacks, into unnamed packs), takes files unchanged since the last snapshot from
+//! the files cache without reading them (`cache`, under the same keyed fingerprint of the
+//! known values and rules), and step 7 names the packs, writes the refs file and then the
+//! sidecar (`PacksCommit`).
+//!
 //! Memory: rule files are kept from step 3 up to `known::MAX_HELD` in all; other small files
 //! (up to [`MAX_IN_MEMORY`]) are held one at a time; larger files stream from disk into the
 //! archive, and the gate still sees every byte.
@@ -530,14 +537,13 @@ impl PacksCommit<'_> {
             &self.repo.snapshots_dir().join(&refs_name),
             &refs,
         )?;
-        let mut counts = crate::archive::Counts {
+        let counts = crate::archive::Counts {
             files: report.files,
             dirs: report.dirs,
             symlinks: report.symlinks,
             bytes: report.bytes,
             secrets: tree.index.secrets.len() as u64,
         };
-        counts.files = tree.files.len() as u64;
         let mut sidecar = Sidecar {
             format: SIDECAR_FORMAT_PACKS,
             id: self.id.to_string(),
