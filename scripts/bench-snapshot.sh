@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Snapshot time and peak memory: `agentbak snapshot` against `tar -c | zstd -3 -T0` and
-# `restic backup` of the same tree, side by side in one run, best of N, with the ratios.
+# Snapshot time and peak memory: `agentbak snapshot` (the first snapshot into the default
+# incremental repository, and into `repository_format: archives`) against `tar -c | zstd -3
+# -T0` and `restic backup` of the same tree, side by side in one run, best of N, with the
+# ratios.
 # Issue 6's targets: at most 1.3x `tar | zstd -3 -T0`, peak RSS at most 100 MiB.
 #
 #   scripts/bench-snapshot.sh [SIZE_MIB] [RUNS]      (defaults: 500 3)
@@ -74,13 +76,21 @@ while written < target:
         f.write(data)
     written += len(data)
     i += 1
-json.dump({"version": 1, "agent": "bench", "state": "./state", "repository": "./repo",
-           "stores": {"env": {"kind": "env"}},
-           "secrets": [{"file": "config/credentials.json", "json": "/openai/api_key",
-                        "handle": "env:OPENAI_KEY", "ephemeral": True}]},
-          open(os.path.join(work, "agentbak.json"), "w"))
+# The default format (the incremental repository, whose chunk-id key needs a key/value store:
+# a local one) and, beside it, one archive per snapshot (`repository_format: archives`).
+for name, repo, fmt in (("agentbak.json", "./repo", "packs"),
+                        ("agentbak-archives.json", "./repo-a", "archives")):
+    json.dump({"version": 1, "agent": "bench", "state": "./state", "repository": repo,
+               "repository_format": fmt,
+               "stores": {"local": {"kind": "local", "path": "./keys/store.age",
+                                    "identity": "./keys/store.key"}},
+               "secrets": [{"file": "config/credentials.json", "json": "/openai/api_key",
+                            "handle": "local:agents/bench/openai#api_key"}]},
+              open(os.path.join(work, name), "w"))
 PY
 cat "$WORK"/state/*/*/* > /dev/null   # warm the page cache for everyone
+export AGENTBAK_CACHE_DIR="$WORK/cache"
+"$BIN" -q -m "$WORK/agentbak.json" secrets push > /dev/null
 
 best() { sort -n | head -1; }
 now() { date +%s.%N; }
@@ -95,15 +105,18 @@ time_rss() {
 }
 export RESTIC_PASSWORD=bench RESTIC_CACHE_DIR="$WORK/restic-cache"
 has_restic=$(command -v restic >/dev/null && echo 1 || echo 0)
-declare -a A T R
-AM=0; RM=0
+declare -a A T R F
+AM=0; RM=0; FM=0
 for run in $(seq "$RUNS"); do
-    rm -rf "$WORK/repo" "$WORK/out.tar.zst"; sync
+    rm -rf "$WORK/repo" "$WORK/repo-a" "$WORK/cache" "$WORK/out.tar.zst"; sync
     time_rss "$WORK/tz" sh -c "tar -C '$WORK' -cf - state | zstd -q -3 -T0 -o '$WORK/out.tar.zst'"
     T+=("$(cat "$WORK/tz.t")")
     sync
     time_rss "$WORK/ab" "$BIN" -q -m "$WORK/agentbak.json" snapshot
     A+=("$(cat "$WORK/ab.t")"); AM=$(( $(cat "$WORK/ab.m") > AM ? $(cat "$WORK/ab.m") : AM ))
+    sync
+    time_rss "$WORK/af" "$BIN" -q -m "$WORK/agentbak-archives.json" snapshot
+    F+=("$(cat "$WORK/af.t")"); FM=$(( $(cat "$WORK/af.m") > FM ? $(cat "$WORK/af.m") : FM ))
     if [ "$has_restic" = 1 ]; then
         rm -rf "$WORK/restic"; restic -q init -r "$WORK/restic" >/dev/null; sync
         time_rss "$WORK/rs" restic -q -r "$WORK/restic" backup "$WORK/state"
@@ -112,12 +125,15 @@ for run in $(seq "$RUNS"); do
 done
 TB=$(printf '%s\n' "${T[@]}" | best)
 AB=$(printf '%s\n' "${A[@]}" | best)
+FB=$(printf '%s\n' "${F[@]}" | best)
 SIZE=$(du -sm "$WORK/state" | cut -f1)
 printf 'snapshot of a %s MiB state, best of %s, load average %s\n' \
     "$SIZE" "$RUNS" "$(cut -d' ' -f1-3 /proc/loadavg)"
 printf '  tar | zstd -3 -T0    %7.2f s   %6.0f MiB/s\n' "$TB" "$(echo "$SIZE / $TB" | bc -l)"
 printf '  agentbak snapshot    %7.2f s   %6.0f MiB/s   peak RSS %s MiB   ratio %.2f (target <= 1.30)\n' \
     "$AB" "$(echo "$SIZE / $AB" | bc -l)" "$((AM / 1024))" "$(echo "$AB / $TB" | bc -l)"
+printf '  agentbak (archives)  %7.2f s   %6.0f MiB/s   peak RSS %s MiB   ratio %.2f\n' \
+    "$FB" "$(echo "$SIZE / $FB" | bc -l)" "$((FM / 1024))" "$(echo "$FB / $TB" | bc -l)"
 if [ "$has_restic" = 1 ]; then
     RB=$(printf '%s\n' "${R[@]}" | best)
     printf '  restic backup        %7.2f s   %6.0f MiB/s   peak RSS %s MiB   ratio %.2f\n' \
