@@ -6,7 +6,7 @@
 //! before it reads anything, [`SignatureVerifier::check`]), so that `ls` and `diff` never show
 //! what a writer of the repository forged as if it were the agent's.
 //!
-//! Invariants: an index holds no secret value (see [`crate::archive::index`]), and nothing
+//! Invariants: an index holds no secret value (see [`crate::archive::Index`]), and nothing
 //! here adds one: entries, handles and store versions only. The declared-handles check
 //! ([`crate::ops::trust::DeclaredHandles`]) is restore's: it guards what restore *fetches*,
 //! and `ls`/`diff` fetch nothing, so an old snapshot whose rules were since removed can still
