@@ -285,10 +285,9 @@ pub fn check(repo: &Repository, options: &CheckOptions<'_>) -> Result<CheckRepor
 /// Reads every index file: each malformed one is an error, the others make the index.
 fn load_index(c: &mut Checker<'_>) -> Result<ChunkIndex> {
     let dir = c.root.join("index");
-    let mut index = ChunkIndex::empty();
     let entries = match fs::read_dir(&dir) {
         Ok(entries) => entries,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(index),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(ChunkIndex::empty()),
         Err(e) => return Err(Error::io(&dir, e)),
     };
     let mut files = Vec::new();
@@ -305,16 +304,18 @@ fn load_index(c: &mut Checker<'_>) -> Result<ChunkIndex> {
         }
     }
     files.sort();
+    let mut packs = Vec::new();
     for path in files {
         c.summary.index_files += 1;
         match ChunkIndex::read_file(&path) {
-            Ok(packs) => packs.into_iter().for_each(|p| index.insert_pack(p)),
+            Ok(read) => packs.extend(read),
             Err(e) => {
                 let name = c.name(&path);
                 c.error(name, e.to_string());
             }
         }
     }
+    let index = ChunkIndex::from_packs(packs);
     c.summary.blobs = index.len() as u64;
     Ok(index)
 }
@@ -413,7 +414,7 @@ fn check_packs<'i>(
             .push(pack);
     }
     c.summary.packs = listed.len() as u64;
-    let mut live = ChunkIndex::empty();
+    let mut present = Vec::new();
     let mut lost = Vec::new();
     for ((id, encrypted), packs) in &listed {
         let first = packs[0];
@@ -441,9 +442,10 @@ fn check_packs<'i>(
                     file.size, first.size
                 ),
             ),
-            Some(_) => live.insert_pack(first.clone()),
+            Some(_) => present.push(first.clone()),
         }
     }
+    let live = ChunkIndex::from_packs(present);
     for (object, pack) in lost {
         let chunks = pack.blobs.len();
         let copies = pack.blobs.iter().filter(|b| live.contains(&b.id)).count();

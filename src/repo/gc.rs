@@ -174,10 +174,7 @@ pub fn collect(
         keep.extend(written);
     }
     // 2. One index of every pack kept, checked to hold every live chunk.
-    let mut consolidated = ChunkIndex::empty();
-    for pack in &keep {
-        consolidated.insert_pack(pack.clone());
-    }
+    let consolidated = ChunkIndex::from_packs(keep.clone());
     if let Some(missing) = live.iter().find(|id| !consolidated.contains(id)) {
         return Err(Error::Integrity(IntegrityError {
             archive: root.display().to_string(),

@@ -493,3 +493,110 @@ fn the_end_summary_is_logged_at_info_and_cron_sees_nothing() {
         "{err}"
     );
 }
+
+#[test]
+fn encrypted_packs_need_the_identity_to_restore_and_to_repack() {
+    let p = project();
+    let key = p.path().join("keys/backup.key");
+    let keygen = std::process::Command::new("age-keygen")
+        .arg("-o")
+        .arg(&key)
+        .output()
+        .unwrap();
+    assert!(keygen.status.success());
+    let recipient = String::from_utf8_lossy(&keygen.stderr)
+        .trim()
+        .trim_start_matches("Public key: ")
+        .to_string();
+    let manifest = fs::read_to_string(p.path().join("agentbak.json")).unwrap();
+    let manifest = manifest.replacen(
+        "\"stores\":",
+        &format!("\"encryption\": {{ \"recipients\": [\"{recipient}\"] }},\n  \"stores\":"),
+        1,
+    );
+    fs::write(p.path().join("agentbak.json"), manifest).unwrap();
+    p.file("big.bin", 0o644, &noise(7, 8 << 20));
+    let first = snapshot(&p);
+    assert_eq!(first["encrypted"], true);
+    let packs = files_in(&p.path().join("backups/packs"));
+    assert!(!packs.is_empty());
+    for pack in &packs {
+        assert!(
+            pack.to_string_lossy().ends_with(".age"),
+            "{}",
+            pack.display()
+        );
+        let bytes = fs::read(pack).unwrap();
+        assert!(bytes.starts_with(b"age-encryption.org/v1"));
+        assert!(!contains(&bytes, "step 1 read file"), "a pack is plaintext");
+    }
+    let id = first["id"].as_str().unwrap().to_string();
+    let out = run(&p, &["restore", &id, "--target", "no-key"]);
+    assert_ne!(out.status.code(), Some(0), "{}", all_output(&out));
+    assert!(!p.path().join("no-key").exists());
+    let key_arg = key.to_str().unwrap();
+    let out = run(
+        &p,
+        &[
+            "restore",
+            &id,
+            "--target",
+            "with-key",
+            "--rehydrate",
+            "--identity",
+            key_arg,
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", all_output(&out));
+    assert_eq!(
+        state_tree(&p.path().join("with-key")),
+        state_tree(&p.state())
+    );
+
+    // The big file goes: its pack is mostly dead. Without the identity it stays, and the
+    // report says why; with it, it is repacked.
+    fs::remove_file(p.state().join("big.bin")).unwrap();
+    snapshot(&p);
+    let out = run(&p, &["--json", "prune", "--keep-last", "1"]);
+    assert_eq!(out.status.code(), Some(0), "{}", all_output(&out));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["gc"]["sparse_kept"], 1, "{report:#}");
+    assert_eq!(report["gc"]["packs_repacked"], 0, "{report:#}");
+    let out = run(&p, &["prune", "--keep-last", "1"]);
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("repacking them needs --identity"),
+        "{}",
+        all_output(&out)
+    );
+    let out = run(
+        &p,
+        &["--json", "prune", "--keep-last", "1", "--identity", key_arg],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", all_output(&out));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["gc"]["packs_repacked"], 1, "{report:#}");
+    assert!(
+        report["gc"]["bytes_freed"].as_u64().unwrap() > 8 << 20,
+        "{report:#}"
+    );
+    for pack in files_in(&p.path().join("backups/packs")) {
+        assert!(
+            pack.to_string_lossy().ends_with(".age"),
+            "repacked packs are encrypted too"
+        );
+    }
+    let latest = run(
+        &p,
+        &[
+            "restore",
+            "latest",
+            "--target",
+            "after",
+            "--rehydrate",
+            "--identity",
+            key_arg,
+        ],
+    );
+    assert_eq!(latest.status.code(), Some(0), "{}", all_output(&latest));
+    assert_eq!(state_tree(&p.path().join("after")), state_tree(&p.state()));
+}

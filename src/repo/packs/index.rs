@@ -3,7 +3,6 @@
 //! An index file is untrusted input: it is parsed into bounded numbers and checked hex
 //! before anything uses it (a pack id becomes a path; an offset and a length become a read).
 
-use std::collections::HashMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 
@@ -16,24 +15,34 @@ use super::{
 use crate::error::{Error, Result};
 use crate::repo::sync_dir;
 
-/// An index file as JSON: `{"format": 2, "packs": [...]}`.
-#[derive(Serialize, Deserialize)]
+/// An index file as JSON: `{"format": 2, "packs": [...]}`, as written.
+#[derive(Serialize)]
 struct IndexFile {
     format: u32,
-    packs: Vec<PackJson>,
+    packs: Vec<PackJson<String>>,
+}
+
+/// An index file as read: the hex ids are borrowed from the file's bytes while it is parsed,
+/// so that a million chunk ids are not a million allocations. (An id with a JSON escape is
+/// refused: no honest index file has one.)
+#[derive(Deserialize)]
+struct IndexFileIn<'a> {
+    format: u32,
+    #[serde(borrow)]
+    packs: Vec<PackJson<&'a str>>,
 }
 
 /// A pack as JSON; blobs are `[chunk id, offset, length, raw length]`.
 #[derive(Serialize, Deserialize)]
-struct PackJson {
-    id: String,
+struct PackJson<S> {
+    id: S,
     size: u64,
     encrypted: bool,
-    blobs: Vec<(String, u64, u64, u64)>,
+    blobs: Vec<(S, u64, u64, u64)>,
 }
 
-impl PackJson {
-    fn of(pack: &PackInfo) -> PackJson {
+impl PackJson<String> {
+    fn of(pack: &PackInfo) -> PackJson<String> {
         PackJson {
             id: pack.id.clone(),
             size: pack.size,
@@ -48,16 +57,19 @@ impl PackJson {
                 .collect(),
         }
     }
+}
 
+impl<S: AsRef<str>> PackJson<S> {
     /// The pack this JSON describes, or why it describes none.
     fn check(self) -> std::result::Result<PackInfo, String> {
-        if parse_hex(&self.id).is_none() {
+        let id = self.id.as_ref();
+        if parse_hex(id).is_none() {
             return Err("id: expected 64 lowercase hex digits".into());
         }
         let mut blobs = Vec::with_capacity(self.blobs.len());
         for (i, (id, offset, length, raw_length)) in self.blobs.into_iter().enumerate() {
             let at = |reason: String| format!("blobs[{i}]: {reason}");
-            let id = parse_hex(&id)
+            let id = parse_hex(id.as_ref())
                 .ok_or_else(|| at("chunk id: expected 64 lowercase hex digits".into()))?;
             if length == 0 || length > u64::from(MAX_BLOB_LENGTH) {
                 return Err(at(format!(
@@ -86,7 +98,7 @@ impl PackJson {
             });
         }
         Ok(PackInfo {
-            id: self.id,
+            id: id.to_string(),
             size: self.size,
             encrypted: self.encrypted,
             blobs,
@@ -98,7 +110,7 @@ impl PackJson {
 fn parse_index_file(path: &Path, bytes: &[u8]) -> Result<Vec<PackInfo>> {
     let bad = |reason: String| malformed(path, reason);
     let mut de = serde_json::Deserializer::from_slice(bytes);
-    let file: IndexFile =
+    let file: IndexFileIn =
         serde_path_to_error::deserialize(&mut de).map_err(|e| bad(e.to_string()))?;
     de.end().map_err(|e| bad(e.to_string()))?;
     if file.format != FORMAT {
@@ -115,12 +127,15 @@ fn parse_index_file(path: &Path, bytes: &[u8]) -> Result<Vec<PackInfo>> {
 }
 
 /// The union of the repository's index files: where each chunk is stored.
+///
+/// Memory: the packs as listed, and one sorted `(chunk id, pack, blob)` entry per chunk, 40
+/// bytes (a hash map of a million chunks would take twice that, and twice again while it grows).
 #[derive(Debug, Default)]
 pub struct ChunkIndex {
     packs: Vec<PackInfo>,
-    /// Chunk → (pack, blob) positions in `packs`. A chunk listed twice keeps its first copy:
-    /// any copy serves.
-    chunks: HashMap<ChunkId, (u32, u32)>,
+    /// (chunk, pack, blob) positions in `packs`, sorted by chunk, one per chunk: a chunk
+    /// listed twice keeps its first copy (any copy serves).
+    chunks: Vec<(ChunkId, u32, u32)>,
     files: Vec<PathBuf>,
 }
 
@@ -146,12 +161,46 @@ impl ChunkIndex {
         files.sort();
         for path in files {
             let bytes = fs::read(&path).map_err(|e| Error::io(&path, e))?;
-            for pack in parse_index_file(&path, &bytes)? {
-                index.insert_pack(pack);
-            }
+            index.packs.extend(parse_index_file(&path, &bytes)?);
             index.files.push(path);
         }
+        index.sort_chunks();
         Ok(index)
+    }
+
+    /// An index of `packs` (listed in this order), without index files.
+    pub fn from_packs(packs: Vec<PackInfo>) -> ChunkIndex {
+        let mut index = ChunkIndex {
+            packs,
+            ..ChunkIndex::default()
+        };
+        index.sort_chunks();
+        index
+    }
+
+    /// Builds the sorted chunk entries of every pack, the first copy of each chunk kept.
+    fn sort_chunks(&mut self) {
+        let total = self.packs.iter().map(|p| p.blobs.len()).sum();
+        let mut chunks = Vec::with_capacity(total);
+        for (p, pack) in self.packs.iter().enumerate() {
+            let p = u32::try_from(p).expect("fewer than 2^32 packs");
+            for (b, blob) in pack.blobs.iter().enumerate() {
+                let b = u32::try_from(b).expect("fewer than 2^32 blobs in a pack");
+                chunks.push((blob.id, p, b));
+            }
+        }
+        // In place (a stable sort would take half as much again); (pack, blob) decide ties,
+        // so the first copy listed comes first and stays.
+        chunks.sort_unstable();
+        chunks.dedup_by(|later, first| later.0 == first.0);
+        chunks.shrink_to_fit();
+        self.chunks = chunks;
+    }
+
+    fn find(&self, id: &ChunkId) -> Option<(u32, u32)> {
+        let at = self.chunks.binary_search_by(|(c, _, _)| c.cmp(id)).ok()?;
+        let (_, pack, blob) = self.chunks[at];
+        Some((pack, blob))
     }
 
     /// The packs the one index file at `path` lists (for `check`, which reports every
@@ -168,12 +217,12 @@ impl ChunkIndex {
 
     /// Whether some pack holds chunk `id`.
     pub fn contains(&self, id: &ChunkId) -> bool {
-        self.chunks.contains_key(id)
+        self.find(id).is_some()
     }
 
     /// The pack and blob that hold chunk `id`.
     pub fn locate(&self, id: &ChunkId) -> Option<(&PackInfo, &Blob)> {
-        let &(pack, blob) = self.chunks.get(id)?;
+        let (pack, blob) = self.find(id)?;
         let pack = &self.packs[pack as usize];
         Some((pack, &pack.blobs[blob as usize]))
     }
@@ -198,14 +247,17 @@ impl ChunkIndex {
         self.chunks.is_empty()
     }
 
-    /// Adds a pack (after a commit), so that later lookups find its chunks.
+    /// Adds a pack (after a commit), so that later lookups find its chunks. Each call sorts
+    /// the entries again: for many packs at once, [`ChunkIndex::from_packs`].
     pub fn insert_pack(&mut self, pack: PackInfo) {
         let at = u32::try_from(self.packs.len()).expect("fewer than 2^32 packs");
         for (i, blob) in pack.blobs.iter().enumerate() {
             let i = u32::try_from(i).expect("fewer than 2^32 blobs in a pack");
-            self.chunks.entry(blob.id).or_insert((at, i));
+            self.chunks.push((blob.id, at, i));
         }
         self.packs.push(pack);
+        self.chunks.sort_unstable();
+        self.chunks.dedup_by(|later, first| later.0 == first.0);
     }
 }
 
