@@ -53,7 +53,16 @@ impl<'a> PackReader<'a> {
 
     /// The stored zstd frame of chunk `id`, exactly as in the pack (decrypted), checked to be
     /// one frame of the blob's length that states the chunk's raw length.
+    ///
+    /// The first copy listed is read; when it cannot be (its pack is missing or damaged), any
+    /// other copy an index file lists serves, and only when none does is the first copy's
+    /// error returned.
     pub fn read_blob(&mut self, id: &ChunkId) -> Result<Vec<u8>> {
+        self.read_any(id).map(|(bytes, _, _)| bytes)
+    }
+
+    /// [`PackReader::read_blob`], with the blob that was read and its pack's path.
+    fn read_any(&mut self, id: &ChunkId) -> Result<(Vec<u8>, Blob, PathBuf)> {
         let index = self.index;
         let (pack, blob) = index.locate(id).ok_or_else(|| {
             damaged(
@@ -61,6 +70,25 @@ impl<'a> PackReader<'a> {
                 format!("no index file lists chunk {}", hex(id)),
             )
         })?;
+        let first = match self.read_at(pack, blob, id) {
+            Ok(bytes) => return Ok((bytes, *blob, pack.path(&self.root))),
+            Err(e) => e,
+        };
+        let others = index
+            .packs()
+            .filter(|p| p.id != pack.id)
+            .filter_map(|p| p.blobs.iter().find(|b| b.id == *id).map(|b| (p, b)));
+        for (pack, blob) in others {
+            if let Ok(bytes) = self.read_at(pack, blob, id) {
+                tracing::info!("chunk {}: read from another copy ({first})", hex(id));
+                return Ok((bytes, *blob, pack.path(&self.root)));
+            }
+        }
+        Err(first)
+    }
+
+    /// The blob `blob` of `pack`, which stores chunk `id`.
+    fn read_at(&mut self, pack: &PackInfo, blob: &Blob, id: &ChunkId) -> Result<Vec<u8>> {
         let open = self.open_pack(pack, id)?;
         let mut bytes = vec![0; blob.length as usize];
         let read = match &mut open.source {
@@ -91,14 +119,13 @@ impl<'a> PackReader<'a> {
     /// Chunk `id`, decompressed; its length is checked against the index's raw length and
     /// its content against the frame's checksum.
     pub fn read_chunk(&mut self, id: &ChunkId) -> Result<Vec<u8>> {
-        let blob = self.read_blob(id)?;
-        let (pack, stored) = self.index.locate(id).expect("read_blob found it");
+        let (blob, stored, path) = self.read_any(id)?;
         let mut raw = Vec::with_capacity(stored.raw_length as usize);
         let decoded = zstd_safe::decompress(&mut raw, &blob);
         match decoded {
             Ok(n) if n == stored.raw_length as usize => Ok(raw),
             Ok(n) => Err(damaged(
-                &pack.path(&self.root),
+                &path,
                 format!(
                     "chunk {} decompresses to {n} bytes, the index says {}",
                     hex(id),
@@ -106,7 +133,7 @@ impl<'a> PackReader<'a> {
                 ),
             )),
             Err(code) => Err(damaged(
-                &pack.path(&self.root),
+                &path,
                 format!(
                     "chunk {} does not decompress: {}",
                     hex(id),

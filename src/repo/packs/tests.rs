@@ -591,3 +591,35 @@ fn chunk_ids_are_64_lowercase_hex() {
     assert_eq!(parse_hex(&format!("{}g", &text[1..])), None);
     assert_eq!(parse_hex(""), None);
 }
+
+#[test]
+fn a_chunk_is_read_from_another_copy_when_the_first_listed_pack_is_gone() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let data = chunks(4);
+    let (first, _) = write_and_commit(root, None, 0, &data, "a");
+    // The same chunks and one more: another pack, listed by a later index file.
+    let mut more = data.clone();
+    let extra = chunk(99, 5000);
+    more.push((id_of(&extra), extra));
+    let (second, _) = write_and_commit(root, None, 0, &more, "b");
+    assert_ne!(first[0].id, second[0].id);
+    fs::remove_file(first[0].path(root)).unwrap();
+    let index = ChunkIndex::load(root).unwrap();
+    assert_eq!(
+        index.locate(&data[0].0).unwrap().0.id,
+        first[0].id,
+        "the first copy listed is the one whose pack is gone"
+    );
+    let mut reader = PackReader::new(root, &index, None);
+    for (id, raw) in &data {
+        assert_eq!(&reader.read_chunk(id).unwrap(), raw);
+    }
+    // With no copy left, the first copy's error is what is said.
+    fs::remove_file(second[0].path(root)).unwrap();
+    let err = PackReader::new(root, &index, None)
+        .read_chunk(&data[0].0)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains(&first[0].id), "{err}");
+}
