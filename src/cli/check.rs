@@ -6,7 +6,7 @@ use std::io::IsTerminal;
 
 use clap::Args;
 
-use super::stats::human_size;
+use super::list::human_size;
 use super::{Cli, load_manifest, write_stdout};
 use crate::error::{ExitCode, Report as _, Result};
 use crate::ops::check::{self, CheckOptions, CheckReport, Severity};

@@ -101,7 +101,7 @@ pub(super) fn prune(cli: &Cli, args: &PruneArgs) -> Result<ExitCode> {
         let _ = writeln!(
             out,
             "{verb} {} ({} packs deleted, {} repacked into {}, {} unreferenced); {} chunks live",
-            human_bytes(gc.bytes_freed),
+            super::list::human_size(gc.bytes_freed),
             gc.packs_deleted,
             gc.packs_repacked,
             gc.packs_written,
@@ -113,16 +113,12 @@ pub(super) fn prune(cli: &Cli, args: &PruneArgs) -> Result<ExitCode> {
                 out,
                 "{} sparse encrypted packs kept ({} unused): repacking them needs --identity",
                 gc.sparse_kept,
-                human_bytes(gc.dead_bytes_left)
+                super::list::human_size(gc.dead_bytes_left)
             );
         }
     }
     write_stdout(out.as_bytes())?;
     Ok(ExitCode::Success)
-}
-
-fn human_bytes(n: u64) -> String {
-    super::list::human_size(n)
 }
 
 /// `agentbak forget ID...`: prints each id removed (or that would be).

@@ -2,6 +2,7 @@
 
 use std::fmt::Write as _;
 
+use super::list::human_size;
 use super::{Cli, load_manifest, write_stdout};
 use crate::error::{ExitCode, Result};
 use crate::ops::stats::{self, Scope, StatsReport};
@@ -82,19 +83,4 @@ fn scope(out: &mut String, s: &Scope) {
     }
     let _ = writeln!(out, "  dedup ratio         {}", ratio(s.dedup_ratio));
     let _ = writeln!(out, "  compression ratio   {}", ratio(s.compression_ratio));
-}
-
-/// Bytes in binary units with one decimal: `812 B`, `1.5 KiB`, `3.2 GiB`.
-pub(super) fn human_size(bytes: u64) -> String {
-    const UNITS: [&str; 5] = ["KiB", "MiB", "GiB", "TiB", "PiB"];
-    if bytes < 1024 {
-        return format!("{bytes} B");
-    }
-    let mut value = bytes as f64 / 1024.0;
-    let mut unit = 0;
-    while value >= 1024.0 && unit < UNITS.len() - 1 {
-        value /= 1024.0;
-        unit += 1;
-    }
-    format!("{value:.1} {}", UNITS[unit])
 }

@@ -243,6 +243,17 @@ fn run(m: &Manifest, opts: &SnapshotOptions, masks: &mut NameMasks) -> Result<Sn
             snapshot_id: id.to_string(),
             created_at: now,
         };
+        let input = |name: String| archive::Input {
+            m,
+            rules: &rules,
+            walked: &walked,
+            recipients: recipients.as_ref(),
+            masks: &*masks,
+            text_rules: text_rules.as_ref(),
+            info,
+            name,
+            progress: progress.as_ref(),
+        };
         let written = match (&repo, &lock, &packs) {
             (Some(r), Some(_), Some(p)) => {
                 let fingerprint = p.fingerprint(&known, m);
@@ -256,19 +267,8 @@ fn run(m: &Manifest, opts: &SnapshotOptions, masks: &mut NameMasks) -> Result<Sn
                     default_threads(),
                 )?;
                 let chunker = packs::Chunker::new(p.key, p.config.chunker, &p.index, writer);
-                let input = archive::Input {
-                    m,
-                    rules: &rules,
-                    walked: &walked,
-                    recipients: recipients.as_ref(),
-                    masks,
-                    text_rules: text_rules.as_ref(),
-                    info,
-                    name: r.root().join("packs").display().to_string(),
-                    progress: progress.as_ref(),
-                };
                 archive::write_packs(
-                    input,
+                    input(r.root().join("packs").display().to_string()),
                     &mut known,
                     detector.clone(),
                     chunker,
@@ -282,20 +282,10 @@ fn run(m: &Manifest, opts: &SnapshotOptions, masks: &mut NameMasks) -> Result<Sn
                     (Some(r), Some(l)) => Some(r.begin(l, &id, recipients.is_some())?),
                     _ => None,
                 };
-                let input = archive::Input {
-                    m,
-                    rules: &rules,
-                    walked: &walked,
-                    recipients: recipients.as_ref(),
-                    masks,
-                    text_rules: text_rules.as_ref(),
-                    info,
-                    name: pending.as_ref().map_or_else(
-                        || "<dry run>".to_string(),
-                        |p| p.tmp_path().display().to_string(),
-                    ),
-                    progress: progress.as_ref(),
-                };
+                let input = input(pending.as_ref().map_or_else(
+                    || "<dry run>".to_string(),
+                    |p| p.tmp_path().display().to_string(),
+                ));
                 let mut nowhere = std::io::sink();
                 let sink: &mut dyn Write = match pending.as_mut() {
                     Some(p) => p.file(),
