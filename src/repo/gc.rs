@@ -165,11 +165,10 @@ pub fn collect(
                 writer.add(*id, reader.read_chunk(id)?)?;
             }
         }
-        let stats = writer.stats();
-        report.bytes_written = stats.stored_bytes;
-        let written = writer
-            .finish()?
-            .commit(&format!("prune-{stamp}-repacked"))?;
+        let pending = writer.finish()?;
+        // Only the finished writer counts the chunks that were still being compressed.
+        report.bytes_written = pending.stats().stored_bytes;
+        let written = pending.commit(&format!("prune-{stamp}-repacked"))?;
         report.packs_written = written.len() as u64;
         keep.extend(written);
     }

@@ -206,7 +206,9 @@ impl<'r> PackWriter<'r> {
         }
     }
 
-    /// What was written so far.
+    /// What was written so far: chunks still being compressed are not counted yet. For the
+    /// totals of a run, [`PendingPacks::stats`] after [`PackWriter::finish`] (two counts taken
+    /// here were too low: a sidecar's `stored` and prune's `bytes_written`).
     pub fn stats(&self) -> WriterStats {
         self.stats
     }
