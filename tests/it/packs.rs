@@ -600,3 +600,64 @@ fn encrypted_packs_need_the_identity_to_restore_and_to_repack() {
     assert_eq!(latest.status.code(), Some(0), "{}", all_output(&latest));
     assert_eq!(state_tree(&p.path().join("after")), state_tree(&p.state()));
 }
+
+#[test]
+fn a_repository_of_archives_takes_incremental_snapshots_beside_them() {
+    let p = project();
+    let manifest = fs::read_to_string(p.path().join("agentbak.json")).unwrap();
+    let archives = manifest.replacen(
+        "\"repository\": \"./backups\",",
+        "\"repository\": \"./backups\",\n  \"repository_format\": \"archives\",",
+        1,
+    );
+    fs::write(p.path().join("agentbak.json"), &archives).unwrap();
+    let old = snapshot(&p);
+    assert_eq!(old["format"], 1);
+    assert!(
+        p.path()
+            .join(format!(
+                "backups/snapshots/{}.tar.zst",
+                old["id"].as_str().unwrap()
+            ))
+            .exists()
+    );
+    // The default again: the next snapshot is incremental, in the same repository.
+    fs::write(p.path().join("agentbak.json"), &manifest).unwrap();
+    p.file(
+        "memory/notes.md",
+        0o644,
+        b"# notes\nthe user likes coffee now\n",
+    );
+    let new = snapshot(&p);
+    assert_eq!(new["format"], 2);
+    let out = run(&p, &["--json", "list"]);
+    let listing: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(listing["snapshots"].as_array().unwrap().len(), 2);
+    for (id, target) in [(&old["id"], "old"), (&new["id"], "new")] {
+        let out = run(&p, &["verify", id.as_str().unwrap()]);
+        assert_eq!(out.status.code(), Some(0), "{}", all_output(&out));
+        let out = run(&p, &["restore", id.as_str().unwrap(), "--target", target]);
+        assert_eq!(out.status.code(), Some(0), "{}", all_output(&out));
+    }
+    let notes = fs::read_to_string(p.path().join("old/memory/notes.md")).unwrap();
+    assert!(notes.contains("likes tea"), "{notes}");
+    let out = run(
+        &p,
+        &[
+            "diff",
+            old["id"].as_str().unwrap(),
+            new["id"].as_str().unwrap(),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", all_output(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("memory/notes.md"));
+    // Pruning the archive leaves the incremental snapshot whole.
+    let out = run(&p, &["prune", "--keep-last", "1"]);
+    assert_eq!(out.status.code(), Some(0), "{}", all_output(&out));
+    let tars = files_in(&p.path().join("backups/snapshots"))
+        .into_iter()
+        .filter(|f| f.to_string_lossy().ends_with(".tar.zst"))
+        .count();
+    assert_eq!(tars, 0);
+    restore(&p, new["id"].as_str().unwrap(), "kept");
+}
