@@ -47,7 +47,7 @@ fn transcript(from: u32, to: u32) -> Vec<u8> {
             format!(
                 "{{\"ts\": {}, \"role\": \"tool\", \"text\": \"step {i} read file {} and wrote a summary\"}}\n",
                 1_764_900_000 + i,
-                i * 7919 % 1000
+                u64::from(i) * 7919 % 1000
             )
         })
         .collect::<String>()
@@ -660,4 +660,55 @@ fn a_repository_of_archives_takes_incremental_snapshots_beside_them() {
         .count();
     assert_eq!(tars, 0);
     restore(&p, new["id"].as_str().unwrap(), "kept");
+}
+
+#[test]
+fn kill_9_before_the_gate_refuses_a_token_leaves_it_in_no_pack() {
+    // Built at run time, so that this source holds no token.
+    let token = ["ghp", "Zq8Lr2Xw5Nc7Vb1Mk4Jh6Gf9Dd3Ss0Aa2Pp5"].join("_");
+    let p = project();
+    let manifest = fs::read_to_string(p.path().join("agentbak.json")).unwrap();
+    let manifest = manifest.replacen(
+        "\"stores\":",
+        "\"detect\": { \"on_unknown\": \"refuse\" },\n  \"stores\":",
+        1,
+    );
+    fs::write(p.path().join("agentbak.json"), manifest).unwrap();
+    for i in 0..6u32 {
+        p.file(
+            &format!("logs/day-{i}.jsonl"),
+            0o644,
+            &transcript(i * 100_000, i * 100_000 + 40_000),
+        );
+        p.file(
+            &format!("blobs/b-{i}.bin"),
+            0o644,
+            &noise(u64::from(i), 3 << 20),
+        );
+    }
+    snapshot(&p);
+    // The token near the end of the last file the walk takes.
+    let mut last = transcript(900_000, 940_000);
+    last.extend(format!("{{\"tool\": \"gh\", \"output\": \"token {token}\"}}\n").as_bytes());
+    p.file("logs/zz-last.jsonl", 0o644, &last);
+    let started = std::time::Instant::now();
+    let refused = run(&p, &["snapshot"]);
+    let full = started.elapsed();
+    assert_eq!(refused.status.code(), Some(4), "{}", all_output(&refused));
+    let holding = |p: &Project| {
+        crate::common::repository_plaintext(&p.path().join("backups"), None)
+            .into_iter()
+            .filter(|(_, bytes)| contains(bytes, &token))
+            .map(|(name, _)| name)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(holding(&p), Vec::<String>::new());
+    for trial in 0..6u32 {
+        let delay = full.mul_f64(0.2 + 0.15 * f64::from(trial));
+        kill_after(&p, &["snapshot"], delay);
+        assert_eq!(holding(&p), Vec::<String>::new(), "killed after {delay:?}");
+    }
+    let out = run(&p, &["--json", "list"]);
+    let listing: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(listing["snapshots"].as_array().unwrap().len(), 1);
 }
