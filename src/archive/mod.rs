@@ -40,7 +40,8 @@ pub use sidecar::{
     ArchiveDigest, Counts, SIDECAR_FORMAT, SIDECAR_FORMAT_PACKS, Sidecar, Stored, TreeRef,
 };
 pub use writer::{
-    ArchiveWriter, Body, Compressor, EntryMeta, WriterOptions, Written, default_threads, tar_header,
+    ArchiveWriter, Body, Compressor, EntryMeta, WriterOptions, Written, default_threads,
+    index_member, tar_header,
 };
 
 /// An archive that cannot be trusted: corrupt, truncated, tampered with, or undecryptable.

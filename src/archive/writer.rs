@@ -508,13 +508,7 @@ impl<'o, B: Body> ArchiveWriter<'o, B> {
             entries: std::mem::take(&mut self.entries),
             secrets,
         };
-        let mut json = serde_json::to_vec_pretty(&index).expect("an index always serializes");
-        json.push(b'\n');
-        let meta = EntryMeta {
-            mode: 0o600,
-            mtime: index.created_at.timestamp(),
-        };
-        let mut header = Self::header(tar::EntryType::Regular, meta, json.len() as u64);
+        let (mut header, json) = index_member(&index);
         let name = self.name.clone();
         let io_err = |e| Error::io(&name, e);
         self.tar
@@ -537,6 +531,19 @@ pub fn tar_header(kind: tar::EntryType, meta: EntryMeta, size: u64) -> tar::Head
     header.set_gid(0);
     header.set_size(size);
     header
+}
+
+/// The last entry of an archive, `agentbak/index.json`: its header and its bytes (pretty JSON
+/// with a final newline, `0600`, the snapshot's time).
+pub fn index_member(index: &Index) -> (tar::Header, Vec<u8>) {
+    let mut json = serde_json::to_vec_pretty(index).expect("an index always serializes");
+    json.push(b'\n');
+    let meta = EntryMeta {
+        mode: 0o600,
+        mtime: index.created_at.timestamp(),
+    };
+    let header = tar_header(tar::EntryType::Regular, meta, json.len() as u64);
+    (header, json)
 }
 
 /// A tar block.

@@ -40,7 +40,7 @@ use crate::repo::packs::{
     Blob, ChunkId, ChunkIndex, PACK_ENCRYPTED_SUFFIX, PackInfo, RepoConfig, hex, parse_hex,
 };
 use crate::repo::{OrphanKind, Repository, rebuild};
-use crate::store::{StoreErrorKind, Stores};
+use crate::store::Stores;
 
 /// Chunk ids quoted in one problem at most.
 const QUOTED_IDS: usize = 3;
@@ -154,25 +154,9 @@ pub fn chunk_key(m: &Manifest, stores: &Stores) -> Result<Option<Zeroizing<[u8; 
     let Some(store) = stores.get(&store) else {
         return Ok(None);
     };
-    let key_path = format!("{path}-key");
-    let value = match store.get(&key_path, "key", None) {
-        Ok(v) => v.value,
-        Err(e) if e.kind == StoreErrorKind::Missing => return Ok(None),
-        Err(e) => return Err(e.into()),
+    let Some(key) = crate::ops::snapshot::read_capture_key(store, &path)? else {
+        return Ok(None);
     };
-    let text = value.expose();
-    let bad = || Error::Entry {
-        path: key_path.clone(),
-        reason: "the capture key in the store is not 64 hex digits".to_string(),
-    };
-    if text.len() != 64 {
-        return Err(bad());
-    }
-    let digit = |c: u8| (c as char).to_digit(16).map(|d| d as u8);
-    let mut key = Zeroizing::new([0u8; 32]);
-    for (out, pair) in key.iter_mut().zip(text.chunks_exact(2)) {
-        *out = (digit(pair[0]).ok_or_else(bad)? << 4) | digit(pair[1]).ok_or_else(bad)?;
-    }
     Ok(Some(Zeroizing::new(derive_chunk_key(&key))))
 }
 

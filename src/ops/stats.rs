@@ -13,13 +13,12 @@
 //! - format-1 snapshots are counted apart, with the size of their archives.
 
 use std::collections::{BTreeMap, HashSet};
-use std::fs;
 use std::path::PathBuf;
 
 use serde::Serialize;
 
 use crate::archive::{SIDECAR_FORMAT_PACKS, Sidecar};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::repo::Repository;
 use crate::repo::packs::{ChunkId, ChunkIndex};
 
@@ -84,16 +83,11 @@ pub fn stats(repo: &Repository, agent: &str) -> Result<StatsReport> {
         if s.format != SIDECAR_FORMAT_PACKS {
             continue;
         }
-        let path = repo.archive_path(s);
-        match fs::read(&path) {
-            Ok(bytes) if bytes.len() % 32 == 0 => {
-                let ids = bytes
-                    .chunks_exact(32)
-                    .map(|b| b.try_into().expect("32 bytes"))
-                    .collect();
+        match repo.read_refs(s) {
+            Ok(ids) => {
                 refs.insert(s.id.clone(), ids);
             }
-            _ => unreadable.push(s.archive.clone()),
+            Err(_) => unreadable.push(s.archive.clone()),
         }
     }
     let ours: Vec<&Sidecar> = listing
@@ -115,9 +109,9 @@ pub fn stats(repo: &Repository, agent: &str) -> Result<StatsReport> {
     agent_scope.packs = packs.len() as u64;
     agent_scope.pack_bytes = packs.values().sum();
     let mut total = scope(&all, &refs, &index);
-    let (count, bytes) = pack_files(repo)?;
-    total.packs = count;
-    total.pack_bytes = bytes;
+    let files = crate::repo::packs::pack_files(repo.root())?;
+    total.packs = files.len() as u64;
+    total.pack_bytes = files.iter().map(|(_, size)| size).sum();
     Ok(StatsReport {
         repository: repo.root().to_path_buf(),
         agent_name: agent.to_string(),
@@ -162,30 +156,4 @@ fn scope(
     out.dedup_ratio = ratio(out.incremental_logical_bytes, out.unique_raw_bytes);
     out.compression_ratio = ratio(out.unique_raw_bytes, out.unique_stored_bytes);
     out
-}
-
-/// The number and total size of the files under `packs/<2 hex>/`.
-fn pack_files(repo: &Repository) -> Result<(u64, u64)> {
-    let dir = repo.root().join("packs");
-    let folders = match fs::read_dir(&dir) {
-        Ok(entries) => entries,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((0, 0)),
-        Err(e) => return Err(Error::io(&dir, e)),
-    };
-    let (mut count, mut bytes) = (0, 0);
-    for folder in folders {
-        let folder = folder.map_err(|e| Error::io(&dir, e))?.path();
-        if !folder.is_dir() {
-            continue;
-        }
-        for entry in fs::read_dir(&folder).map_err(|e| Error::io(&folder, e))? {
-            let entry = entry.map_err(|e| Error::io(&folder, e))?;
-            let meta = entry.metadata().map_err(|e| Error::io(entry.path(), e))?;
-            if meta.is_file() {
-                count += 1;
-                bytes += meta.len();
-            }
-        }
-    }
-    Ok((count, bytes))
 }

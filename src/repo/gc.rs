@@ -30,9 +30,9 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use super::packs::{ChunkId, ChunkIndex, PackInfo, PackReader, PackWriter, write_index_file};
-use super::{REFS_SUFFIX, RepoLock, Repository, sync_dir};
+use super::{RepoLock, Repository, sync_dir};
 use crate::archive::{
-    Identity, IntegrityError, IntegrityProblem, Recipients, SIDECAR_FORMAT_PACKS, Sidecar,
+    Identity, IntegrityError, IntegrityProblem, Recipients, SIDECAR_FORMAT_PACKS,
 };
 use crate::error::{Error, Result};
 
@@ -128,9 +128,9 @@ pub fn collect(
     report.packs_deleted = drop_packs.len() as u64;
     report.packs_repacked = repack.len() as u64;
     let listed: HashSet<PathBuf> = packs.iter().map(|p| p.path(root)).collect();
-    let unreferenced: Vec<PathBuf> = pack_files(root)?
+    let unreferenced: Vec<(PathBuf, u64)> = super::packs::pack_files(root)?
         .into_iter()
-        .filter(|p| !listed.contains(p))
+        .filter(|(p, _)| !listed.contains(p))
         .collect();
     report.unreferenced_deleted = unreferenced.len() as u64;
     report.bytes_freed = drop_packs
@@ -138,11 +138,7 @@ pub fn collect(
         .chain(repack.iter().map(|(p, _)| p))
         .map(|p| p.size)
         .sum::<u64>()
-        + unreferenced
-            .iter()
-            .filter_map(|p| fs::metadata(p).ok())
-            .map(|m| m.len())
-            .sum::<u64>();
+        + unreferenced.iter().map(|(_, size)| size).sum::<u64>();
     let nothing_to_do = drop_packs.is_empty()
         && repack.is_empty()
         && unreferenced.is_empty()
@@ -200,7 +196,7 @@ pub fn collect(
     for pack in drop_packs.iter().chain(repack.iter().map(|(p, _)| p)) {
         remove(&pack.path(root))?;
     }
-    for path in &unreferenced {
+    for (path, _) in &unreferenced {
         remove(path)?;
     }
     Ok(Some(report))
@@ -216,34 +212,10 @@ fn live_chunks(repo: &Repository) -> Result<HashSet<ChunkId>> {
         .iter()
         .filter(|s| s.format == SIDECAR_FORMAT_PACKS)
     {
-        let refs = read_refs(repo, sidecar)?;
+        let refs = repo.read_refs(sidecar)?;
         live.extend(refs);
     }
     Ok(live)
-}
-
-/// The chunk ids of a format-2 snapshot's refs file, checked against its sidecar.
-pub fn read_refs(repo: &Repository, sidecar: &Sidecar) -> Result<Vec<ChunkId>> {
-    let path = repo
-        .snapshots_dir()
-        .join(format!("{}{REFS_SUFFIX}", sidecar.id));
-    let bytes = fs::read(&path).map_err(|e| Error::io(&path, e))?;
-    let digest = blake3::hash(&bytes).to_hex();
-    if bytes.len() as u64 != sidecar.size
-        || digest.as_str() != sidecar.blake3
-        || bytes.len() % 32 != 0
-    {
-        return Err(Error::Integrity(IntegrityError {
-            archive: path.display().to_string(),
-            problem: IntegrityProblem::Index(
-                "the refs file differs from its sidecar's size and blake3".to_string(),
-            ),
-        }));
-    }
-    Ok(bytes
-        .chunks_exact(32)
-        .map(|c| c.try_into().expect("32 bytes"))
-        .collect())
 }
 
 /// The packs of the index, each once (a pack listed by two index files comes twice).
@@ -279,25 +251,6 @@ fn claim(packs: &[&PackInfo], live: &HashSet<ChunkId>) -> Vec<HashSet<ChunkId>> 
         claims[i].insert(id);
     }
     claims
-}
-
-/// Every file under `packs/`.
-fn pack_files(root: &Path) -> Result<Vec<PathBuf>> {
-    let dir = root.join("packs");
-    let mut out = Vec::new();
-    let Ok(subdirs) = fs::read_dir(&dir) else {
-        return Ok(out);
-    };
-    for sub in subdirs {
-        let sub = sub.map_err(|e| Error::io(&dir, e))?.path();
-        if !sub.is_dir() {
-            continue;
-        }
-        for f in fs::read_dir(&sub).map_err(|e| Error::io(&sub, e))? {
-            out.push(f.map_err(|e| Error::io(&sub, e))?.path());
-        }
-    }
-    Ok(out)
 }
 
 fn remove(path: &Path) -> Result<()> {

@@ -178,6 +178,12 @@ impl Repository {
     /// Writes a small object durably: into a synced private file in `tmp/`, renamed to
     /// `path` (which must not exist: objects are written once), then its folder synced.
     pub fn put_object(&self, _lock: &RepoLock, path: &Path, bytes: &[u8]) -> Result<()> {
+        self.write_object(path, bytes)
+    }
+
+    /// [`Repository::put_object`], for a caller that holds the lock in another form (a
+    /// pending archive's commit).
+    fn write_object(&self, path: &Path, bytes: &[u8]) -> Result<()> {
         let name = path
             .file_name()
             .map_or_else(|| "object".into(), |n| n.to_string_lossy().into_owned());
@@ -197,6 +203,29 @@ impl Repository {
         }
         fs::rename(&tmp, path).map_err(|e| Error::io(path, e))?;
         sync_dir(path.parent().unwrap_or(&self.root))
+    }
+
+    /// The chunk ids of a format-2 snapshot's refs file, checked against its sidecar's size
+    /// and blake3.
+    pub fn read_refs(&self, sidecar: &Sidecar) -> Result<Vec<packs::ChunkId>> {
+        let path = self.archive_path(sidecar);
+        let bytes = fs::read(&path).map_err(|e| Error::io(&path, e))?;
+        let digest = blake3::hash(&bytes).to_hex();
+        if bytes.len() as u64 != sidecar.size
+            || digest.as_str() != sidecar.blake3
+            || bytes.len() % 32 != 0
+        {
+            return Err(Error::Integrity(crate::archive::IntegrityError {
+                archive: path.display().to_string(),
+                problem: crate::archive::IntegrityProblem::Index(
+                    "the refs file differs from its sidecar's size and blake3".to_string(),
+                ),
+            }));
+        }
+        Ok(bytes
+            .chunks_exact(32)
+            .map(|c| c.try_into().expect("32 bytes"))
+            .collect())
     }
 
     /// The path of a snapshot's sidecar.

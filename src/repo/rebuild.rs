@@ -192,13 +192,7 @@ fn produce(
                 out.flush_plain()?;
             }
         }
-        let mut json = serde_json::to_vec_pretty(&tree.index).expect("an index serializes");
-        json.push(b'\n');
-        let meta = crate::archive::EntryMeta {
-            mode: 0o600,
-            mtime: tree.index.created_at.timestamp(),
-        };
-        let mut h = crate::archive::tar_header(tar::EntryType::Regular, meta, json.len() as u64);
+        let (mut h, json) = crate::archive::index_member(&tree.index);
         out.tar
             .append_data(&mut h, INDEX_PATH, json.as_slice())
             .map_err(|e| Error::io(INDEX_PATH, e))?;

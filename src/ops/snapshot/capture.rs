@@ -122,11 +122,7 @@ impl Capture {
         if self.key.is_none() {
             let store = self.store(stores)?;
             let key_path = format!("{}-key", self.path);
-            let read = |store: &dyn SecretStore| match store.get(&key_path, KEY_FIELD, None) {
-                Ok(v) => parse_key(v.value.expose()).map(Some),
-                Err(e) if e.kind == StoreErrorKind::Missing => Ok(None),
-                Err(e) => Err(Error::from(e)),
-            };
+            let read = |store: &dyn SecretStore| read_key(store, &self.path);
             let key = match read(store)? {
                 Some(key) => key,
                 None => {
@@ -182,6 +178,16 @@ impl Capture {
         hasher.update(ID_CONTEXT);
         hasher.update(value.expose());
         Ok(hasher.finalize().to_hex()[..12].to_string())
+    }
+}
+
+/// The id key of the capture path `path` in `store` (at `<path>-key`), when one was made; for
+/// readers such as `check`, which must not make one.
+pub(crate) fn read_key(store: &dyn SecretStore, path: &str) -> Result<Option<Zeroizing<[u8; 32]>>> {
+    match store.get(&format!("{path}-key"), KEY_FIELD, None) {
+        Ok(v) => parse_key(v.value.expose()).map(Some),
+        Err(e) if e.kind == StoreErrorKind::Missing => Ok(None),
+        Err(e) => Err(Error::from(e)),
     }
 }
 

@@ -59,6 +59,7 @@ use crate::repo::{ENCRYPTED_SUFFIX, PendingArchive, Repository, SnapshotId, host
 use crate::repo::{REFS_SUFFIX, RepoLock};
 use crate::store::Stores;
 use capture::Capture;
+pub(crate) use capture::read_key as read_capture_key;
 use known::Changed;
 use rules::Rules;
 use unknown::{Captured, Next, Unknown};

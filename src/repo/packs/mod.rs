@@ -239,6 +239,32 @@ impl RepoConfig {
     }
 }
 
+/// Every file under `packs/<2 hex>/` of the repository at `root` (listed or not), with its
+/// size: for `prune` (the files no index lists) and `stats`.
+pub fn pack_files(root: &Path) -> Result<Vec<(PathBuf, u64)>> {
+    let dir = root.join("packs");
+    let folders = match fs::read_dir(&dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(Error::io(&dir, e)),
+    };
+    let mut out = Vec::new();
+    for folder in folders {
+        let folder = folder.map_err(|e| Error::io(&dir, e))?.path();
+        if !folder.is_dir() {
+            continue;
+        }
+        for entry in fs::read_dir(&folder).map_err(|e| Error::io(&folder, e))? {
+            let entry = entry.map_err(|e| Error::io(&folder, e))?;
+            let meta = entry.metadata().map_err(|e| Error::io(entry.path(), e))?;
+            if meta.is_file() {
+                out.push((entry.path(), meta.len()));
+            }
+        }
+    }
+    Ok(out)
+}
+
 /// A pack as an index file lists it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PackInfo {

@@ -39,7 +39,6 @@
 
 mod hidden;
 
-use std::fs;
 use std::io::{self, Write};
 use std::path::PathBuf;
 
@@ -47,10 +46,7 @@ pub(crate) use hidden::{ALL_LINKS, ClosedFile, Expect, HiddenFile, Link, Way};
 #[cfg(test)]
 use hidden::{SEALED_SUFFIX, lacks_unnamed_files, open_unnamed};
 
-use super::{
-    ENCRYPTED_SUFFIX, PARTIAL_SUFFIX, PLAIN_SUFFIX, Repository, SIDECAR_SUFFIX, SnapshotId,
-    create_private, sync_dir,
-};
+use super::{ENCRYPTED_SUFFIX, PLAIN_SUFFIX, Repository, SnapshotId};
 use crate::archive::Sidecar;
 use crate::error::{Error, Result};
 
@@ -146,18 +142,8 @@ impl PendingArchive<'_> {
     /// Writes the sidecar through a synced temporary file and renames it beside the archive:
     /// from then on the snapshot is listed.
     fn write_marker(&self, sidecar: &Sidecar) -> Result<()> {
-        let sidecar_tmp = self
-            .repo
-            .tmp_dir()
-            .join(format!("{}{SIDECAR_SUFFIX}{PARTIAL_SUFFIX}", self.id));
-        let mut out = create_private(&sidecar_tmp)?;
-        out.write_all(&sidecar.to_json())
-            .and_then(|()| out.sync_all())
-            .map_err(|e| Error::io(&sidecar_tmp, e))?;
-        drop(out);
         let marker = self.repo.sidecar_path(self.id.as_str());
-        fs::rename(&sidecar_tmp, &marker).map_err(|e| Error::io(&marker, e))?;
-        sync_dir(&self.repo.snapshots_dir())
+        self.repo.write_object(&marker, &sidecar.to_json())
     }
 }
 

@@ -9,6 +9,7 @@ use rustix::io::Errno;
 
 use super::*;
 use crate::archive::{Counts, SIDECAR_FORMAT};
+use std::fs;
 
 /// Stands in for an archive: longer than one background flush, so that part of it reaches
 /// the disk while it is pending, and with a marker to look for there.
