@@ -39,6 +39,7 @@ pub mod report;
 pub mod schema;
 pub mod secret;
 pub mod signing;
+pub mod sqlite;
 pub mod store;
 
 pub use error::{Error, ExitCode, Result};

@@ -272,7 +272,8 @@ pub struct LocalConfig {
 pub struct EnvConfig {}
 
 /// One entry of `secrets`: where a value lives in the state and which handle it maps to.
-/// Exactly one locator (`json`, `yaml`, `toml`, `env`, `ini`, `regex`, `whole_file`) is set.
+/// Exactly one locator (`json`, `yaml`, `toml`, `env`, `ini`, `regex`, `whole_file`, `sqlite`)
+/// is set.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[cfg_attr(
@@ -284,7 +285,8 @@ pub struct EnvConfig {}
         {"required": ["env"]},
         {"required": ["ini"]},
         {"required": ["regex"]},
-        {"required": ["whole_file"]}
+        {"required": ["whole_file"]},
+        {"required": ["sqlite"]}
     ]))
 )]
 #[serde(deny_unknown_fields)]
@@ -319,6 +321,10 @@ pub struct SecretRule {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[cfg_attr(feature = "schema", schemars(extend("const" = true)))]
     pub whole_file: Option<bool>,
+    /// Cells of a SQLite database: a column of a table, in the rows `where` selects (every
+    /// row without it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sqlite: Option<SqliteCells>,
     /// The handle the value maps to.
     pub handle: Handle,
     /// Dropped at snapshot; taken from the handle, if set, at restore.
@@ -368,6 +374,50 @@ pub enum Locator {
     Regex(String),
     /// The whole file.
     WholeFile,
+    /// Cells of a SQLite database.
+    Sqlite(Box<SqliteCells>),
+}
+
+/// `secrets[].sqlite`: the cells of one column of a SQLite table that hold a secret, in the
+/// rows whose columns equal every value of `where` (every row when `where` is absent).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(deny_unknown_fields)]
+pub struct SqliteCells {
+    /// The table.
+    #[cfg_attr(feature = "schema", schemars(length(min = 1)))]
+    pub table: String,
+    /// The column that holds the value.
+    #[cfg_attr(feature = "schema", schemars(length(min = 1)))]
+    pub column: String,
+    /// Column → value: the rows whose columns equal all of them (SQL `=`).
+    #[serde(default, rename = "where", skip_serializing_if = "BTreeMap::is_empty")]
+    pub filter: BTreeMap<String, SqlValue>,
+}
+
+/// A value in a `sqlite` locator's `where`: an integer or a text.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(untagged)]
+pub enum SqlValue {
+    /// An integer.
+    Integer(i64),
+    /// A text.
+    Text(String),
+}
+
+impl std::fmt::Display for SqliteCells {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}.{}", self.table, self.column)?;
+        for (i, (column, value)) in self.filter.iter().enumerate() {
+            let sep = if i == 0 { " where" } else { " and" };
+            match value {
+                SqlValue::Integer(n) => write!(f, "{sep} {column} = {n}")?,
+                SqlValue::Text(t) => write!(f, "{sep} {column} = '{}'", t.replace('\'', "''"))?,
+            }
+        }
+        Ok(())
+    }
 }
 
 impl Locator {
@@ -381,12 +431,13 @@ impl Locator {
             Locator::Ini(_) => "ini",
             Locator::Regex(_) => "regex",
             Locator::WholeFile => "whole_file",
+            Locator::Sqlite(_) => "sqlite",
         }
     }
 }
 
 impl Locator {
-    /// The pointer, key or pattern; `None` for `whole_file`.
+    /// The pointer, key or pattern; `None` for `whole_file` and `sqlite`.
     pub fn text(&self) -> Option<&str> {
         match self {
             Locator::Json(s)
@@ -395,16 +446,17 @@ impl Locator {
             | Locator::Env(s)
             | Locator::Ini(s)
             | Locator::Regex(s) => Some(s),
-            Locator::WholeFile => None,
+            Locator::WholeFile | Locator::Sqlite(_) => None,
         }
     }
 }
 
 impl std::fmt::Display for Locator {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self.text() {
-            Some(s) => write!(f, "{} {s}", self.field()),
-            None => f.write_str("whole_file"),
+        match (self, self.text()) {
+            (Locator::Sqlite(cells), _) => write!(f, "sqlite {cells}"),
+            (_, Some(s)) => write!(f, "{} {s}", self.field()),
+            (_, None) => f.write_str("whole_file"),
         }
     }
 }
@@ -428,6 +480,9 @@ impl SecretRule {
         }
         if self.whole_file.is_some() {
             out.push(Locator::WholeFile);
+        }
+        if let Some(cells) = &self.sqlite {
+            out.push(Locator::Sqlite(Box::new(cells.clone())));
         }
         out
     }

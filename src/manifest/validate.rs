@@ -267,7 +267,7 @@ impl Manifest {
                 c.push(
                     &at,
                     format!(
-                        "expected exactly one locator of json, yaml, toml, env, ini, regex, whole_file; found {}",
+                        "expected exactly one locator of json, yaml, toml, env, ini, regex, whole_file, sqlite; found {}",
                         locators.len()
                     ),
                 );
@@ -396,6 +396,15 @@ fn locator_problem(loc: &Locator) -> Option<String> {
             Ok(_) => None,
         },
         Locator::WholeFile => None,
+        Locator::Sqlite(cells) => {
+            if cells.table.is_empty() || cells.column.is_empty() {
+                Some("expected a `table` and a `column`".to_string())
+            } else if cells.filter.keys().any(String::is_empty) {
+                Some("expected column names as the keys of `where`".to_string())
+            } else {
+                None
+            }
+        }
     }
 }
 

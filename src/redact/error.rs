@@ -53,7 +53,7 @@ pub enum RedactError {
 
     /// A structured rule was applied to a binary file.
     #[error(
-        "{path} is a binary file (NUL bytes or invalid UTF-8 in its first 8 KiB); only a `whole_file` rule fits it, not {locator}"
+        "{path} is a binary file (NUL bytes or invalid UTF-8 in its first 8 KiB); only a `whole_file` rule fits it, not {locator} (a SQLite database takes `sqlite` rules; or leave the file out with `exclude`)"
     )]
     NotText {
         /// The file.
@@ -145,6 +145,15 @@ pub enum RedactError {
         path: String,
         /// The handle.
         handle: Box<Handle>,
+    },
+
+    /// A SQLite database could not be read, redacted or written (`crate::sqlite`).
+    #[error("{path}: SQLite: {reason}")]
+    Sqlite {
+        /// The file.
+        path: String,
+        /// What went wrong (SQLite's message, a table or column name; never a cell's value).
+        reason: String,
     },
 
     /// The rehydrated file does not parse, or does not hold the new value at its locator.

@@ -75,6 +75,18 @@ pub fn redact_file_with<'a>(
     if let Some(whole) = rules.iter().find(|r| r.locator == Locator::WholeFile) {
         return redact_whole(path, input, whole, rules);
     }
+    if let Some(rule) = rules
+        .iter()
+        .find(|r| matches!(r.locator, Locator::Sqlite(_)))
+    {
+        return Err(RedactError::Sqlite {
+            path: path.into(),
+            reason: format!(
+                "{} names cells, but the file is not a SQLite database",
+                rule.locator
+            ),
+        });
+    }
     if is_binary(input) {
         if let Some(rule) = rules.first() {
             return Err(RedactError::NotText {
@@ -605,6 +617,9 @@ fn verify(
 /// The decoded values at `locator` in one file: what `scan` and `secrets push` need without
 /// redacting anything. One parser per format serves every command.
 pub fn values_at(path: &str, input: &[u8], locator: &Locator) -> Result<Vec<Secret>, RedactError> {
+    if let Locator::Sqlite(cells) = locator {
+        return crate::sqlite::values_at(path, input, cells);
+    }
     // Any handle will do: only the values are kept, the placeholders are thrown away.
     let handle = Handle::parse("agentbak:values#at").expect("a valid handle");
     let rule = Rule {

@@ -118,6 +118,26 @@ pub enum Context {
     Ini(ini::IniStyle),
     /// The whole file.
     WholeFile(whole::WholeStyle),
+    /// A cell of a SQLite database (`crate::sqlite`): the placeholders' offsets are in the
+    /// cell's text, where the value sits as `inner` says.
+    SqliteCell(Box<SqliteCell>),
+}
+
+/// Where a placeholder of a SQLite database sits: the cell, and how the value is written in
+/// its text. Table and column names are the database's own; no value, no hash of one.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct SqliteCell {
+    /// The table.
+    pub table: String,
+    /// The column.
+    pub column: String,
+    /// The row, by rowid.
+    pub rowid: i64,
+    /// Whether the cell is a BLOB (of UTF-8 text) rather than a TEXT.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub blob: bool,
+    /// How the value is written inside the cell's text (raw, or a stray value's escaping).
+    pub inner: Context,
 }
 
 pub use dotenv::DotenvStyle;
@@ -201,7 +221,7 @@ impl Format {
             Locator::Toml(_) => Some(Format::Toml),
             Locator::Env(_) => Some(Format::Dotenv),
             Locator::Ini(_) => Some(Format::Ini),
-            Locator::Regex(_) | Locator::WholeFile => None,
+            Locator::Regex(_) | Locator::WholeFile | Locator::Sqlite(_) => None,
         }
     }
 
@@ -343,6 +363,7 @@ impl Context {
             Context::Dotenv(style) => dotenv::encode(style, value),
             Context::Ini(style) => ini::encode(style, value),
             Context::WholeFile(_) => Ok(Splice::inside(value.to_vec())),
+            Context::SqliteCell(cell) => cell.inner.encode(value),
         }
     }
 }
