@@ -64,6 +64,11 @@ pub fn from_state(manifest: &Manifest) -> FromState {
 }
 
 fn read_values(path: &Path, locator: &Locator) -> std::io::Result<Vec<Secret>> {
+    if let Locator::Sqlite(cells) = locator {
+        // A live database is read through a consistent copy, its WAL included.
+        return crate::sqlite::values_in_file(path, &path.display().to_string(), cells)
+            .map_err(|e| std::io::Error::other(e.to_string()));
+    }
     let size = std::fs::metadata(path)?.len();
     if size > MAX_VALUE_FILE {
         return Err(std::io::Error::other(format!(

@@ -45,6 +45,9 @@ pub struct Entry {
     /// What says the file is the one a parent snapshot read: size, times to the nanosecond,
     /// inode (the files cache of the incremental repository compares it).
     pub stat: StatKey,
+    /// A SQLite database (by its header, `crate::sqlite::sniff`): archived through a
+    /// consistent copy, and its `-wal`, `-shm` and `-journal` files are not walked.
+    pub sqlite: bool,
 }
 
 /// Size, modification and change times (nanoseconds) and inode of a walked entry: a file
@@ -200,9 +203,12 @@ pub fn walk(state: &Path, include: &[String], exclude: &[String]) -> Result<Walk
         if !matches!(kind, EntryKind::Dir) && !include.is_match(&rel) {
             continue;
         }
+        let sqlite =
+            matches!(kind, EntryKind::File { size } if crate::sqlite::sniff(dent.path(), size));
         out.entries.push(Entry {
             rel,
             path: dent.path().to_path_buf(),
+            sqlite,
             kind,
             mode: mode_of(&meta),
             mtime: meta
@@ -213,8 +219,38 @@ pub fn walk(state: &Path, include: &[String], exclude: &[String]) -> Result<Walk
             stat: StatKey::of(&meta),
         });
     }
+    drop_companions(&mut out.entries);
     keep_needed_dirs(&mut out.entries, &include);
     Ok(out)
+}
+
+/// Leaves out the `-wal`, `-shm` and `-journal` files of every SQLite database walked: the
+/// database's consistent copy holds what they hold, and a copy of them taken at another
+/// moment than the database would not match it.
+fn drop_companions(entries: &mut Vec<Entry>) {
+    let databases: std::collections::HashSet<&str> = entries
+        .iter()
+        .filter(|e| e.sqlite)
+        .map(|e| e.rel.as_str())
+        .collect();
+    if databases.is_empty() {
+        return;
+    }
+    let companion = |rel: &str| {
+        crate::sqlite::COMPANIONS.iter().any(|suffix| {
+            rel.strip_suffix(suffix)
+                .is_some_and(|db| databases.contains(db))
+        })
+    };
+    let dropped: Vec<bool> = entries
+        .iter()
+        .map(|e| !matches!(e.kind, EntryKind::Dir) && companion(&e.rel))
+        .collect();
+    let mut i = 0;
+    entries.retain(|_| {
+        i += 1;
+        !dropped[i - 1]
+    });
 }
 
 impl Skipped {

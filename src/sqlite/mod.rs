@@ -38,7 +38,7 @@ use rusqlite::{Connection, FileControl, MAIN_DB, OpenFlags};
 
 use crate::redact::RedactError;
 pub use crate::redact::SqliteCell;
-pub use redact::{Redacted, redact, values_at};
+pub use redact::{Redacted, declared_values, redact, values_at, values_in, values_in_file};
 pub use rehydrate::rehydrate;
 
 /// The first 16 bytes of every SQLite 3 database.

@@ -306,7 +306,45 @@ pub fn values_at(
     image: &[u8],
     cells: &SqliteCells,
 ) -> Result<Vec<Secret>, RedactError> {
-    let copy = Copy::from_bytes(image, path)?;
+    values_in(path, &Copy::from_bytes(image, path)?, cells)
+}
+
+/// The values of the declared cells of `rules` in a copy, once per (handle, value), and a
+/// warning for each rule that selects no cell: what a snapshot knows before it redacts.
+pub fn declared_values(
+    path: &str,
+    copy: &Copy,
+    rules: &[Rule],
+) -> Result<(Vec<(Handle, Secret)>, Vec<RedactWarning>), RedactError> {
+    let mut warnings = Vec::new();
+    declared_cells(path, &copy.conn, rules, &mut warnings)?;
+    let mut values: Vec<(Handle, Secret)> = Vec::new();
+    for rule in rules {
+        let Locator::Sqlite(cells) = &rule.locator else {
+            continue;
+        };
+        for v in values_in(path, copy, cells)? {
+            let pair = (rule.handle.clone(), v);
+            if !values.contains(&pair) {
+                values.push(pair);
+            }
+        }
+    }
+    Ok((values, warnings))
+}
+
+/// The values at a `sqlite` locator in the live database at `file`, through a consistent
+/// copy (its WAL included): what `scan`, `verify` and `secrets push` read from the state.
+pub fn values_in_file(
+    file: &std::path::Path,
+    display: &str,
+    cells: &SqliteCells,
+) -> Result<Vec<Secret>, RedactError> {
+    values_in(display, &Copy::capture(file, display)?, cells)
+}
+
+/// The values at a `sqlite` locator in a copy.
+pub fn values_in(path: &str, copy: &Copy, cells: &SqliteCells) -> Result<Vec<Secret>, RedactError> {
     let fail = |e: rusqlite::Error| RedactError::Sqlite {
         path: path.to_string(),
         reason: reason(e),

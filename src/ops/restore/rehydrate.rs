@@ -26,7 +26,7 @@ use super::safe_path;
 use crate::archive::{Index, IntegrityError, IntegrityProblem};
 use crate::error::{Error, Result};
 use crate::handle::Handle;
-use crate::redact::{Replacement, check_rehydratable, rehydrate_file};
+use crate::redact::{Context, Replacement, check_rehydratable, rehydrate_file};
 use crate::secret::Secret;
 use crate::store::{ResolveOptions, Status, Stores, VersionChoice, resolve as resolve_handles};
 
@@ -248,6 +248,16 @@ pub(crate) fn rehydrate(root: &Path, plan: &Plan, values: &Values) -> Result<BTr
             reason: r.to_string(),
         })?;
         let path = root.join(&rel);
+        if replacements
+            .iter()
+            .any(|r| matches!(r.context, Context::SqliteCell(_)))
+        {
+            // A database's cells are filled in place, by UPDATE (the restored copy, in the
+            // folder beside the target).
+            crate::sqlite::rehydrate(&path, &rel.display().to_string(), replacements, values)?;
+            private.insert(rel);
+            continue;
+        }
         let redacted = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
         let restored = zeroize::Zeroizing::new(rehydrate_file(
             &rel.display().to_string(),
@@ -271,7 +281,7 @@ pub(crate) fn rehydrate(root: &Path, plan: &Plan, values: &Values) -> Result<BTr
 mod tests {
     use super::*;
     use crate::manifest::Locator;
-    use crate::redact::{Context, DotenvStyle, IniStyle, Source};
+    use crate::redact::{DotenvStyle, IniStyle, Source};
 
     fn plan(file: &str, handle: &Handle, context: Context, locator: Locator) -> Plan {
         let mut plan = Plan::default();

@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 
 use crate::error::ExitCode;
 use crate::handle::Handle;
-use crate::manifest::{Manifest, SecretRule};
+use crate::manifest::{Locator, Manifest, SecretRule};
 use crate::secret::Secret;
 use crate::store::sealed::read_zeroized;
 use crate::store::{Address, StoreErrorKind, Stores};
@@ -214,9 +214,15 @@ fn read_values(state: &Path, rule: &SecretRule) -> Result<Vec<(PathBuf, Secret)>
     let mut out = Vec::new();
     for path in rule.files_in(state)? {
         let rel = path.strip_prefix(state).unwrap_or(&path).to_path_buf();
-        let bytes = read_zeroized(&path).map_err(|e| format!("{}: {e}", path.display()))?;
-        let values = crate::redact::values_at(&rel.display().to_string(), &bytes, &locator)
-            .map_err(|e| e.to_string())?;
+        let display = rel.display().to_string();
+        let values = match &locator {
+            Locator::Sqlite(cells) => crate::sqlite::values_in_file(&path, &display, cells),
+            _ => {
+                let bytes = read_zeroized(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+                crate::redact::values_at(&display, &bytes, &locator)
+            }
+        }
+        .map_err(|e| e.to_string())?;
         out.extend(values.into_iter().map(|v| (rel.clone(), v)));
     }
     Ok(out)

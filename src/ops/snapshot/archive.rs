@@ -23,7 +23,7 @@ use crate::archive::{
 };
 use crate::detect::{Detector, Finding, NameMasks, Severity};
 use crate::error::{Error, Result};
-use crate::manifest::Manifest;
+use crate::manifest::{Locator, Manifest};
 use crate::ops::walk::{Entry, EntryKind, Walk};
 use crate::redact::{
     Blocker, RedactedFile, Replacement, Rule, Source, StrayMatcher, StrayReader, WarningKind,
@@ -222,6 +222,33 @@ pub(super) fn write_entries<B: Body>(
             .into_iter()
             .map(|(_, r)| r)
             .collect();
+        if is_captured_database(entry, &file_rules) {
+            gate.begin_entry(&entry.rel);
+            let archived =
+                match write_database(&mut writer, entry, meta, &file_rules, known, &input)? {
+                    Ok(archived) => archived,
+                    Err(changed) => return Ok(Err(changed)),
+                };
+            gate.end_entry(archived.size);
+            text_files.insert(entry.rel.clone());
+            report.findings.extend(archived.findings);
+            blockers.extend(archived.redacted.blockers);
+            let redacted = RedactedFile {
+                replacements: archived.redacted.replacements,
+                warnings: archived.redacted.warnings,
+                ..RedactedFile::default()
+            };
+            note_redaction(&entry.rel, &redacted, &input, report);
+            push_locations(
+                &mut locations,
+                &entry.rel,
+                redacted.replacements,
+                known,
+                &input,
+            );
+            done(size);
+            continue;
+        }
         if file_rules.is_empty()
             && let Some(reuse) = reuse.as_mut()
             && let Some(unread) = reuse(entry, writer.body_mut())
@@ -325,6 +352,59 @@ pub(super) fn write_entries<B: Body>(
         complete,
         text_files,
         blockers,
+    }))
+}
+
+/// Whether a walked file is archived through a SQLite copy: a database, unless a
+/// `whole_file` rule makes it one secret.
+pub(super) fn is_captured_database(entry: &Entry, rules: &[Rule]) -> bool {
+    entry.sqlite && !rules.iter().any(|r| r.locator == Locator::WholeFile)
+}
+
+/// A database as it went into the archive.
+struct Database {
+    /// Its size in the archive.
+    size: u64,
+    redacted: crate::sqlite::Redacted,
+    /// What the text rules found in its text cells.
+    findings: Vec<Finding>,
+}
+
+/// Archives a SQLite database from a consistent copy (`crate::sqlite`), redacted inside its
+/// cells: declared cells, stray known values, and each text cell through the text rules (the
+/// gate scans the image, where a cell's text may be cut across pages). A second read whose
+/// declared values changed stops the attempt, as for any rule file.
+fn write_database<B: Body>(
+    writer: &mut ArchiveWriter<'_, B>,
+    entry: &Entry,
+    meta: EntryMeta,
+    rules: &[Rule],
+    known: &Known,
+    input: &Input<'_>,
+) -> Result<Result<Database, Changed>> {
+    let mut copy = crate::sqlite::Copy::capture(&entry.path, &entry.rel)?;
+    let mut findings = Vec::new();
+    let mut scan = |cell: &[u8]| {
+        if let Some(text_rules) = input.text_rules {
+            findings.extend(blocking(text_rules.scan_bytes(&entry.rel, cell)));
+        }
+    };
+    let redacted = crate::sqlite::redact(&entry.rel, &mut copy, rules, &known.stray, &mut scan)?;
+    if !rules.is_empty()
+        && let Err(changed) = known.check_unchanged(&entry.rel, &redacted.values)
+    {
+        return Ok(Err(changed));
+    }
+    let image = copy.image().map_err(|reason| Error::Entry {
+        path: entry.rel.clone(),
+        reason,
+    })?;
+    let size = image.len();
+    writer.append_file(&entry.rel, meta, size, image.reader())?;
+    Ok(Ok(Database {
+        size,
+        redacted,
+        findings,
     }))
 }
 

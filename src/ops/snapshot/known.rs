@@ -107,8 +107,21 @@ pub(super) fn gather(
         for (i, _) in &file_rules {
             matched[*i] = true;
         }
-        let bytes = Zeroizing::new(read_file(entry)?);
         let only: Vec<Rule> = file_rules.into_iter().map(|(_, r)| r).collect();
+        if super::archive::is_captured_database(entry, &only) {
+            // Read from a consistent copy, and again when archived (nothing is held).
+            let copy = crate::sqlite::Copy::capture(&entry.path, &entry.rel)?;
+            let (values, _) = crate::sqlite::declared_values(&entry.rel, &copy, &only)?;
+            for (h, v) in values {
+                if !declared.iter().any(|(dh, dv)| *dh == h && *dv == v) {
+                    partial_check(&declared, &from, &h, &v, &entry.rel)?;
+                    declared.push((h, v));
+                    from.push(entry.rel.clone());
+                }
+            }
+            continue;
+        }
+        let bytes = Zeroizing::new(read_file(entry)?);
         let redacted = redact_file(&entry.rel, &bytes, &only, &[])?;
         for (h, v) in redacted.values {
             if !declared.iter().any(|(dh, dv)| *dh == h && *dv == v) {
