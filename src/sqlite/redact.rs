@@ -309,13 +309,16 @@ pub fn values_at(
     values_in(path, &Copy::from_bytes(image, path)?, cells)
 }
 
+/// Declared values, each with its handle.
+pub type DeclaredValues = Vec<(Handle, Secret)>;
+
 /// The values of the declared cells of `rules` in a copy, once per (handle, value), and a
 /// warning for each rule that selects no cell: what a snapshot knows before it redacts.
 pub fn declared_values(
     path: &str,
     copy: &Copy,
     rules: &[Rule],
-) -> Result<(Vec<(Handle, Secret)>, Vec<RedactWarning>), RedactError> {
+) -> Result<(DeclaredValues, Vec<RedactWarning>), RedactError> {
     let mut warnings = Vec::new();
     declared_cells(path, &copy.conn, rules, &mut warnings)?;
     let mut values: Vec<(Handle, Secret)> = Vec::new();
