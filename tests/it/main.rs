@@ -34,6 +34,7 @@ mod scan;
 mod schema;
 mod secrets_cli;
 mod snapshot;
+mod sqlite;
 mod store_local;
 mod store_vault;
 mod trust;
