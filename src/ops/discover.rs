@@ -245,10 +245,16 @@ fn rule_values(state: &Path, rule: &SecretRule) -> Vec<(String, Secret)> {
             .unwrap_or(&path)
             .display()
             .to_string();
-        let Ok(bytes) = std::fs::read(&path).map(zeroize::Zeroizing::new) else {
-            continue;
+        let values = if let Locator::Sqlite(cells) = &locator {
+            // A live database is read through a consistent copy, its WAL included.
+            crate::sqlite::values_in_file(&path, &rel, cells)
+        } else {
+            let Ok(bytes) = std::fs::read(&path).map(zeroize::Zeroizing::new) else {
+                continue;
+            };
+            crate::redact::values_at(&rel, &bytes, &locator)
         };
-        if let Ok(values) = crate::redact::values_at(&rel, &bytes, &locator) {
+        if let Ok(values) = values {
             out.extend(values.into_iter().map(|v| (rel.clone(), v)));
         }
     }

@@ -179,6 +179,12 @@ impl Copy {
         Ok(copy)
     }
 
+    /// The copy's connection, to read its tables and cells (discovery proposes rules from
+    /// them); edits belong to [`redact`], which keeps the invariants above.
+    pub(crate) fn conn(&self) -> &Connection {
+        &self.conn
+    }
+
     /// Makes the copy safe to edit: no trigger, foreign-key action or CHECK constraint may
     /// turn one cell's edit into others; temporary data stays in memory.
     fn prepare(&self) -> rusqlite::Result<()> {

@@ -19,7 +19,7 @@ use serde::Serialize;
 
 use crate::detect::Detector;
 use crate::error::{Error, ExitCode, Report, Result};
-use crate::manifest::{Detect, Manifest, real_path};
+use crate::manifest::{Detect, Locator, Manifest, SqlValue, SqliteCells, real_path};
 use crate::ops::secrets::push::{PushItem, push};
 use crate::store::LocalStore;
 use crate::store::Stores;
@@ -438,9 +438,10 @@ fn manifest_text(p: &ManifestParts<'_>) -> String {
 /// One `secrets` entry on one line, as a person would write it:
 /// `{ "file": "config.json", "json": "/api_key", "handle": "local:agents/{agent}/config#api_key" }`.
 pub(crate) fn rule_json(d: &Discovered) -> String {
-    let locator = match d.locator.text() {
-        Some(text) => format!("{}: {}", json_str(d.locator.field()), json_str(text)),
-        None => r#""whole_file": true"#.to_string(),
+    let locator = match (&d.locator, d.locator.text()) {
+        (Locator::Sqlite(cells), _) => format!(r#""sqlite": {}"#, sqlite_json(cells)),
+        (_, Some(text)) => format!("{}: {}", json_str(d.locator.field()), json_str(text)),
+        (_, None) => r#""whole_file": true"#.to_string(),
     };
     let ephemeral = if d.ephemeral {
         r#", "ephemeral": true"#
@@ -452,6 +453,29 @@ pub(crate) fn rule_json(d: &Discovered) -> String {
         json_str(&d.file),
         json_str(&d.handle.to_string())
     )
+}
+
+/// A `sqlite` locator as a person writes it:
+/// `{ "table": "settings", "column": "value", "where": { "key": "OPENAI_API_KEY" } }`.
+fn sqlite_json(cells: &SqliteCells) -> String {
+    let mut out = format!(
+        r#"{{ "table": {}, "column": {}"#,
+        json_str(&cells.table),
+        json_str(&cells.column)
+    );
+    if !cells.filter.is_empty() {
+        let pairs: Vec<String> = cells
+            .filter
+            .iter()
+            .map(|(column, value)| match value {
+                SqlValue::Integer(n) => format!("{}: {n}", json_str(column)),
+                SqlValue::Text(t) => format!("{}: {}", json_str(column), json_str(t)),
+            })
+            .collect();
+        let _ = write!(out, r#", "where": {{ {} }}"#, pairs.join(", "));
+    }
+    out.push_str(" }");
+    out
 }
 
 /// Checks `text` with the manifest parser, puts it at `path`, and loads it back as every

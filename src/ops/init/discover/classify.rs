@@ -101,6 +101,11 @@ const METADATA_WORDS: &[&str] = &[
     "budget",
     "tokenizer",
     "public",
+    // A digest verifies a secret without being one (`password_hash`, a users table's column).
+    "hash",
+    "hashed",
+    "digest",
+    "checksum",
 ];
 
 /// Words that make a key a password's: any value a person could type is a secret.
@@ -177,6 +182,15 @@ pub(super) fn classify(leaf: &str, value: &[u8], rule: Option<&str>) -> Option<S
     secret.then(|| "key name".to_string())
 }
 
+/// Whether `key` (a column's name, a key/value row's key) names a credential or a password:
+/// the key half of [`classify`]'s judgement, for a database's columns.
+pub(super) fn names_credential(key: &str) -> bool {
+    matches!(
+        key_kind(&key_words(key)),
+        KeyKind::Password | KeyKind::Credential
+    )
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum KeyKind {
     /// Describes a secret (`password_hint`, `token_url`, `session_id`).
@@ -220,7 +234,7 @@ fn key_kind(words: &[String]) -> KeyKind {
 
 /// The lowercase words of a key: split at `_`, `-`, `.`, spaces and camelCase humps
 /// (`apiKeyHelper` → `api`, `key`, `helper`; `OPENAI_API_KEY` → `openai`, `api`, `key`).
-fn key_words(key: &str) -> Vec<String> {
+pub(super) fn key_words(key: &str) -> Vec<String> {
     let mut words = Vec::new();
     let mut cur = String::new();
     let chars: Vec<char> = key.chars().collect();
@@ -454,6 +468,11 @@ mod tests {
             ("tokenizer", "cl100k_base"),
             ("max_tokens", "4096"),
             ("author", "Jane Q. Doe"),
+            // A digest verifies a password; it is not one (a users table's column).
+            (
+                "password_hash",
+                "$2b$12$R9h/cIPz0gi.URNNX3kh2OPST9/PgBkqquzi.Ss7KIUgO2t0jWMUW",
+            ),
         ];
         for (key, value) in not {
             assert_eq!(
@@ -466,6 +485,30 @@ mod tests {
                 None,
                 "{key}: {value} (generic hit)"
             );
+        }
+    }
+
+    #[test]
+    fn column_names_that_name_credentials() {
+        for yes in [
+            "api_token",
+            "password",
+            "OPENAI_API_KEY",
+            "github_token",
+            "secret",
+            "key",
+        ] {
+            assert!(names_credential(yes), "{yes}");
+        }
+        for no in [
+            "email",
+            "password_hash",
+            "token_count",
+            "name",
+            "value",
+            "content",
+        ] {
+            assert!(!names_credential(no), "{no}");
         }
     }
 

@@ -1,6 +1,6 @@
 //! `init --discover`: find the secrets of a state folder and the rule that locates each.
 //!
-//! Two passes over the files, in path order:
+//! Two passes over the files, in path order, and one for databases:
 //! 1. **Structured files and keys.** A file whose name says JSON, YAML, TOML, dotenv or INI is
 //!    parsed by its redactor, which lists every string value with its locator
 //!    ([`Redactor::keys`](crate::redact::Redactor::keys)). A value is a secret when a detection
@@ -13,16 +13,22 @@
 //!    A regex that captures several different values (a token that rotates through a log) gets
 //!    an ephemeral `env:` handle, since no one stored version fits them all.
 //!
+//! A **SQLite database** (by its header) is read through a consistent copy, table by table:
+//! credential columns, key/value rows whose key names a credential, and cells a provider rule
+//! matches whole become `sqlite` rules (`sqlite`); a token pasted inside a message does not.
+//!
 //! Every proposed rule is checked with the redaction engine before it is kept: its locator
 //! must find exactly the value that was discovered. The same value found in several places
 //! gets one handle. Values stay in [`Secret`]s; the report shows masked previews only.
 //!
-//! This module walks the state and runs the two passes; `structured` is pass 1, `text` pass 2,
-//! `handles` names the handles, and [`check`] reads every rule back.
+//! This module walks the state and runs the passes; `structured` is pass 1, `text` pass 2,
+//! `sqlite` reads databases, `handles` names the handles, and [`check`] reads every rule back
+//! (a database's rules through a new consistent copy).
 
 mod classify;
 mod follow;
 mod handles;
+mod sqlite;
 mod structured;
 mod text;
 
@@ -138,6 +144,11 @@ pub fn discover(state: &Path, store: &str, detector: &Detector) -> Result<Discov
         if !inspect(entry, &mut cache_dirs, &mut temp_globs, &mut out.attention) {
             continue;
         }
+        if entry.sqlite {
+            out.files += 1;
+            sqlite::database(entry, detector, &mut candidates, &mut out.attention);
+            continue;
+        }
         // State files hold the secrets: their bytes live in zeroized memory.
         let bytes =
             Zeroizing::new(std::fs::read(&entry.path).map_err(|e| Error::io(&entry.path, e))?);
@@ -236,13 +247,15 @@ fn inspect(
 }
 
 /// Checks each rule with the redaction engine: its locator, read from `state`, must give back
-/// exactly the discovered value. A rule that does not is dropped with an [`Attention`].
+/// exactly the discovered value. A rule that does not is dropped with an [`Attention`]. A
+/// `sqlite` rule reads a consistent copy of its database, as snapshots do.
 pub fn check(
     state: &Path,
     found: Vec<Discovered>,
     attention: &mut Vec<Attention>,
 ) -> Vec<Discovered> {
     let mut files: HashMap<String, Zeroizing<Vec<u8>>> = HashMap::new();
+    let mut databases: HashMap<String, Option<crate::sqlite::Copy>> = HashMap::new();
     let mut kept = Vec::with_capacity(found.len());
     for d in found {
         // A glob rule reads every file it names, not only those it was found in.
@@ -254,10 +267,24 @@ pub fn check(
         let mut all: Vec<Secret> = Vec::new();
         let mut ok = !names.is_empty();
         for name in &names {
-            let bytes = files.entry(name.clone()).or_insert_with(|| {
-                Zeroizing::new(std::fs::read(state.join(name)).unwrap_or_default())
-            });
-            match values_at(name, bytes, &d.locator) {
+            let values = if let Locator::Sqlite(cells) = &d.locator {
+                let copy = databases
+                    .entry(name.clone())
+                    .or_insert_with(|| crate::sqlite::Copy::capture(&state.join(name), name).ok());
+                match copy {
+                    Some(copy) => crate::sqlite::values_in(name, copy, cells),
+                    None => {
+                        ok = false;
+                        continue;
+                    }
+                }
+            } else {
+                let bytes = files.entry(name.clone()).or_insert_with(|| {
+                    Zeroizing::new(std::fs::read(state.join(name)).unwrap_or_default())
+                });
+                values_at(name, bytes, &d.locator)
+            };
+            match values {
                 Ok(values) => all.extend(values),
                 Err(_) => ok = false,
             }
