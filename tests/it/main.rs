@@ -12,6 +12,7 @@ mod crash;
 mod detect_corpus;
 mod discover;
 mod discover_corpus;
+mod discover_sqlite;
 mod encodings;
 mod init;
 mod layout;
