@@ -7,7 +7,8 @@
 //! pages, where no redaction reaches. So a database is never archived as it lies on disk:
 //! - [`Copy::capture`] takes it through SQLite's online backup API, in one step (one read
 //!   transaction: every page as of one moment, WAL content included, while the agent goes on
-//!   writing), into a private in-memory database ([`Copy`](struct@Copy)): no plaintext copy on disk;
+//!   writing), into a private in-memory database ([`Copy`](struct@Copy)): no plaintext copy
+//!   on disk;
 //! - [`redact`] replaces declared cells, known values and what the caller's detection finds
 //!   in TEXT cells (and BLOBs of UTF-8 text) by placeholders, with `UPDATE`s on the copy,
 //!   then rebuilds it with `VACUUM`, so that no old value survives in a free page, and checks
