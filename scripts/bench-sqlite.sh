@@ -12,8 +12,9 @@
 # outputs, a few pasted tokens that the snapshot captures), an index on it, a credentials
 # table with a declared key, and a checkpoints table of blobs. The reference copies pages;
 # agentbak reads every cell and proves no secret remains.
-# AGENTBAK_BIN: a binary to measure instead of a fresh release build. Needs sqlite3, zstd,
-# python3, /usr/bin/time and bc.
+# AGENTBAK_BIN: a binary to measure instead of a fresh release build. BENCH_DIR: where to
+# generate the state and keep it afterwards (for profiling); default a temporary folder,
+# removed at the end. Needs sqlite3, zstd, python3, /usr/bin/time and bc.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SIZE_MIB="${1:-1024}"
@@ -21,8 +22,13 @@ RUNS="${2:-3}"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$(pwd)/target}"
 . scripts/tools.sh
 BIN="$(bench_bin)"
-WORK="$(mktemp -d)"
-trap 'rm -rf "$WORK"' EXIT
+if [ -n "${BENCH_DIR:-}" ]; then
+    WORK="$BENCH_DIR"
+    rm -rf "$WORK"
+else
+    WORK="$(mktemp -d)"
+    trap 'rm -rf "$WORK"' EXIT
+fi
 mkdir -p "$WORK/state"
 
 python3 - "$WORK" "$SIZE_MIB" <<'PY'

@@ -18,7 +18,10 @@
 //!   its integrity.
 //!
 //! Invariants:
-//! - the agent's database is opened read-only; nothing is written beside it;
+//! - the agent's database is opened read-only: no page of it is written. Like any reader of
+//!   a WAL database, the connection may create the `-wal` and `-shm` files SQLite's locking
+//!   needs when the agent left none (SQLite gives them the database's owner when run as
+//!   root); they are SQLite's own, and the walk leaves them out;
 //! - triggers, foreign-key actions and CHECK constraints are off on every connection that
 //!   edits (the copy, the restored file): an edit changes its one cell and nothing else;
 //! - records ([`SqliteCell`]) name a table, a column and a rowid, never a value; SQL built

@@ -255,3 +255,38 @@ fn a_writer_inserting_pairs_during_the_snapshot_leaves_an_even_count() {
         "{n} rows, not between {before} and {after} ({pairs} pairs written)"
     );
 }
+
+#[test]
+fn a_database_sqlite_cannot_read_is_archived_as_its_bytes_with_a_warning() {
+    let p = Project::new(&MANIFEST.replace(
+        r#"{ "file": "memory.db", "sqlite": { "table": "credentials", "column": "value", "where": { "name": "openai" } },
+      "handle": "local:agents/{agent}/openai#api_key" }"#,
+        r#"{ "file": "config.json", "json": "/key", "handle": "local:agents/{agent}/openai#api_key" }"#,
+    ));
+    p.set("local:agents/kevin/openai#api_key", KEY, &[]);
+    p.file(
+        "config.json",
+        0o600,
+        format!("{{\"key\": \"{KEY}\"}}").as_bytes(),
+    );
+    // A SQLite header over pages of garbage: no page SQLite can read.
+    let mut damaged = b"SQLite format 3\0".to_vec();
+    damaged.resize(8192, 0xA5);
+    p.file("damaged.db", 0o600, &damaged);
+    let out = p.agentbak().arg("snapshot").output().unwrap();
+    let text = all_output(&out);
+    assert_eq!(out.status.code(), Some(3), "snapshot: {text}");
+    assert!(
+        text.contains("damaged.db") && text.contains("archived as its bytes"),
+        "{text}"
+    );
+    let target = p.path().join("restored");
+    let out = p
+        .agentbak()
+        .args(["restore", "latest", "--target"])
+        .arg(&target)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "restore: {}", all_output(&out));
+    assert_eq!(std::fs::read(target.join("damaged.db")).unwrap(), damaged);
+}

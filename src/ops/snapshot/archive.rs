@@ -222,14 +222,35 @@ pub(super) fn write_entries<B: Body>(
             .into_iter()
             .map(|(_, r)| r)
             .collect();
-        if is_captured_database(entry, &file_rules) {
+        let database = if is_captured_database(entry, &file_rules) {
+            let held = known.take_held_database(&entry.rel);
+            match redact_database(entry, held, &file_rules, known, &input) {
+                Ok(Ok(database)) => Some(database),
+                Ok(Err(changed)) => return Ok(Err(changed)),
+                // A backup that does not happen is a failure too: a database SQLite cannot
+                // copy or read (damaged, locked too long) goes in as its bytes, through the
+                // gate, and says so. One with declared cells cannot: their values are unread.
+                Err(e) if file_rules.is_empty() => {
+                    report.warnings.push(format!(
+                        "{e}; archived as its bytes, not through a consistent copy"
+                    ));
+                    None
+                }
+                Err(e) => return Err(e.into()),
+            }
+        } else {
+            None
+        };
+        if let Some(mut archived) = database {
             gate.begin_entry(&entry.rel);
-            let archived =
-                match write_database(&mut writer, entry, meta, &file_rules, known, &input)? {
-                    Ok(archived) => archived,
-                    Err(changed) => return Ok(Err(changed)),
-                };
-            gate.end_entry(archived.size);
+            let image = archived.copy.image().map_err(|reason| Error::Entry {
+                path: entry.rel.clone(),
+                reason,
+            })?;
+            let len = image.len();
+            writer.append_file(&entry.rel, meta, len, image.reader())?;
+            drop(image);
+            gate.end_entry(len);
             text_files.insert(entry.rel.clone());
             report.findings.extend(archived.findings);
             blockers.extend(archived.redacted.blockers);
@@ -361,28 +382,31 @@ pub(super) fn is_captured_database(entry: &Entry, rules: &[Rule]) -> bool {
     entry.sqlite && !rules.iter().any(|r| r.locator == Locator::WholeFile)
 }
 
-/// A database as it went into the archive.
+/// A database redacted in its copy, ready to archive.
 struct Database {
-    /// Its size in the archive.
-    size: u64,
+    copy: crate::sqlite::Copy,
     redacted: crate::sqlite::Redacted,
     /// What the text rules found in its text cells.
     findings: Vec<Finding>,
 }
 
-/// Archives a SQLite database from a consistent copy (`crate::sqlite`), redacted inside its
+/// Takes a SQLite database's consistent copy (`crate::sqlite`; the one `held` from reading its
+/// declared values, else a new one) and redacts it inside its
 /// cells: declared cells, stray known values, and each text cell through the text rules (the
 /// gate scans the image, where a cell's text may be cut across pages). A second read whose
 /// declared values changed stops the attempt, as for any rule file.
-fn write_database<B: Body>(
-    writer: &mut ArchiveWriter<'_, B>,
+fn redact_database(
     entry: &Entry,
-    meta: EntryMeta,
+    held: Option<crate::sqlite::Copy>,
     rules: &[Rule],
     known: &Known,
     input: &Input<'_>,
-) -> Result<Result<Database, Changed>> {
-    let mut copy = crate::sqlite::Copy::capture(&entry.path, &entry.rel)?;
+) -> std::result::Result<Result<Database, Changed>, crate::redact::RedactError> {
+    let read_again = held.is_none();
+    let mut copy = match held {
+        Some(copy) => copy,
+        None => crate::sqlite::Copy::capture(&entry.path, &entry.rel)?,
+    };
     let mut findings = Vec::new();
     let mut scan = |cell: &[u8]| {
         if let Some(text_rules) = input.text_rules {
@@ -390,19 +414,14 @@ fn write_database<B: Body>(
         }
     };
     let redacted = crate::sqlite::redact(&entry.rel, &mut copy, rules, &known.stray, &mut scan)?;
-    if !rules.is_empty()
+    if read_again
+        && !rules.is_empty()
         && let Err(changed) = known.check_unchanged(&entry.rel, &redacted.values)
     {
         return Ok(Err(changed));
     }
-    let image = copy.image().map_err(|reason| Error::Entry {
-        path: entry.rel.clone(),
-        reason,
-    })?;
-    let size = image.len();
-    writer.append_file(&entry.rel, meta, size, image.reader())?;
     Ok(Ok(Database {
-        size,
+        copy,
         redacted,
         findings,
     }))
@@ -418,8 +437,8 @@ pub(super) fn gate_verdict(gate: gate::Gate, report: &mut SnapshotReport, blocke
         .map(|b| {
             format!(
                 "{}@{}: a value of {} in a binary file, which cannot be redacted: exclude the \
-                 file (`exclude`), declare it whole (a `whole_file` rule), or accept it \
-                 (`detect.allow`)",
+                 file (`exclude`) or declare it whole (a `whole_file` rule); a known value \
+                 cannot be allowed (`detect.allow` accepts findings, not declared values)",
                 b.path, b.offset, b.handle
             )
         })

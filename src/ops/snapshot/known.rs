@@ -28,6 +28,11 @@ use crate::store::Stores;
 /// How many bytes of rule files one attempt keeps from the first read.
 pub const MAX_HELD: usize = 64 * 1024 * 1024;
 
+/// Database files whose copies are kept from the first read to the archive, in bytes: a copy
+/// is needed to archive the database anyway, and one kept is one read less and the very
+/// cells whose values the gate searches for. Beyond it, a database is copied again.
+pub const MAX_HELD_DATABASES: u64 = 4 << 30;
+
 /// The known values of one attempt.
 pub(super) struct Known {
     /// Declared and store values, searched for in every text file: stray copies become
@@ -37,6 +42,9 @@ pub(super) struct Known {
     pub versions: BTreeMap<Handle, u64>,
     declared: Vec<(Handle, Secret)>,
     held: HashMap<String, Zeroizing<Vec<u8>>>,
+    /// The copies of databases with declared cells, taken to read those values and kept to
+    /// archive (up to [`MAX_HELD_DATABASES`] bytes of database files in all).
+    held_databases: HashMap<String, crate::sqlite::Copy>,
     /// A keyed hash of every known value and store version, when a key was given: the
     /// incremental repository reuses a parent's files only under the same one.
     pub fingerprint: Option<[u8; 32]>,
@@ -50,6 +58,11 @@ impl Known {
     /// The bytes of rule file `rel` as the first read saw them, when they were kept.
     pub fn take_held(&mut self, rel: &str) -> Option<Zeroizing<Vec<u8>>> {
         self.held.remove(rel)
+    }
+
+    /// The copy of database `rel` the first read took, when it was kept.
+    pub fn take_held_database(&mut self, rel: &str) -> Option<crate::sqlite::Copy> {
+        self.held_databases.remove(rel)
     }
 
     /// Whether the values a second read of `rel` found are all declared values of the first.
@@ -95,9 +108,11 @@ pub(super) fn gather(
     let mut from: Vec<String> = Vec::new();
     let mut held = HashMap::new();
     let mut held_bytes = 0;
+    let mut held_databases = HashMap::new();
+    let mut held_database_bytes = 0;
     let mut matched = vec![false; rules.rules.len()];
     for entry in &walked.entries {
-        let EntryKind::File { .. } = entry.kind else {
+        let EntryKind::File { size } = entry.kind else {
             continue;
         };
         let file_rules = rules.for_file(&entry.rel);
@@ -118,6 +133,10 @@ pub(super) fn gather(
                     declared.push((h, v));
                     from.push(entry.rel.clone());
                 }
+            }
+            if held_database_bytes + size <= MAX_HELD_DATABASES {
+                held_database_bytes += size;
+                held_databases.insert(entry.rel.clone(), copy);
             }
             continue;
         }
@@ -175,6 +194,7 @@ pub(super) fn gather(
             versions,
             declared,
             held,
+            held_databases,
             fingerprint,
         },
         detector,
