@@ -10,8 +10,8 @@ use super::{Copy, SqliteCell, columns, quote, reason, rowid_alias, tables};
 use crate::handle::Handle;
 use crate::manifest::{Locator, SqlValue, SqliteCells};
 use crate::redact::{
-    Blocker, Context, RedactError, RedactWarning, Replacement, Rule, Source, StrayMatcher,
-    WarningKind, redact_file_with,
+    Blocker, Context, MIN_STRAY_LEN, RedactError, RedactWarning, Replacement, Rule, Source,
+    StrayMatcher, WarningKind, redact_file_with,
 };
 use crate::secret::Secret;
 
@@ -104,6 +104,10 @@ pub fn redact(
                         context: at(Context::Raw),
                     };
                     (rule.handle.placeholder().into_bytes(), vec![replacement])
+                } else if bytes.len() < MIN_STRAY_LEN {
+                    // Shorter than any value searched for or any credential found: most
+                    // cells of a table (names, times, flags) cost nothing more.
+                    continue;
                 } else {
                     let text = !blob || std::str::from_utf8(bytes).is_ok();
                     let redacted = redact_file_with(path, bytes, &[], known)?;
