@@ -65,6 +65,12 @@ pub fn redact(
     for (table, has_rowid) in tables(conn).map_err(|e| fail(reason(e)))? {
         let cols = columns(conn, &table).map_err(|e| fail(reason(e)))?;
         let alias = rowid_alias(&cols).filter(|_| has_rowid);
+        // This table's declared cells, by (column index, rowid): no key built per cell.
+        let here: HashMap<(usize, i64), usize> = declared
+            .iter()
+            .filter(|((t, _, _), _)| *t == table)
+            .filter_map(|((_, c, id), &r)| Some(((cols.iter().position(|x| x == c)?, *id), r)))
+            .collect();
         let select = format!(
             "SELECT {}, {} FROM {}",
             alias.unwrap_or("NULL"),
@@ -90,7 +96,7 @@ pub fn redact(
                         inner,
                     }))
                 };
-                let rule = rowid.and_then(|id| declared.get(&(table.clone(), column.clone(), id)));
+                let rule = rowid.and_then(|id| here.get(&(i, id)));
                 let (new, replacements) = if let Some(&r) = rule {
                     let rule = &rules[r];
                     let pair = (rule.handle.clone(), Secret::from_slice(bytes));
