@@ -18,4 +18,5 @@ mkdir -p target
     echo "== verify vs zstd -d | b3sum (scripts/bench-verify.sh)"; bash scripts/bench-verify.sh "$SIZE"
     echo "== rehydration of 1,000 handles (scripts/bench-resolve.sh)"; bash scripts/bench-resolve.sh
     echo "== redaction of 1,000 secrets (scripts/bench-redact.sh)"; bash scripts/bench-redact.sh
+    echo "== snapshot of a SQLite database vs sqlite3 .backup + zstd (scripts/bench-sqlite.sh)"; bash scripts/bench-sqlite.sh "$((SIZE * 2))" 3
 } 2>&1 | tee target/bench-all.txt
