@@ -124,7 +124,8 @@ pub(super) fn gather(
         }
         let only: Vec<Rule> = file_rules.into_iter().map(|(_, r)| r).collect();
         if super::archive::is_captured_database(entry, &only) {
-            // Read from a consistent copy, and again when archived (nothing is held).
+            // Read from a consistent copy, which is kept to be archived: one read, and the
+            // very cells whose values the gate searches for.
             let copy = crate::sqlite::Copy::capture(&entry.path, &entry.rel)?;
             let (values, _) = crate::sqlite::declared_values(&entry.rel, &copy, &only)?;
             for (h, v) in values {
