@@ -118,8 +118,17 @@ pub fn redact(
                     let text = !blob || std::str::from_utf8(bytes).is_ok();
                     let redacted = redact_file_with(path, bytes, &[], known)?;
                     if !text || !redacted.blockers.is_empty() {
-                        // Binary data: a known value in it cannot be edited out.
-                        out.blockers.extend(redacted.blockers);
+                        // Binary data: a known value in it cannot be edited out. The blocker
+                        // names the cell; its offset is in the cell.
+                        let cell = match rowid {
+                            Some(id) => format!("{path} ({table}.{column}, row {id})"),
+                            None => format!("{path} ({table}.{column})"),
+                        };
+                        out.blockers
+                            .extend(redacted.blockers.into_iter().map(|b| Blocker {
+                                path: cell.clone(),
+                                ..b
+                            }));
                         continue;
                     }
                     cell(&redacted.output);

@@ -204,3 +204,26 @@ fn a_forged_record_naming_a_missing_column_writes_nothing() {
     let a: String = conn.query_row("SELECT a FROM t", [], |r| r.get(0)).unwrap();
     assert_eq!(a, "x");
 }
+
+#[test]
+fn a_known_value_in_a_binary_blob_is_a_blocker_naming_the_cell() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("blobs.db");
+    let conn = Connection::open(&path).unwrap();
+    conn.execute_batch("CREATE TABLE state (id INTEGER PRIMARY KEY, data BLOB);")
+        .unwrap();
+    let mut blob = vec![0u8, 159, 146, 150];
+    blob.extend_from_slice(PASTED.as_bytes());
+    conn.execute("INSERT INTO state (data) VALUES (?1)", [&blob])
+        .unwrap();
+    drop(conn);
+    let mut copy = Copy::capture(&path, "blobs.db").unwrap();
+    let h = handle("local:agents/kevin/captured#github-pat-1");
+    let known = StrayMatcher::new(&[(h.clone(), Secret::from(PASTED.to_string()))]);
+    let redacted = redact("blobs.db", &mut copy, &[], &known, &mut |_| {}).unwrap();
+    assert_eq!(redacted.blockers.len(), 1);
+    let b = &redacted.blockers[0];
+    assert_eq!(b.path, "blobs.db (state.data, row 1)");
+    assert_eq!((b.offset, &b.handle), (4, &h));
+    assert!(redacted.replacements.is_empty());
+}
