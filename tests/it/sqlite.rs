@@ -143,6 +143,16 @@ fn a_live_wal_database_snapshots_without_its_secrets_and_restores_row_for_row() 
     );
     assert_nowhere(&p, &[KEY, PASTED]);
 
+    // An audit finds nothing in it, and every handle resolves.
+    let out = p
+        .agentbak()
+        .args(["verify", "latest", "--check-handles", "--against-store"])
+        .output()
+        .unwrap();
+    let text = all_output(&out);
+    assert_eq!(out.status.code(), Some(0), "verify: {text}");
+    assert!(!text.contains(KEY) && !text.contains(PASTED));
+
     // The listing holds the database and none of its companions.
     let ls = p.agentbak().args(["ls", "latest"]).output().unwrap();
     let listing = String::from_utf8_lossy(&ls.stdout);
