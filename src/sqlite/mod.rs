@@ -42,7 +42,9 @@ use rusqlite::{Connection, FileControl, MAIN_DB, OpenFlags};
 
 use crate::redact::RedactError;
 pub use crate::redact::SqliteCell;
-pub use redact::{Redacted, declared_values, redact, values_at, values_in, values_in_file};
+pub use redact::{
+    Redacted, declared_values, read_cells, redact, values_at, values_in, values_in_file,
+};
 pub use rehydrate::rehydrate;
 
 /// The first 16 bytes of every SQLite 3 database.
@@ -167,13 +169,8 @@ impl Copy {
             reason: reason(e),
         };
         // An image of a WAL database reads as a rollback one: memdb has no WAL.
-        let mut head = bytes[..bytes.len().min(100)].to_vec();
-        if head.len() == 100 {
-            head[VERSION_BYTES].fill(1);
-        }
-        let reader = std::io::Read::chain(&head[..], &bytes[head.len()..]);
         let mut conn = Connection::open_in_memory().map_err(fail)?;
-        conn.deserialize_read_exact(MAIN_DB, reader, bytes.len(), true)
+        conn.deserialize_read_exact(MAIN_DB, with_version(bytes, 1), bytes.len(), true)
             .map_err(fail)?;
         let copy = Copy {
             conn,
@@ -254,22 +251,19 @@ impl Image<'_> {
     /// Its bytes: the first 100 (the header, its version bytes set back to WAL when the
     /// database was in WAL mode), then the rest.
     pub fn reader(&self) -> impl Read + '_ {
-        let split = self.data.len().min(100);
-        let mut head = self.data[..split].to_vec();
-        if self.wal && head.len() == 100 {
-            head[VERSION_BYTES].fill(2);
-        }
-        std::io::Cursor::new(head).chain(&self.data[split..])
+        with_version(&self.data, if self.wal { 2 } else { 1 })
     }
+}
 
-    /// Its bytes, in one buffer.
-    pub fn to_vec(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(self.data.len());
-        self.reader()
-            .read_to_end(&mut out)
-            .expect("reading memory does not fail");
-        out
+/// A database image's bytes with its header's version bytes set to `version` (2 for WAL, 1
+/// for a rollback journal), the rest read as it is.
+fn with_version(image: &[u8], version: u8) -> impl Read + '_ {
+    let split = image.len().min(100);
+    let mut head = image[..split].to_vec();
+    if head.len() == 100 {
+        head[VERSION_BYTES].fill(version);
     }
+    std::io::Cursor::new(head).chain(&image[split..])
 }
 
 /// Turns off what would make one `UPDATE` change more than its cell.

@@ -58,8 +58,71 @@ pub fn redact(
         path: path.to_string(),
         reason,
     };
-    let conn = &copy.conn;
     let mut out = Redacted::default();
+    let edits = cells(path, &copy.conn, rules, known, cell, &mut out)?;
+    apply(&copy.conn, &edits).map_err(|e| fail(reason(e)))?;
+    // Rebuilt page by page: no old value is left in a free page.
+    let conn = copy.rebuild().map_err(|e| fail(reason(e)))?;
+    for e in &edits {
+        let sql = format!(
+            "SELECT {} FROM {} WHERE {} = ?1",
+            quote(&e.column),
+            quote(&e.table),
+            e.alias
+        );
+        let same = conn
+            .query_row(&sql, [e.rowid], |r| {
+                Ok(match r.get_ref(0)? {
+                    ValueRef::Text(t) => !e.blob && t == e.bytes.as_slice(),
+                    ValueRef::Blob(b) => e.blob && b == e.bytes.as_slice(),
+                    _ => false,
+                })
+            })
+            .map_err(|err| fail(reason(err)))?;
+        if !same {
+            return Err(fail(format!(
+                "after VACUUM, row {} of table `{}` is not the row redacted",
+                e.rowid, e.table
+            )));
+        }
+    }
+    Ok(out)
+}
+
+/// Hands each text cell of the copy, as [`redact`] would write it, to `cell`, and changes
+/// nothing: what a snapshot's capture reads its findings' values from, without the rebuild.
+pub fn read_cells(
+    path: &str,
+    copy: &Copy,
+    rules: &[Rule],
+    known: &StrayMatcher,
+    cell: &mut dyn FnMut(&[u8]),
+) -> Result<(), RedactError> {
+    cells(
+        path,
+        &copy.conn,
+        rules,
+        known,
+        cell,
+        &mut Redacted::default(),
+    )
+    .map(drop)
+}
+
+/// The pass over every cell: fills `out` (records, declared values, warnings, blockers),
+/// hands each text cell as redacted to `cell`, and returns the edits to write.
+fn cells(
+    path: &str,
+    conn: &Connection,
+    rules: &[Rule],
+    known: &StrayMatcher,
+    cell: &mut dyn FnMut(&[u8]),
+    out: &mut Redacted,
+) -> Result<Vec<Edit>, RedactError> {
+    let fail = |reason: String| RedactError::Sqlite {
+        path: path.to_string(),
+        reason,
+    };
     let declared = declared_cells(path, conn, rules, &mut out.warnings)?;
     let mut edits = Vec::new();
     for (table, has_rowid) in tables(conn).map_err(|e| fail(reason(e)))? {
@@ -164,33 +227,7 @@ pub fn redact(
             }
         }
     }
-    apply(conn, &edits).map_err(|e| fail(reason(e)))?;
-    // Rebuilt page by page: no old value is left in a free page.
-    let conn = copy.rebuild().map_err(|e| fail(reason(e)))?;
-    for e in &edits {
-        let sql = format!(
-            "SELECT {} FROM {} WHERE {} = ?1",
-            quote(&e.column),
-            quote(&e.table),
-            e.alias
-        );
-        let same = conn
-            .query_row(&sql, [e.rowid], |r| {
-                Ok(match r.get_ref(0)? {
-                    ValueRef::Text(t) => !e.blob && t == e.bytes.as_slice(),
-                    ValueRef::Blob(b) => e.blob && b == e.bytes.as_slice(),
-                    _ => false,
-                })
-            })
-            .map_err(|err| fail(reason(err)))?;
-        if !same {
-            return Err(fail(format!(
-                "after VACUUM, row {} of table `{}` is not the row redacted",
-                e.rowid, e.table
-            )));
-        }
-    }
-    Ok(out)
+    Ok(edits)
 }
 
 /// Writes every edit, in one transaction.

@@ -121,7 +121,8 @@ fn a_live_wal_database_is_copied_redacted_and_rehydrated_row_for_row() {
         cells > 50,
         "every text cell is handed to detection: {cells}"
     );
-    let image = copy.image().unwrap().to_vec();
+    let mut image = Vec::new();
+    std::io::Read::read_to_end(&mut copy.image().unwrap().reader(), &mut image).unwrap();
     assert!(is_database(&image));
     assert_eq!(image[18..20], [2, 2], "the image keeps WAL mode");
     for value in [KEY, PASTED] {

@@ -195,10 +195,10 @@ impl Unknown<'_> {
             .collect();
         if super::archive::is_captured_database(entry, &file_rules) {
             // The text cells as archived: the findings the gate made in them.
-            let mut copy = crate::sqlite::Copy::capture(&entry.path, rel)?;
+            let copy = crate::sqlite::Copy::capture(&entry.path, rel)?;
             let mut n = 0;
             let mut read = |cell: &[u8]| n += capture::values_in(self.detector, rel, cell, out);
-            crate::sqlite::redact(rel, &mut copy, &file_rules, &self.known.stray, &mut read)?;
+            crate::sqlite::read_cells(rel, &copy, &file_rules, &self.known.stray, &mut read)?;
             return Ok(n);
         }
         let blocking = |f: &Finding| f.severity == Severity::Error;
