@@ -26,7 +26,7 @@ use crate::error::{Error, Result};
 use crate::manifest::{Locator, Manifest};
 use crate::ops::walk::{Entry, EntryKind, Walk};
 use crate::redact::{
-    Blocker, RedactedFile, Replacement, Rule, Source, StrayMatcher, StrayReader, WarningKind,
+    Blocker, RedactWarning, Replacement, Rule, Source, StrayMatcher, StrayReader, WarningKind,
     is_binary, redact_file_with,
 };
 
@@ -253,20 +253,14 @@ pub(super) fn write_entries<B: Body>(
             gate.end_entry(len);
             text_files.insert(entry.rel.clone());
             report.findings.extend(archived.findings);
-            blockers.extend(archived.redacted.blockers);
-            let redacted = RedactedFile {
-                replacements: archived.redacted.replacements,
-                warnings: archived.redacted.warnings,
-                ..RedactedFile::default()
-            };
-            note_redaction(&entry.rel, &redacted, &input, report);
-            push_locations(
-                &mut locations,
-                &entry.rel,
+            let redacted = archived.redacted;
+            blockers.extend(redacted.blockers);
+            let file = (
+                entry.rel.as_str(),
                 redacted.replacements,
-                known,
-                &input,
+                &redacted.warnings[..],
             );
+            record(file, &input, known, report, &mut locations);
             done(size);
             continue;
         }
@@ -297,18 +291,8 @@ pub(super) fn write_entries<B: Body>(
                         text_files.insert(entry.rel.clone());
                     }
                     report.findings.extend(streamed.findings);
-                    let redacted = RedactedFile {
-                        replacements: streamed.replacements,
-                        ..RedactedFile::default()
-                    };
-                    note_redaction(&entry.rel, &redacted, &input, report);
-                    push_locations(
-                        &mut locations,
-                        &entry.rel,
-                        redacted.replacements,
-                        known,
-                        &input,
-                    );
+                    let file = (entry.rel.as_str(), streamed.replacements, &[][..]);
+                    record(file, &input, known, report, &mut locations);
                 }
                 Err(e) => {
                     gate.end_entry(0);
@@ -338,7 +322,6 @@ pub(super) fn write_entries<B: Body>(
         {
             return Ok(Err(changed));
         }
-        note_redaction(&entry.rel, &redacted, &input, report);
         if !is_binary(bytes) {
             text_files.insert(entry.rel.clone());
             if let Some(text_rules) = input.text_rules {
@@ -352,13 +335,12 @@ pub(super) fn write_entries<B: Body>(
         writer.append_bytes(&entry.rel, meta, &redacted.output)?;
         gate.end_entry(len);
         done(size);
-        push_locations(
-            &mut locations,
-            &entry.rel,
+        let file = (
+            entry.rel.as_str(),
             redacted.replacements,
-            known,
-            &input,
+            &redacted.warnings[..],
         );
+        record(file, &input, known, report, &mut locations);
     }
     gate.begin_entry(INDEX_PATH);
     let (closed, index, counts) = writer.close(input.info, locations)?;
@@ -445,38 +427,20 @@ pub(super) fn gate_verdict(gate: gate::Gate, report: &mut SnapshotReport, blocke
         .collect();
 }
 
-/// Records a file's placeholders for the index.
-fn push_locations(
-    locations: &mut Vec<SecretLocation>,
-    rel: &str,
-    replacements: Vec<Replacement>,
-    known: &Known,
-    input: &Input<'_>,
-) {
-    for r in replacements {
-        locations.push(SecretLocation {
-            file: format!("state/{rel}"),
-            locator: match &r.source {
-                Source::Rule(l) => Some(l.clone()),
-                Source::Stray => None,
-            },
-            store_version: known.versions.get(&r.handle).copied(),
-            ephemeral: input.rules.is_ephemeral(&r.handle),
-            handle: r.handle.clone(),
-            context: serde_json::to_value(&r).expect("a replacement serializes"),
-        });
-    }
-}
+/// One file's redaction: its path, its records and its redaction warnings.
+type FileRedaction<'a> = (&'a str, Vec<Replacement>, &'a [RedactWarning]);
 
-/// Adds a file's redactions and redaction warnings to the report.
-fn note_redaction(
-    rel: &str,
-    redacted: &RedactedFile<'_>,
+/// Records a file's redaction: its placeholders for the index, and for the report (with its
+/// redaction warnings).
+fn record(
+    (rel, replacements, warnings): FileRedaction<'_>,
     input: &Input<'_>,
+    known: &Known,
     report: &mut SnapshotReport,
+    locations: &mut Vec<SecretLocation>,
 ) {
     let (masks, rules) = (input.masks, input.rules);
-    for r in &redacted.replacements {
+    for r in replacements {
         report.redacted.push(Redacted {
             file: rel.to_string(),
             locator: match &r.source {
@@ -486,8 +450,19 @@ fn note_redaction(
             handle: r.handle.to_string(),
             count: r.offsets.len(),
         });
+        locations.push(SecretLocation {
+            file: format!("state/{rel}"),
+            locator: match &r.source {
+                Source::Rule(l) => Some(l.clone()),
+                Source::Stray => None,
+            },
+            store_version: known.versions.get(&r.handle).copied(),
+            ephemeral: rules.is_ephemeral(&r.handle),
+            handle: r.handle.clone(),
+            context: serde_json::to_value(&r).expect("a replacement serializes"),
+        });
     }
-    for w in &redacted.warnings {
+    for w in warnings {
         match w.kind {
             WarningKind::NotFound if rules.only_globs(&w.path, &w.locator) => {}
             WarningKind::NotFound => report
