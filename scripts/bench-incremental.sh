@@ -87,7 +87,6 @@ restic -q init > "$LOG/restic-init.out"
 RESTIC_REPO_VERSION="$(restic -q cat config | python3 -c 'import json,sys; print(json.load(sys.stdin)["version"])')"
 find "$WORK/state" -type f -exec cat {} + > /dev/null   # warm the page cache
 
-now() { date +%s.%N; }
 # timed NAME COMMAND...: runs COMMAND after a sync; wall seconds into $LOG/NAME.t, peak RSS KiB
 # into $LOG/NAME.m, stdout and stderr into $LOG/NAME.out and .err; returns COMMAND's status.
 timed() {

@@ -109,8 +109,6 @@ PY
 rm -rf "$WORK/state"
 ARCHIVE="$(ls "$WORK"/repo/snapshots/*.tar.zst)"
 
-best() { sort -n | head -1; }
-now() { date +%s.%N; }
 agentbak_runs=()
 tar_runs=()
 synced_runs=()

@@ -92,17 +92,6 @@ cat "$WORK"/state/*/*/* > /dev/null   # warm the page cache for everyone
 export AGENTBAK_CACHE_DIR="$WORK/cache"
 "$BIN" -q -m "$WORK/agentbak.json" secrets push > /dev/null
 
-best() { sort -n | head -1; }
-now() { date +%s.%N; }
-# time_rss OUT COMMAND...: wall seconds into OUT.t, peak RSS KiB into OUT.m.
-time_rss() {
-    local out="$1"; shift
-    local s e
-    s=$(now)
-    /usr/bin/time -f "%M" -o "$out.m" "$@" > /dev/null
-    e=$(now)
-    echo "$e - $s" | bc -l > "$out.t"
-}
 export RESTIC_PASSWORD=bench RESTIC_CACHE_DIR="$WORK/restic-cache"
 has_restic=$(command -v restic >/dev/null && echo 1 || echo 0)
 declare -a A T R F

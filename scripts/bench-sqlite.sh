@@ -96,17 +96,6 @@ export AGENTBAK_CACHE_DIR="$WORK/cache"
 # cron job's every run after its first does.
 "$BIN" -q -m "$WORK/agentbak.json" snapshot > /dev/null || [ $? -eq 3 ]
 
-best() { sort -n | head -1; }
-now() { date +%s.%N; }
-# time_rss OUT COMMAND...: wall seconds into OUT.t, peak RSS KiB into OUT.m.
-time_rss() {
-    local out="$1"; shift
-    local s e
-    s=$(now)
-    /usr/bin/time -f "%M" -o "$out.m" "$@" > /dev/null
-    e=$(now)
-    echo "$e - $s" | bc -l > "$out.t"
-}
 declare -a A T
 AM=0; TM=0
 for run in $(seq "$RUNS"); do

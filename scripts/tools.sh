@@ -69,3 +69,17 @@ bench_bin() {
         printf '%s\n' "${CARGO_TARGET_DIR:-$(pwd)/target}/release/agentbak"
     fi
 }
+
+# Benchmark helpers. best: the smallest of the numbers on stdin, one per line. now: seconds
+# since the epoch, to the nanosecond. time_rss OUT COMMAND...: runs COMMAND (stdout dropped),
+# its wall seconds into OUT.t and its peak RSS in KiB into OUT.m.
+best() { sort -n | head -1; }
+now() { date +%s.%N; }
+time_rss() {
+    local out="$1"; shift
+    local s e
+    s=$(now)
+    /usr/bin/time -f "%M" -o "$out.m" "$@" > /dev/null
+    e=$(now)
+    echo "$e - $s" | bc -l > "$out.t"
+}
